@@ -1,0 +1,3 @@
+from cryoglass.cli.main import run
+
+run()

@@ -1,0 +1,38 @@
+"""The ``cryoglass`` command line: one module per command under ``cryoglass/cli``.
+
+Command modules import only typer at module level; torch, matplotlib and the science modules
+are imported inside the command bodies so that ``cryoglass --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import typer
+
+app = typer.Typer(
+    name="cryoglass",
+    help="cryoglass: single-particle cryo-EM in a glass box. Every command has --help with examples.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+#: (command name, module under cryoglass.cli); each module defines ``main`` whose docstring's
+#: first line is the one-line purpose shown by ``cryoglass --help``.
+COMMANDS: tuple[tuple[str, str], ...] = (
+    ("demo", "demo"),
+    ("project", "project"),
+    ("ctf", "ctf"),
+    ("lessons", "lessons"),
+)
+
+for _name, _module in COMMANDS:
+    _mod = importlib.import_module(f"cryoglass.cli.{_module}")
+    app.command(_name)(_mod.main)
+
+
+def run() -> None:
+    """Entry point of the ``cryoglass`` console script."""
+    app()

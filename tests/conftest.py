@@ -1,0 +1,54 @@
+"""Shared fixtures: seeded generators, the shared real-data folder, and RELION binaries."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("CRYOGLASS_SHARED_DATA", REPO.parent / "shared" / "data"))
+REQUIRE_RELION = os.environ.get("CRYOGLASS_REQUIRE_RELION", "") == "1"
+
+
+@pytest.fixture
+def generator() -> torch.Generator:
+    """A seeded torch generator (seed 0)."""
+    return torch.Generator().manual_seed(0)
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The third-party real data in ../shared/data (read in place, never copied)."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"shared real data not found at {SHARED_DATA} (set CRYOGLASS_SHARED_DATA)")
+    return SHARED_DATA
+
+
+def relion_binary(name: str) -> str:
+    """Path of a RELION binary; skip locally when absent, fail in CI (CRYOGLASS_REQUIRE_RELION=1)."""
+    path = shutil.which(name)
+    if path is None:
+        message = f"{name} not found: install RELION 3.1 (apt-get install relion)"
+        if REQUIRE_RELION:
+            pytest.fail(message + " — required in CI (CRYOGLASS_REQUIRE_RELION=1)")
+        pytest.skip(message)
+    return path
+
+
+def run_relion(args: list[str], *, cwd: Path) -> subprocess.CompletedProcess:
+    """Run a RELION command in ``cwd``; raise with its output if it fails."""
+    binary = relion_binary(args[0])
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.run(
+        [binary, *args[1:]], cwd=cwd, capture_output=True, text=True, env=env, timeout=600
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(
+            f"{' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+        )
+    return proc
