@@ -53,7 +53,7 @@ def euler_to_matrix(euler_deg: torch.Tensor) -> torch.Tensor:
     --------
     >>> import torch
     >>> A = euler_to_matrix(torch.tensor([90.0, 0.0, 0.0], dtype=torch.float64))
-    >>> A.round(decimals=6)[0].tolist()
+    >>> (A.round(decimals=6)[0] + 0.0).tolist()
     [0.0, 1.0, 0.0]
     """
     euler_deg = torch.as_tensor(euler_deg)

@@ -1,0 +1,59 @@
+"""`cryoglass lessons`: write the study-group lessons as Jupyter notebooks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from cryoglass.cli._common import fail
+
+
+def lesson_sources() -> list[Path]:
+    """The lesson scripts (jupytext percent format), in syllabus order.
+
+    Installed wheels carry them in ``cryoglass/_lessons``; an editable install reads the
+    repository's ``lessons/`` folder.
+    """
+    here = Path(__file__).resolve()
+    for folder in (here.parents[1] / "_lessons", here.parents[3] / "lessons"):
+        if folder.is_dir():
+            return sorted(p for p in folder.glob("[0-9][0-9]_*.py"))
+    return []
+
+
+def main(
+    out: Path = typer.Option(..., "--out", help="Folder for the notebooks (created if missing)."),
+    execute: bool = typer.Option(
+        False, "--execute", help="Run each notebook (fast mode) so it opens with its outputs."
+    ),
+    list_only: bool = typer.Option(False, "--list", help="Only list the lessons."),
+) -> None:
+    """Write the lessons (one per syllabus session) as Jupyter notebooks.
+
+    Example: cryoglass lessons --out lessons_nb && jupyter lab lessons_nb
+    """
+    sources = lesson_sources()
+    if not sources:
+        fail("no lessons found in this installation")
+    if list_only:
+        for path in sources:
+            typer.echo(path.stem)
+        return
+    import os
+
+    import jupytext
+
+    out.mkdir(parents=True, exist_ok=True)
+    for path in sources:
+        notebook = jupytext.read(path)
+        if execute:
+            from nbclient import NotebookClient
+
+            os.environ.setdefault("CRYOGLASS_FAST", "1")
+            NotebookClient(notebook, timeout=600, kernel_name="python3").execute()
+        target = out / f"{path.stem}.ipynb"
+        tmp = target.with_suffix(".ipynb.tmp")
+        jupytext.write(notebook, tmp, fmt="ipynb")
+        os.replace(tmp, target)
+        typer.echo(str(target))
