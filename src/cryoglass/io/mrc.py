@@ -1,0 +1,418 @@
+"""MRC/MRCS files (MRC2014) via ``mrcfile``: read maps and stacks, write them atomically.
+
+Conventions
+-----------
+* Arrays come back indexed ``[z, y, x]`` (volumes), ``[n, y, x]`` (stacks) or ``[y, x]``
+  (single images), whatever order the file stores its axes in.  MRC2014 stores sections,
+  rows and columns; header words ``mapc, mapr, maps`` say which physical axis (1 = X, 2 = Y,
+  3 = Z) runs along columns, rows and sections.  ``mrcfile`` returns the raw block indexed
+  ``[section, row, column]``; :func:`read_mrc` permutes it to ``[z, y, x]``.  Example:
+  EMD-3001 has ``mapc, mapr, maps = 3, 1, 2``, mrcfile shape (25, 43, 73) = (Y, X, Z) and our
+  shape (73, 25, 43) = (Z, Y, X).
+* Voxel sizes are in Å, ordered (x, y, z) (``cella / (mx, my, mz)``).  A voxel size of 0 or
+  exactly 1.0 is usually "never set" (RELION and many programs write 1.0 into stacks whose
+  real pixel is elsewhere), so :class:`MRCHeaderInfo` flags it (``pixel_size_trusted``).
+* Values are returned as float32 (modes 0, 1, 2, 6, 12); complex modes are refused.
+  Non-finite values (NaN/Inf) are refused with their count.
+
+Files lacking the ``MAP`` ID string or the machine stamp (older programs, e.g. some RELION 3
+stacks) are read, because ``mrcfile`` can still decode them; every other header problem
+(truncated data, unknown mode, wrong sizes) is an error that names the file.
+
+References
+----------
+Cheng et al. (2015) MRC2014: Extensions to the MRC format header for electron cryo-microscopy
+and tomography. J. Struct. Biol. 192:146-150. https://doi.org/10.1016/j.jsb.2015.04.002
+
+Burnley, Palmer & Winn (2017) Recent developments in the CCP-EM software suite (mrcfile).
+Acta Cryst. D73:469-477. https://doi.org/10.1107/S2059798317007859
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import mrcfile
+import numpy as np
+import torch
+
+from cryoglass.io._atomic import atomic_write
+
+__all__ = [
+    "MRCHeaderInfo",
+    "MRCStack",
+    "check_pixel_size",
+    "open_mrc_stack",
+    "read_mrc",
+    "read_mrc_header",
+    "write_mrc",
+]
+
+# Warnings from mrcfile's permissive mode that still leave a readable file.
+_TOLERATED_WARNINGS = ("Map ID string not found", "Unrecognised machine stamp")
+_REAL_MODES = {0: "int8", 1: "int16", 2: "float32", 6: "uint16", 12: "float16"}
+_COMPLEX_MODES = {3: "complex int16", 4: "complex float32"}
+_UNSET_PIXEL_SIZES = (0.0, 1.0)
+
+
+@dataclass(frozen=True)
+class MRCHeaderInfo:
+    """What cryoglass keeps from an MRC header.
+
+    Attributes
+    ----------
+    path : Path
+        The file.
+    shape : tuple of int
+        Shape of the array :func:`read_mrc` returns, ``(d, h, w)``, ``(n, h, w)`` or ``(h, w)``.
+    mode : int
+        MRC data mode (0 int8, 1 int16, 2 float32, 6 uint16, 12 float16).
+    voxel_size_angstrom : tuple of float
+        (x, y, z) voxel size [Å] from ``cella / (mx, my, mz)``.
+    pixel_size_trusted : bool
+        False when the voxel size is 0 or exactly 1.0 (usually unset) or anisotropic in x/y.
+    axis_order : tuple of int
+        ``(mapc, mapr, maps)`` as stored (1, 2, 3 is standard).
+    origin_start : tuple of int
+        ``(nxstart, nystart, nzstart)`` as stored.
+    space_group : int
+        ``ispg`` (0 for image stacks, 1 for single-particle volumes).
+    extended_header_bytes : int
+        ``nsymbt``.
+    dmin, dmax, dmean, rms : float
+        Statistics stored in the header (not recomputed).
+    is_stack : bool
+        True when the header marks an image stack (``ispg == 0``, ``mz == 1``) or the file
+        holds a single image.
+    """
+
+    path: Path
+    shape: tuple[int, ...]
+    mode: int
+    voxel_size_angstrom: tuple[float, float, float]
+    pixel_size_trusted: bool
+    axis_order: tuple[int, int, int]
+    origin_start: tuple[int, int, int]
+    space_group: int
+    extended_header_bytes: int
+    dmin: float
+    dmax: float
+    dmean: float
+    rms: float
+    is_stack: bool
+
+    @property
+    def pixel_size_angstrom(self) -> float | None:
+        """The x voxel size [Å], or None when it is not trusted (0, 1.0 or anisotropic)."""
+        return self.voxel_size_angstrom[0] if self.pixel_size_trusted else None
+
+
+def _open(path: Path, *, mmap: bool) -> mrcfile.mrcfile.MrcFile:
+    """Open strictly; retry permissively only for the harmless ID/machine-stamp problems."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: MRC file not found")
+    opener = mrcfile.mmap if mmap else mrcfile.open
+    try:
+        return opener(path, mode="r", permissive=False)
+    except ValueError as strict_error:
+        if not any(text in str(strict_error) for text in _TOLERATED_WARNINGS):
+            raise ValueError(f"{path}: not a readable MRC file: {strict_error}") from None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        mrc = opener(path, mode="r", permissive=True)
+    problems = [str(w.message) for w in caught]
+    fatal = [p for p in problems if not any(text in p for text in _TOLERATED_WARNINGS)]
+    if fatal or mrc.data is None:
+        mrc.close()
+        reason = "; ".join(fatal) or "no data block"
+        raise ValueError(f"{path}: corrupt or truncated MRC file: {reason}")
+    return mrc
+
+
+def _check_mode(path: Path, mode: int) -> None:
+    if mode in _COMPLEX_MODES:
+        raise ValueError(
+            f"{path}: MRC mode {mode} ({_COMPLEX_MODES[mode]}) is complex; cryoglass reads real "
+            "maps and images only"
+        )
+    if mode not in _REAL_MODES:
+        raise ValueError(f"{path}: unsupported MRC mode {mode}")
+
+
+def _header_info(path: Path, mrc: mrcfile.mrcfile.MrcFile, shape: tuple[int, ...]) -> MRCHeaderInfo:
+    header = mrc.header
+    voxel = mrc.voxel_size
+    voxel_xyz = (float(voxel.x), float(voxel.y), float(voxel.z))
+    trusted = (
+        voxel_xyz[0] not in _UNSET_PIXEL_SIZES
+        and np.isfinite(voxel_xyz[0])
+        and abs(voxel_xyz[0] - voxel_xyz[1]) <= 1e-4 * abs(voxel_xyz[0])
+    )
+    return MRCHeaderInfo(
+        path=path,
+        shape=shape,
+        mode=int(header.mode),
+        voxel_size_angstrom=voxel_xyz,
+        pixel_size_trusted=bool(trusted),
+        axis_order=(int(header.mapc), int(header.mapr), int(header.maps)),
+        origin_start=(int(header.nxstart), int(header.nystart), int(header.nzstart)),
+        space_group=int(header.ispg),
+        extended_header_bytes=int(header.nsymbt),
+        dmin=float(header.dmin),
+        dmax=float(header.dmax),
+        dmean=float(header.dmean),
+        rms=float(header.rms),
+        is_stack=bool(mrc.is_image_stack() or mrc.is_single_image()),
+    )
+
+
+def _zyx_permutation(path: Path, axis_order: tuple[int, int, int]) -> tuple[int, int, int]:
+    """Permutation taking the stored [section, row, column] block to [z, y, x]."""
+    mapc, mapr, maps = axis_order
+    stored = (maps, mapr, mapc)  # physical axis (1=X, 2=Y, 3=Z) of stored dims 0, 1, 2
+    if sorted(stored) != [1, 2, 3]:
+        raise ValueError(f"{path}: invalid axis order mapc/mapr/maps = {axis_order}")
+    return (stored.index(3), stored.index(2), stored.index(1))
+
+
+def _to_float_tensor(path: Path, array: np.ndarray) -> torch.Tensor:
+    data = torch.from_numpy(np.asarray(array, dtype=np.float32).copy())
+    _check_finite(path, data)
+    return data
+
+
+def _check_finite(path: Path | str, data: torch.Tensor) -> None:
+    finite = torch.isfinite(data)
+    if not bool(finite.all()):
+        bad = int((~finite).sum())
+        raise ValueError(f"{path}: {bad} non-finite values (NaN or Inf) in the data")
+
+
+def read_mrc(path: str | os.PathLike) -> tuple[torch.Tensor, MRCHeaderInfo]:
+    """Read an MRC map, image or stack as a float32 tensor indexed [z, y, x].
+
+    Parameters
+    ----------
+    path : path-like
+        ``.mrc``, ``.mrcs`` or ``.map`` file.
+
+    Returns
+    -------
+    data : Tensor, float32, shape (d, h, w), (n, h, w) or (h, w)
+        Values in [z, y, x] order (the file's mapc/mapr/maps permutation undone for volumes).
+    info : MRCHeaderInfo
+        Header values (voxel size in Å, axis order, statistics).
+
+    Raises
+    ------
+    ValueError
+        Truncated or corrupt file, complex or unknown mode, NaN/Inf values; the message
+        names the file.
+
+    Notes
+    -----
+    Stacks (``ispg = 0``) are never permuted: their third axis counts images.
+    """
+    path = Path(path)
+    with _open(path, mmap=False) as mrc:
+        _check_mode(path, int(mrc.header.mode))
+        array = mrc.data
+        axis_order = (int(mrc.header.mapc), int(mrc.header.mapr), int(mrc.header.maps))
+        if array.ndim == 3 and axis_order != (1, 2, 3) and not mrc.is_image_stack():
+            array = np.transpose(array, _zyx_permutation(path, axis_order))
+        data = _to_float_tensor(path, array)
+        info = _header_info(path, mrc, tuple(data.shape))
+    return data, info
+
+
+def read_mrc_header(path: str | os.PathLike) -> MRCHeaderInfo:
+    """Read only the header summary of an MRC file (the data are memory-mapped, not loaded)."""
+    path = Path(path)
+    with _open(path, mmap=True) as mrc:
+        _check_mode(path, int(mrc.header.mode))
+        shape = tuple(int(s) for s in mrc.data.shape)
+        axis_order = (int(mrc.header.mapc), int(mrc.header.mapr), int(mrc.header.maps))
+        if len(shape) == 3 and axis_order != (1, 2, 3) and not mrc.is_image_stack():
+            shape = tuple(shape[i] for i in _zyx_permutation(path, axis_order))
+        return _header_info(path, mrc, shape)
+
+
+def write_mrc(
+    path: str | os.PathLike,
+    data: torch.Tensor,
+    *,
+    pixel_size_angstrom: float,
+    overwrite: bool = False,
+    stack: bool = False,
+    dtype: torch.dtype = torch.float32,
+) -> Path:
+    """Write a map, image or image stack to an MRC file, atomically.
+
+    Parameters
+    ----------
+    path : path-like
+        Output file; refused if it exists unless ``overwrite``.
+    data : Tensor, shape (d, h, w), (n, h, w) or (h, w)
+        Real values indexed [z, y, x] (or [n, y, x] with ``stack=True``).
+    pixel_size_angstrom : float
+        Voxel size [Å] written to the header (isotropic).
+    overwrite : bool
+        Replace an existing file.
+    stack : bool
+        Mark a 3D array as an image stack (``ispg = 0``, ``mz = 1``), as for ``.mrcs``.
+    dtype : torch.float32 or torch.float16
+        Stored precision (mode 2 or 12).
+
+    Returns
+    -------
+    Path
+        The written file.  Header statistics (dmin, dmax, dmean, rms) are computed.
+    """
+    data = torch.as_tensor(data)
+    if data.ndim not in (2, 3):
+        raise ValueError(f"{path}: data must be 2D or 3D, got shape {tuple(data.shape)}")
+    if data.is_complex():
+        raise ValueError(f"{path}: complex data cannot be written; take the real part first")
+    if dtype not in (torch.float32, torch.float16):
+        raise ValueError(f"{path}: dtype must be torch.float32 or torch.float16, got {dtype}")
+    if not pixel_size_angstrom > 0:
+        raise ValueError(f"{path}: pixel_size_angstrom must be > 0, got {pixel_size_angstrom}")
+    _check_finite(path, data)
+    array = data.detach().to("cpu", dtype).numpy()
+
+    def _write(tmp: Path) -> None:
+        with mrcfile.new(tmp, overwrite=True) as mrc:
+            mrc.set_data(np.ascontiguousarray(array))
+            if stack and array.ndim == 3:
+                mrc.set_image_stack()
+            mrc.voxel_size = float(pixel_size_angstrom)
+            mrc.update_header_stats()
+
+    return atomic_write(path, _write, overwrite=overwrite)
+
+
+class MRCStack:
+    """A memory-mapped MRC image stack: images are read on demand, never all at once.
+
+    Use :func:`open_mrc_stack`.  Indexing follows numpy/torch (0-based).  A 2D file counts as
+    a stack of one image.  Close it (or use ``with``) to release the file.
+
+    Attributes
+    ----------
+    path : Path
+    info : MRCHeaderInfo
+    image_shape : tuple of int
+        ``(h, w)``.
+    """
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        self._mrc = _open(self.path, mmap=True)
+        try:
+            _check_mode(self.path, int(self._mrc.header.mode))
+            data = self._mrc.data
+            self._data = data[None] if data.ndim == 2 else data
+            self.info = _header_info(self.path, self._mrc, tuple(self._data.shape))
+        except BaseException:
+            self._mrc.close()
+            raise
+        self.image_shape: tuple[int, int] = (int(self._data.shape[1]), int(self._data.shape[2]))
+
+    def __len__(self) -> int:
+        return int(self._data.shape[0])
+
+    def read(self, indices: torch.Tensor | np.ndarray | list[int]) -> torch.Tensor:
+        """Images at 0-based ``indices`` as a float32 tensor (B, h, w), in the order given.
+
+        Raises
+        ------
+        IndexError
+            An index is negative or past the end; the message names the file, the index
+            and the stack length.
+        ValueError
+            The selected images contain NaN/Inf.
+        """
+        idx = np.asarray(torch.as_tensor(indices, dtype=torch.int64).cpu().numpy()).reshape(-1)
+        n = len(self)
+        bad = (idx < 0) | (idx >= n)
+        if bad.any():
+            first = int(idx[bad][0])
+            raise IndexError(
+                f"{self.path}: image index {first} (0-based; RELION index {first + 1}) is "
+                f"outside the stack of {n} images"
+            )
+        order = np.argsort(idx, kind="stable")
+        block = np.empty((idx.size, *self.image_shape), dtype=np.float32)
+        block[order] = self._data[idx[order]]  # sorted reads touch the file sequentially
+        images = torch.from_numpy(block)
+        _check_finite(self.path, images)
+        return images
+
+    def close(self) -> None:
+        """Release the memory map and the file."""
+        self._mrc.close()
+
+    def __enter__(self) -> MRCStack:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def open_mrc_stack(path: str | os.PathLike) -> MRCStack:
+    """Open an MRC/MRCS image stack lazily (memory-mapped).
+
+    Parameters
+    ----------
+    path : path-like
+
+    Returns
+    -------
+    MRCStack
+        ``len(stack)`` images of shape ``stack.image_shape``; ``stack.read(indices)`` returns
+        a float32 tensor (B, h, w).
+    """
+    return MRCStack(path)
+
+
+def check_pixel_size(
+    star_pixel_size_angstrom: float,
+    header_pixel_size_angstrom: float | None,
+    *,
+    tolerance: float = 0.01,
+    source: str = "",
+) -> None:
+    """Raise if a metadata pixel size and an MRC header pixel size disagree.
+
+    The header value is only compared when it is meaningful: None, 0 and exactly 1.0 are
+    treated as "unset" and accepted.
+
+    Parameters
+    ----------
+    star_pixel_size_angstrom : float
+        Pixel size from the metadata (e.g. rlnImagePixelSize) [Å].
+    header_pixel_size_angstrom : float or None
+        Pixel size from the MRC header [Å].
+    tolerance : float
+        Allowed relative difference |a - b| / a.
+    source : str
+        Names the files involved, for the message.
+
+    Raises
+    ------
+    ValueError
+        The relative difference exceeds ``tolerance``.
+    """
+    if header_pixel_size_angstrom is None or header_pixel_size_angstrom in _UNSET_PIXEL_SIZES:
+        return
+    star = float(star_pixel_size_angstrom)
+    header = float(header_pixel_size_angstrom)
+    if abs(star - header) > tolerance * abs(star):
+        where = f"{source}: " if source else ""
+        raise ValueError(
+            f"{where}pixel size disagreement: metadata says {star:.4f} Å, MRC header says "
+            f"{header:.4f} Å (relative tolerance {tolerance})"
+        )

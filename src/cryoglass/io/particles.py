@@ -1,0 +1,401 @@
+"""Particle metadata (:class:`ParticleSet`) and the lazy particle image stack.
+
+A :class:`ParticleSet` is what every metadata reader returns (RELION STAR, cryoSPARC ``.cs``,
+cryoDRGN pickles): images, pixel sizes, poses and CTF as batched tensors in cryoglass'
+convention (RELION 3.1 meaning, Å and degrees).  Metadata tensors are float64, so values
+written back to a STAR file are exactly those read; cast with ``.to(dtype)`` for computing.
+
+Images are referenced RELION-style, ``"index@path"`` with a 1-based index; here they are
+resolved once into the unique image files (absolute paths) and two integer tensors: which
+file, and the 0-based index inside it.  :class:`ParticleStack` reads them lazily, in batches,
+from memory-mapped MRC stacks (it never loads a whole stack).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from cryoglass.ctf.params import CTFParams
+from cryoglass.io.mrc import MRCStack, open_mrc_stack
+
+__all__ = [
+    "ParticleSet",
+    "ParticleStack",
+    "make_particle_set",
+    "parse_image_names",
+    "read_images",
+]
+
+
+def parse_image_names(
+    names: Sequence[str], *, image_root: Path, source: str = "image names"
+) -> tuple[tuple[Path, ...], torch.Tensor, torch.Tensor]:
+    """Resolve RELION image names ``"index@path"`` (1-based index) to files and 0-based indices.
+
+    Parameters
+    ----------
+    names : sequence of str
+        ``"000012@Extract/job003/mic1.mrcs"``; a name without ``@`` is a single-image file.
+    image_root : Path
+        Folder that relative paths are resolved against.
+    source : str
+        Named in error messages (e.g. the STAR file).
+
+    Returns
+    -------
+    image_files : tuple of Path
+        Unique absolute paths, in order of first appearance.
+    image_file_index : Tensor, int64, shape (N,)
+        Position of each particle's file in ``image_files``.
+    image_index : Tensor, int64, shape (N,)
+        0-based index of each particle inside its file.
+    """
+    series = pd.Series(list(names), dtype=str)
+    has_at = series.str.contains("@", regex=False)
+    parts = series.str.split("@", n=1, expand=True)
+    if parts.shape[1] == 1:
+        parts[1] = None
+    paths = parts[1].where(has_at, series)
+    index_text = parts[0].where(has_at, "1")
+    index = pd.to_numeric(index_text, errors="coerce")
+    bad = index.isna() | (index < 1) | (index != index.round())
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0])
+        raise ValueError(
+            f"{source}: row {row}: image name {series.iloc[row]!r} is not 'index@path' with a "
+            "1-based integer index"
+        )
+    codes, uniques = pd.factorize(paths)
+    root = Path(image_root)
+    files = tuple(Path(os.path.abspath(root / p)) for p in uniques)
+    return (
+        files,
+        torch.tensor(np.array(codes), dtype=torch.int64),
+        torch.tensor(index.to_numpy(dtype=np.int64) - 1, dtype=torch.int64),
+    )
+
+
+@dataclass(frozen=True, eq=False)
+class ParticleSet:
+    """Particles' images, pixel sizes, poses and CTF, in cryoglass' convention.
+
+    Change fields with ``dataclasses.replace``; ``write_relion_star`` writes the tensors back.
+
+    Attributes
+    ----------
+    image_files : tuple of Path
+        Unique image files (absolute paths).
+    image_file_index : Tensor, int64, shape (N,)
+        For each particle, its file's position in ``image_files``.
+    image_index : Tensor, int64, shape (N,)
+        For each particle, its 0-based index inside that file (RELION's index minus 1).
+    pixel_size_angstrom : Tensor, float64, shape (N,)
+        Pixel size of each particle image [Å] (from its optics group).
+    image_size : int
+        Box size [pixels]; images are (image_size, image_size).
+    euler_deg : Tensor, float64, shape (N, 3), or None
+        RELION Euler angles (rot, tilt, psi) [degrees].
+    shift_angstrom : Tensor, float64, shape (N, 2), or None
+        (x, y) origin offsets [Å] with RELION 3.1's rlnOriginX/YAngst meaning.
+    ctf : CTFParams or None
+        Batched CTF parameters (fields of shape (N,)).
+    optics_group : Tensor, int64, shape (N,)
+        RELION optics group of each particle (1-based ids).
+    source_path : Path or None
+        The metadata file read (None for sets made in memory).
+    image_root : Path
+        Folder that relative image paths in ``particles_table`` resolve against.
+    particles_table, optics_table : pandas.DataFrame or None
+        The original tables (RELION column names), kept so that writing preserves the
+        columns cryoglass does not interpret.  Never modified in place.
+    """
+
+    image_files: tuple[Path, ...]
+    image_file_index: torch.Tensor
+    image_index: torch.Tensor
+    pixel_size_angstrom: torch.Tensor
+    image_size: int
+    euler_deg: torch.Tensor | None = None
+    shift_angstrom: torch.Tensor | None = None
+    ctf: CTFParams | None = None
+    optics_group: torch.Tensor | None = None
+    source_path: Path | None = None
+    image_root: Path = field(default_factory=Path.cwd)
+    particles_table: pd.DataFrame | None = field(default=None, repr=False)
+    optics_table: pd.DataFrame | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        n = int(self.image_index.shape[0])
+        where = self.source_path or "ParticleSet"
+        checks = {
+            "image_file_index": (self.image_file_index, (n,)),
+            "pixel_size_angstrom": (self.pixel_size_angstrom, (n,)),
+            "euler_deg": (self.euler_deg, (n, 3)),
+            "shift_angstrom": (self.shift_angstrom, (n, 2)),
+            "optics_group": (self.optics_group, (n,)),
+        }
+        for name, (value, shape) in checks.items():
+            if value is not None and tuple(value.shape) != shape:
+                raise ValueError(
+                    f"{where}: {name} has shape {tuple(value.shape)}, expected {shape}"
+                )
+        if self.particles_table is not None and len(self.particles_table) != n:
+            raise ValueError(
+                f"{where}: particles_table has {len(self.particles_table)} rows, not {n}"
+            )
+        if self.optics_group is None:
+            object.__setattr__(self, "optics_group", torch.ones(n, dtype=torch.int64))
+
+    def __len__(self) -> int:
+        return int(self.image_index.shape[0])
+
+    @property
+    def image_paths(self) -> list[Path]:
+        """The image file of each particle (absolute paths)."""
+        return [self.image_files[i] for i in self.image_file_index.tolist()]
+
+    @property
+    def image_names(self) -> list[str]:
+        """RELION image names ``"000001@/abs/path.mrcs"`` (1-based index), one per particle."""
+        files = [str(f) for f in self.image_files]
+        return [
+            f"{i + 1:06d}@{files[f]}"
+            for f, i in zip(self.image_file_index.tolist(), self.image_index.tolist(), strict=True)
+        ]
+
+    def subset(self, indices: torch.Tensor | Sequence[int]) -> ParticleSet:
+        """The particles at ``indices`` (integer indices or a boolean mask), in that order."""
+        idx = torch.as_tensor(indices)
+        if idx.dtype == torch.bool:
+            idx = torch.nonzero(idx).reshape(-1)
+        idx = idx.to(torch.int64).reshape(-1)
+        rows = idx.numpy()
+
+        def pick(value: torch.Tensor | None) -> torch.Tensor | None:
+            return None if value is None else value[idx]
+
+        table = self.particles_table
+        return dataclasses.replace(
+            self,
+            image_file_index=self.image_file_index[idx],
+            image_index=self.image_index[idx],
+            pixel_size_angstrom=self.pixel_size_angstrom[idx],
+            euler_deg=pick(self.euler_deg),
+            shift_angstrom=pick(self.shift_angstrom),
+            ctf=None if self.ctf is None else _ctf_subset(self.ctf, idx, len(self)),
+            optics_group=pick(self.optics_group),
+            particles_table=None if table is None else table.iloc[rows].reset_index(drop=True),
+        )
+
+    def with_image_names(
+        self, names: Sequence[str], *, image_root: str | os.PathLike | None = None
+    ) -> ParticleSet:
+        """A copy pointing at new images ``"index@path"`` (1-based), one name per particle.
+
+        Relative paths resolve against ``image_root`` (default: this set's ``image_root``).
+        """
+        if len(names) != len(self):
+            raise ValueError(f"with_image_names: got {len(names)} names for {len(self)} particles")
+        root = Path(image_root) if image_root is not None else self.image_root
+        files, file_index, index = parse_image_names(names, image_root=root)
+        table = self.particles_table
+        if table is not None:
+            table = table.copy()
+            table["rlnImageName"] = list(names)
+        return dataclasses.replace(
+            self,
+            image_files=files,
+            image_file_index=file_index,
+            image_index=index,
+            image_root=root,
+            particles_table=table,
+        )
+
+
+def _ctf_subset(ctf: CTFParams, idx: torch.Tensor, n: int) -> CTFParams:
+    values = {}
+    for f in dataclasses.fields(ctf):
+        value = torch.as_tensor(getattr(ctf, f.name))
+        values[f.name] = value.expand(n)[idx] if value.ndim <= 1 else value[idx]
+    return dataclasses.replace(ctf, **values)
+
+
+def make_particle_set(
+    image_names: Sequence[str],
+    *,
+    pixel_size_angstrom: float | torch.Tensor,
+    image_size: int,
+    euler_deg: torch.Tensor | None = None,
+    shift_angstrom: torch.Tensor | None = None,
+    ctf: CTFParams | None = None,
+    optics_group: torch.Tensor | None = None,
+    image_root: str | os.PathLike | None = None,
+) -> ParticleSet:
+    """Build a :class:`ParticleSet` in memory (e.g. for simulated particles).
+
+    Parameters
+    ----------
+    image_names : sequence of str
+        ``"index@path"`` (1-based index), one per particle.
+    pixel_size_angstrom : float or Tensor (N,)
+        Pixel size [Å].
+    image_size : int
+        Box size [pixels].
+    euler_deg : Tensor (N, 3), optional
+        RELION (rot, tilt, psi) [degrees].
+    shift_angstrom : Tensor (N, 2), optional
+        RELION 3.1 origin offsets (x, y) [Å].
+    ctf : CTFParams, optional
+        Scalars or (N,) tensors; expanded to (N,) float64.
+    optics_group : Tensor (N,), optional
+        Optics group ids (default all 1).
+    image_root : path-like, optional
+        Folder for relative image paths (default: current folder).
+    """
+    root = Path(image_root) if image_root is not None else Path.cwd()
+    files, file_index, index = parse_image_names(image_names, image_root=root)
+    n = len(image_names)
+    f64 = torch.float64
+    pixel = torch.as_tensor(pixel_size_angstrom, dtype=f64).expand(n).clone()
+    if ctf is not None:
+        ctf = expand_ctf(ctf, n)
+    return ParticleSet(
+        image_files=files,
+        image_file_index=file_index,
+        image_index=index,
+        pixel_size_angstrom=pixel,
+        image_size=int(image_size),
+        euler_deg=None if euler_deg is None else torch.as_tensor(euler_deg, dtype=f64),
+        shift_angstrom=None
+        if shift_angstrom is None
+        else torch.as_tensor(shift_angstrom, dtype=f64),
+        ctf=ctf,
+        optics_group=None
+        if optics_group is None
+        else torch.as_tensor(optics_group, dtype=torch.int64),
+        image_root=root,
+    )
+
+
+def expand_ctf(ctf: CTFParams, n: int) -> CTFParams:
+    """``ctf`` with every field a float64 tensor of shape (n,)."""
+    values = {
+        f.name: torch.as_tensor(getattr(ctf, f.name), dtype=torch.float64).expand(n).clone()
+        for f in dataclasses.fields(ctf)
+    }
+    return dataclasses.replace(ctf, **values)
+
+
+class ParticleStack:
+    """Lazy access to a :class:`ParticleSet`'s images, read in batches from memory-mapped MRCs.
+
+    Parameters
+    ----------
+    particles : ParticleSet
+    max_open_files : int
+        How many MRC files stay memory-mapped at once (least recently used are closed).
+
+    Examples
+    --------
+    >>> stack = ParticleStack(particle_set)                      # doctest: +SKIP
+    >>> for indices, images in stack.iter_batches(256): ...      # doctest: +SKIP
+    """
+
+    def __init__(self, particles: ParticleSet, *, max_open_files: int = 32) -> None:
+        self.particles = particles
+        self.max_open_files = max(1, int(max_open_files))
+        self._open: OrderedDict[int, MRCStack] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self.particles)
+
+    @property
+    def image_shape(self) -> tuple[int, int]:
+        """``(image_size, image_size)``."""
+        return (self.particles.image_size, self.particles.image_size)
+
+    def _stack(self, file_id: int) -> MRCStack:
+        if file_id in self._open:
+            self._open.move_to_end(file_id)
+            return self._open[file_id]
+        stack = open_mrc_stack(self.particles.image_files[file_id])
+        if stack.image_shape != self.image_shape:
+            stack.close()
+            raise ValueError(
+                f"{stack.path}: images are {stack.image_shape[0]}x{stack.image_shape[1]} but the "
+                f"metadata ({self.particles.source_path or 'particle set'}) says box "
+                f"{self.particles.image_size}"
+            )
+        self._open[file_id] = stack
+        while len(self._open) > self.max_open_files:
+            _, oldest = self._open.popitem(last=False)
+            oldest.close()
+        return stack
+
+    def read(self, indices: torch.Tensor | Sequence[int]) -> torch.Tensor:
+        """Images of the particles at ``indices`` (positions in the set), float32 (B, h, w).
+
+        Images are grouped by file and read in sorted order; the output keeps the order of
+        ``indices``.
+        """
+        idx = torch.as_tensor(indices, dtype=torch.int64).reshape(-1)
+        n = len(self.particles)
+        if idx.numel() and (int(idx.min()) < -n or int(idx.max()) >= n):
+            raise IndexError(f"particle indices must be in [0, {n}), got {idx.min()}..{idx.max()}")
+        file_ids = self.particles.image_file_index[idx]
+        within = self.particles.image_index[idx]
+        out = torch.empty((idx.numel(), *self.image_shape), dtype=torch.float32)
+        for file_id in torch.unique(file_ids).tolist():  # loop over files, not particles
+            rows = torch.nonzero(file_ids == file_id).reshape(-1)
+            out[rows] = self._stack(file_id).read(within[rows])
+        return out
+
+    def iter_batches(self, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Yield ``(indices, images)`` over the whole set, ``batch_size`` particles at a time."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        n = len(self.particles)
+        for start in range(0, n, batch_size):
+            indices = torch.arange(start, min(start + batch_size, n))
+            yield indices, self.read(indices)
+
+    def close(self) -> None:
+        """Close every open file."""
+        while self._open:
+            _, stack = self._open.popitem()
+            stack.close()
+
+    def __enter__(self) -> ParticleStack:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        self.close()
+
+
+def read_images(particles: ParticleSet, indices: torch.Tensor | Sequence[int]) -> torch.Tensor:
+    """Read the images of ``particles[indices]`` as float32 (B, h, w) (files opened and closed).
+
+    Parameters
+    ----------
+    particles : ParticleSet
+    indices : Tensor (B,) or sequence of int
+        Positions in the particle set (not indices inside the files).
+
+    Returns
+    -------
+    Tensor, float32, shape (B, image_size, image_size)
+    """
+    with ParticleStack(particles) as stack:
+        return stack.read(indices)

@@ -1,0 +1,529 @@
+"""RELION STAR files (3.0, 3.1 and 5 dialects) ↔ :class:`~cryoglass.io.particles.ParticleSet`.
+
+Dialects
+--------
+* RELION 3.0: one table (any block name) whose rows carry everything: rlnVoltage,
+  rlnSphericalAberration, rlnAmplitudeContrast, rlnMagnification + rlnDetectorPixelSize
+  (pixel = DetectorPixelSize[µm] · 10⁴ / Magnification Å) and rlnOriginX/Y in **pixels**.
+* RELION 3.1 and 5: a ``data_optics`` table (voltage, Cs, Q0, rlnImagePixelSize,
+  rlnImageSize per rlnOpticsGroup) and a ``data_particles`` table with rlnOriginX/YAngst in
+  **Å**.  The blocks may come in either order.
+
+Everything is converted to one :class:`ParticleSet`; :func:`write_relion_star` always writes
+RELION 3.1 (optics + particles).  Shifts keep RELION 3.1's meaning: an image with origin
+(ox, oy) Å is the centred projection translated by −(ox, oy).
+
+References
+----------
+Zivanov et al. (2020) Estimation of high-order aberrations and anisotropic magnification from
+cryo-EM data sets in RELION-3.1. IUCrJ 7:253-267. https://doi.org/10.1107/S2052252520000081
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import starfile
+import torch
+
+from cryoglass.ctf.params import CTFParams
+from cryoglass.io._atomic import atomic_write
+from cryoglass.io.mrc import read_mrc_header
+from cryoglass.io.particles import ParticleSet, expand_ctf, parse_image_names
+
+__all__ = ["read_particles", "read_relion_star", "write_relion_star"]
+
+_F64 = torch.float64
+# Columns that belong to the optics table in RELION 3.1 (removed from particle rows on write).
+_OPTICS_COLUMNS = (
+    "rlnVoltage",
+    "rlnSphericalAberration",
+    "rlnAmplitudeContrast",
+    "rlnImagePixelSize",
+    "rlnImageSize",
+    "rlnImageDimensionality",
+    "rlnMagnification",
+    "rlnDetectorPixelSize",
+)
+
+
+def read_particles(
+    path: str | os.PathLike,
+    *,
+    pixel_size_angstrom: float | None = None,
+    image_size: int | None = None,
+    amplitude_contrast: float | None = None,
+    image_root: str | os.PathLike | None = None,
+) -> ParticleSet:
+    """Read particle metadata from a RELION ``.star`` or a cryoSPARC ``.cs`` file.
+
+    Parameters
+    ----------
+    path : path-like
+        ``.star`` (RELION 3.0/3.1/5) or ``.cs`` (cryoSPARC).
+    pixel_size_angstrom : float, optional
+        Override the pixel size [Å] (needed for files that do not record it).
+    image_size : int, optional
+        Override the box size [pixels] (needed when neither the file nor the images say).
+    amplitude_contrast : float, optional
+        Override Q0 for every particle (cryoDRGN's ``-w``).
+    image_root : path-like, optional
+        Folder that relative image paths resolve against (default: the file's folder).
+
+    Returns
+    -------
+    ParticleSet
+    """
+    path = Path(path)
+    if path.suffix == ".cs":
+        from cryoglass.io.cryosparc import read_cryosparc
+
+        return read_cryosparc(
+            path,
+            pixel_size_angstrom=pixel_size_angstrom,
+            amplitude_contrast=amplitude_contrast,
+            image_root=image_root,
+        )
+    return read_relion_star(
+        path,
+        pixel_size_angstrom=pixel_size_angstrom,
+        image_size=image_size,
+        amplitude_contrast=amplitude_contrast,
+        image_root=image_root,
+    )
+
+
+def _read_blocks(path: Path) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: STAR file not found")
+    try:
+        blocks = starfile.read(path, always_dict=True)
+    except Exception as error:  # starfile raises several types on malformed input
+        raise ValueError(f"{path}: cannot parse STAR file: {error}") from error
+    tables = {name: df for name, df in blocks.items() if isinstance(df, pd.DataFrame)}
+    optics = tables.get("optics")
+    if "particles" in tables:
+        particles = tables["particles"]
+    else:
+        candidates = [df for name, df in tables.items() if name != "optics" and len(df.columns)]
+        with_images = [df for df in candidates if "rlnImageName" in df.columns]
+        chosen = with_images or candidates
+        if not chosen:
+            raise ValueError(f"{path}: no particle table (loop) found")
+        particles = chosen[0]
+    return particles, optics
+
+
+def _require(path: Path, table: pd.DataFrame, columns: list[str], what: str) -> None:
+    missing = [c for c in columns if c not in table.columns]
+    if missing:
+        raise ValueError(f"{path}: missing required column(s) for {what}: {', '.join(missing)}")
+
+
+def _numeric(path: Path, table: pd.DataFrame, column: str) -> torch.Tensor:
+    values = pd.to_numeric(table[column], errors="coerce")
+    if values.isna().any():
+        row = int(np.flatnonzero(values.isna().to_numpy())[0])
+        raise ValueError(
+            f"{path}: column {column} row {row}: {table[column].iloc[row]!r} is not a number"
+        )
+    return torch.tensor(values.to_numpy(dtype=np.float64), dtype=_F64)
+
+
+def _synthesize_optics(
+    particles: pd.DataFrame, pixel: torch.Tensor
+) -> tuple[pd.DataFrame, torch.Tensor]:
+    """RELION 3.0 rows → optics groups: one per distinct (voltage, Cs, Q0, pixel size)."""
+    keys = pd.DataFrame({"rlnImagePixelSize": pixel.numpy()})
+    for column in ("rlnVoltage", "rlnSphericalAberration", "rlnAmplitudeContrast"):
+        if column in particles.columns:
+            keys[column] = pd.to_numeric(particles[column], errors="coerce").to_numpy()
+    codes = keys.groupby(list(keys.columns), sort=False, dropna=False).ngroup().to_numpy()
+    optics = keys.drop_duplicates().reset_index(drop=True)
+    optics.insert(0, "rlnOpticsGroup", np.arange(1, len(optics) + 1))
+    optics.insert(1, "rlnOpticsGroupName", [f"opticsGroup{i}" for i in optics["rlnOpticsGroup"]])
+    return optics, torch.as_tensor(codes + 1, dtype=torch.int64)
+
+
+def _per_particle(
+    path: Path,
+    particles: pd.DataFrame,
+    optics: pd.DataFrame,
+    row_of: np.ndarray,
+    column: str,
+) -> torch.Tensor | None:
+    """A column from the optics table (expanded to particles) or else from the particle rows."""
+    if column in optics.columns:
+        return _numeric(path, optics, column)[torch.as_tensor(row_of)]
+    if column in particles.columns:
+        return _numeric(path, particles, column)
+    return None
+
+
+def _pixel_size_30(path: Path, particles: pd.DataFrame) -> torch.Tensor | None:
+    if "rlnImagePixelSize" in particles.columns:
+        return _numeric(path, particles, "rlnImagePixelSize")
+    if {"rlnDetectorPixelSize", "rlnMagnification"} <= set(particles.columns):
+        detector_um = _numeric(path, particles, "rlnDetectorPixelSize")
+        magnification = _numeric(path, particles, "rlnMagnification")
+        return detector_um * 1e4 / magnification
+    return None
+
+
+def read_relion_star(
+    path: str | os.PathLike,
+    *,
+    pixel_size_angstrom: float | None = None,
+    image_size: int | None = None,
+    amplitude_contrast: float | None = None,
+    image_root: str | os.PathLike | None = None,
+) -> ParticleSet:
+    """Read a RELION 3.0, 3.1 or 5 particle STAR file into a :class:`ParticleSet`.
+
+    Parameters
+    ----------
+    path : path-like
+        The STAR file.
+    pixel_size_angstrom : float, optional
+        Pixel size [Å] for every particle, overriding the file (required when the file has
+        neither rlnImagePixelSize nor rlnDetectorPixelSize + rlnMagnification).
+    image_size : int, optional
+        Box size [px]; otherwise rlnImageSize, else the header of the first image file.
+    amplitude_contrast : float, optional
+        Q0 for every particle, overriding (or supplying) rlnAmplitudeContrast.
+    image_root : path-like, optional
+        Folder for relative image paths (default: the STAR file's folder).
+
+    Returns
+    -------
+    ParticleSet
+        Poses are None when the file has no angles; shifts None when it has no origins;
+        CTF None when it has no rlnDefocusU.
+
+    Raises
+    ------
+    ValueError
+        Missing required columns (all listed), unknown optics groups, unparsable values,
+        no way to know the pixel or box size.  Messages name the file.
+
+    Notes
+    -----
+    Pixel size, in order: the argument; optics rlnImagePixelSize; particle
+    rlnImagePixelSize; rlnDetectorPixelSize [µm] × 10⁴ / rlnMagnification.
+    Shift [Å]: rlnOriginX/YAngst, else rlnOriginX/Y [px] × pixel size.
+    """
+    path = Path(path)
+    particles, optics = _read_blocks(path)
+    _require(path, particles, ["rlnImageName"], "images")
+    n = len(particles)
+    if optics is None:
+        if pixel_size_angstrom is not None:
+            pixel = torch.full((n,), float(pixel_size_angstrom), dtype=_F64)
+        else:
+            pixel = _pixel_size_30(path, particles)
+            if pixel is None:
+                raise ValueError(
+                    f"{path}: no pixel size (needs rlnImagePixelSize or rlnDetectorPixelSize and "
+                    "rlnMagnification); pass pixel_size_angstrom"
+                )
+        optics, group = _synthesize_optics(particles, pixel)
+        row_of = (group - 1).numpy()
+    else:
+        _require(path, particles, ["rlnOpticsGroup"], "optics groups")
+        _require(path, optics, ["rlnOpticsGroup"], "optics groups (data_optics)")
+        group = _numeric(path, particles, "rlnOpticsGroup").to(torch.int64)
+        ids = _numeric(path, optics, "rlnOpticsGroup").to(torch.int64).tolist()
+        lookup = {g: i for i, g in enumerate(ids)}
+        unknown = sorted(set(torch.unique(group).tolist()) - set(lookup))
+        if unknown:
+            raise ValueError(
+                f"{path}: particles refer to optics groups {unknown} not in data_optics"
+            )
+        row_of = np.array([lookup[g] for g in group.tolist()], dtype=np.int64)
+        if pixel_size_angstrom is not None:
+            pixel = torch.full((n,), float(pixel_size_angstrom), dtype=_F64)
+        else:
+            pixel = _per_particle(path, particles, optics, row_of, "rlnImagePixelSize")
+            if pixel is None:
+                raise ValueError(
+                    f"{path}: missing required column(s) for pixel size: rlnImagePixelSize "
+                    "(data_optics); or pass pixel_size_angstrom"
+                )
+    if not bool((pixel > 0).all()):
+        raise ValueError(f"{path}: pixel sizes must be > 0")
+
+    root = Path(image_root) if image_root is not None else path.parent
+    files, file_index, index = parse_image_names(
+        particles["rlnImageName"].astype(str).tolist(), image_root=root, source=str(path)
+    )
+    size = _image_size(path, particles, optics, row_of, image_size, files)
+    return ParticleSet(
+        image_files=files,
+        image_file_index=file_index,
+        image_index=index,
+        pixel_size_angstrom=pixel,
+        image_size=size,
+        euler_deg=_euler(path, particles),
+        shift_angstrom=_shift(path, particles, pixel),
+        ctf=_ctf(path, particles, optics, row_of, amplitude_contrast),
+        optics_group=group,
+        source_path=path,
+        image_root=root,
+        particles_table=particles,
+        optics_table=optics,
+    )
+
+
+def _image_size(
+    path: Path,
+    particles: pd.DataFrame,
+    optics: pd.DataFrame,
+    row_of: np.ndarray,
+    override: int | None,
+    files: tuple[Path, ...],
+) -> int:
+    if override is not None:
+        return int(override)
+    sizes = _per_particle(path, particles, optics, row_of, "rlnImageSize")
+    if sizes is not None:
+        unique = torch.unique(sizes).tolist()
+        if len(unique) != 1:
+            raise ValueError(
+                f"{path}: optics groups have different image sizes {unique}; split the file"
+            )
+        return int(unique[0])
+    if files and files[0].is_file():
+        return int(read_mrc_header(files[0]).shape[-1])
+    raise ValueError(
+        f"{path}: no image size (no rlnImageSize and image file {files[0] if files else '?'} "
+        "not found); pass image_size"
+    )
+
+
+def _euler(path: Path, particles: pd.DataFrame) -> torch.Tensor | None:
+    names = ["rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi"]
+    present = [c for c in names if c in particles.columns]
+    if not present:
+        return None
+    if present == ["rlnAnglePsi"]:  # 2D classification: in-plane angle only
+        psi = _numeric(path, particles, "rlnAnglePsi")
+        return torch.stack([torch.zeros_like(psi), torch.zeros_like(psi), psi], dim=-1)
+    _require(path, particles, names, "Euler angles")
+    return torch.stack([_numeric(path, particles, c) for c in names], dim=-1)
+
+
+def _shift(path: Path, particles: pd.DataFrame, pixel: torch.Tensor) -> torch.Tensor | None:
+    if "rlnOriginXAngst" in particles.columns or "rlnOriginYAngst" in particles.columns:
+        _require(path, particles, ["rlnOriginXAngst", "rlnOriginYAngst"], "shifts")
+        x, y = (_numeric(path, particles, c) for c in ("rlnOriginXAngst", "rlnOriginYAngst"))
+        return torch.stack([x, y], dim=-1)
+    if "rlnOriginX" in particles.columns or "rlnOriginY" in particles.columns:
+        _require(path, particles, ["rlnOriginX", "rlnOriginY"], "shifts")
+        x, y = (_numeric(path, particles, c) for c in ("rlnOriginX", "rlnOriginY"))
+        return torch.stack([x, y], dim=-1) * pixel[:, None]
+    return None
+
+
+def _ctf(
+    path: Path,
+    particles: pd.DataFrame,
+    optics: pd.DataFrame,
+    row_of: np.ndarray,
+    amplitude_contrast: float | None,
+) -> CTFParams | None:
+    if "rlnDefocusU" not in particles.columns:
+        return None
+    n = len(particles)
+    _require(path, particles, ["rlnDefocusU", "rlnDefocusV"], "CTF")
+    optic = {
+        c: _per_particle(path, particles, optics, row_of, c)
+        for c in ("rlnVoltage", "rlnSphericalAberration", "rlnAmplitudeContrast")
+    }
+    if amplitude_contrast is not None:
+        optic["rlnAmplitudeContrast"] = torch.full((n,), float(amplitude_contrast), dtype=_F64)
+    missing = [c for c, v in optic.items() if v is None]
+    if missing:
+        raise ValueError(
+            f"{path}: missing required column(s) for CTF: {', '.join(missing)} "
+            "(neither in data_optics nor in the particle rows)"
+        )
+
+    def optional(column: str, default: float) -> torch.Tensor:
+        if column in particles.columns:
+            return _numeric(path, particles, column)
+        return torch.full((n,), default, dtype=_F64)
+
+    return CTFParams(
+        defocus_u_angstrom=_numeric(path, particles, "rlnDefocusU"),
+        defocus_v_angstrom=_numeric(path, particles, "rlnDefocusV"),
+        astigmatism_angle_deg=optional("rlnDefocusAngle", 0.0),
+        voltage_kv=optic["rlnVoltage"],
+        cs_mm=optic["rlnSphericalAberration"],
+        amplitude_contrast=optic["rlnAmplitudeContrast"],
+        phase_shift_deg=optional("rlnPhaseShift", 0.0),
+        bfactor_a2=optional("rlnCtfBfactor", 0.0),
+        scale=optional("rlnCtfScalefactor", 1.0),
+    )
+
+
+# ----------------------------------------------------------------------------- writing
+
+
+def _image_name_column(particles: ParticleSet, star_path: Path, relative: bool) -> list[str]:
+    """Keep the original names where they still resolve to the same image; else write new ones."""
+    table = particles.particles_table
+    keep = np.zeros(len(particles), dtype=bool)
+    if table is not None and "rlnImageName" in table.columns:
+        try:
+            files, file_index, index = parse_image_names(
+                table["rlnImageName"].astype(str).tolist(), image_root=particles.image_root
+            )
+            same_file = (
+                np.array([str(f) for f in files], dtype=object)[file_index.numpy()]
+                == np.array([str(f) for f in particles.image_files], dtype=object)[
+                    particles.image_file_index.numpy()
+                ]
+            )
+            keep = same_file & (index == particles.image_index).numpy()
+        except ValueError:
+            keep[:] = False
+    folder = Path(os.path.abspath(star_path.parent))
+
+    def written(file: Path) -> str:
+        inside = os.path.relpath(file, folder)
+        return inside if relative and not inside.startswith("..") else str(file)
+
+    file_names = [written(f) for f in particles.image_files]
+    new = [
+        f"{i + 1:06d}@{file_names[f]}"
+        for f, i in zip(
+            particles.image_file_index.tolist(), particles.image_index.tolist(), strict=True
+        )
+    ]
+    if relative and os.path.abspath(particles.image_root) != str(folder):
+        keep[:] = False  # original relative names would resolve elsewhere next to the new file
+    if keep.any():
+        original = table["rlnImageName"].astype(str).tolist()
+        new = [o if k else m for o, k, m in zip(original, keep.tolist(), new, strict=True)]
+    return new
+
+
+def _group_value(
+    particles: ParticleSet, values: torch.Tensor, mask: torch.Tensor, name: str, group: int
+) -> float:
+    chosen = values[mask]
+    first = float(chosen[0])
+    if not torch.allclose(chosen, torch.full_like(chosen, first), rtol=1e-6, atol=1e-9):
+        raise ValueError(
+            f"optics group {group}: particles disagree on {name} "
+            f"({float(chosen.min())}..{float(chosen.max())}); give them different optics groups"
+        )
+    return first
+
+
+def _optics_out(particles: ParticleSet) -> pd.DataFrame:
+    groups = torch.unique(particles.optics_group).tolist()
+    old = particles.optics_table
+    rows = []
+    ctf = None if particles.ctf is None else expand_ctf(particles.ctf, len(particles))
+    for g in groups:  # loop over optics groups (few), not particles
+        mask = particles.optics_group == g
+        row: dict[str, object] = {"rlnOpticsGroup": int(g), "rlnOpticsGroupName": f"opticsGroup{g}"}
+        if old is not None and "rlnOpticsGroup" in old.columns:
+            match = old[pd.to_numeric(old["rlnOpticsGroup"], errors="coerce") == g]
+            if len(match):
+                row.update(match.iloc[0].to_dict())
+        if ctf is not None:
+            row["rlnVoltage"] = _group_value(particles, ctf.voltage_kv, mask, "voltage", g)
+            row["rlnSphericalAberration"] = _group_value(particles, ctf.cs_mm, mask, "Cs", g)
+            row["rlnAmplitudeContrast"] = _group_value(
+                particles, ctf.amplitude_contrast, mask, "amplitude contrast", g
+            )
+        row["rlnImagePixelSize"] = _group_value(
+            particles, particles.pixel_size_angstrom, mask, "pixel size", g
+        )
+        row["rlnImageSize"] = int(particles.image_size)
+        row["rlnImageDimensionality"] = 2
+        for column in ("rlnMagnification", "rlnDetectorPixelSize"):
+            row.pop(column, None)
+        rows.append(row)
+    optics = pd.DataFrame(rows)
+    for column in ("rlnOpticsGroup", "rlnImageSize", "rlnImageDimensionality"):
+        optics[column] = optics[column].astype(int)
+    return optics
+
+
+def _particles_out(particles: ParticleSet, star_path: Path, relative: bool) -> pd.DataFrame:
+    n = len(particles)
+    table = particles.particles_table
+    out = pd.DataFrame(index=range(n)) if table is None else table.reset_index(drop=True).copy()
+    out = out.drop(columns=[c for c in (*_OPTICS_COLUMNS, "rlnOriginX", "rlnOriginY") if c in out])
+    out["rlnImageName"] = _image_name_column(particles, star_path, relative)
+    out["rlnOpticsGroup"] = particles.optics_group.numpy().astype(int)
+    if particles.euler_deg is not None:
+        for k, column in enumerate(("rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi")):
+            out[column] = particles.euler_deg[:, k].numpy()
+    if particles.shift_angstrom is not None:
+        out["rlnOriginXAngst"] = particles.shift_angstrom[:, 0].numpy()
+        out["rlnOriginYAngst"] = particles.shift_angstrom[:, 1].numpy()
+    if particles.ctf is not None:
+        ctf = expand_ctf(particles.ctf, n)
+        columns = {
+            "rlnDefocusU": ctf.defocus_u_angstrom,
+            "rlnDefocusV": ctf.defocus_v_angstrom,
+            "rlnDefocusAngle": ctf.astigmatism_angle_deg,
+            "rlnPhaseShift": ctf.phase_shift_deg,
+            "rlnCtfBfactor": ctf.bfactor_a2,
+            "rlnCtfScalefactor": ctf.scale,
+        }
+        for column, value in columns.items():
+            out[column] = value.numpy()
+    return out
+
+
+def write_relion_star(
+    path: str | os.PathLike,
+    particles: ParticleSet,
+    *,
+    overwrite: bool = False,
+    relative_image_paths: bool = True,
+) -> Path:
+    """Write a :class:`ParticleSet` as a RELION 3.1 STAR file (data_optics + data_particles).
+
+    Pose, shift, CTF, optics-group and image-name columns are written from the tensors;
+    other columns of the original tables are kept.  The file appears atomically.
+
+    Parameters
+    ----------
+    path : path-like
+        Output file; refused if it exists unless ``overwrite``.
+    particles : ParticleSet
+    overwrite : bool
+        Replace an existing file.
+    relative_image_paths : bool
+        Write image paths relative to the STAR file's folder (cryoglass reads them that way;
+        RELION resolves them against its working directory, so run RELION from that
+        folder), or absolute paths.
+
+    Returns
+    -------
+    Path
+
+    Raises
+    ------
+    ValueError
+        Particles in one optics group disagree on voltage, Cs, Q0 or pixel size.
+    """
+    path = Path(path)
+    blocks = {
+        "optics": _optics_out(particles),
+        "particles": _particles_out(particles, path, relative_image_paths),
+    }
+
+    def _write(tmp: Path) -> None:
+        starfile.write(blocks, tmp, float_format="%.6f")
+
+    return atomic_write(path, _write, overwrite=overwrite)
