@@ -1,5 +1,6 @@
 """Fourier toolkit: centred transforms, grids, shifts, rescaling, radial averages, filters."""
 
+from cryoglass.fourier.convolve import circular_convolve, convolve
 from cryoglass.fourier.fft import (
     fft2_centered,
     fft3_centered,
@@ -10,9 +11,25 @@ from cryoglass.fourier.fft import (
     irfft2_centered,
     irfft3_centered,
     irfftn_centered,
+    next_fast_size,
     rfft2_centered,
     rfft3_centered,
     rfftn_centered,
+)
+from cryoglass.fourier.filters import (
+    apply_bfactor,
+    apply_fourier_filter,
+    bandpass,
+    bandpass_filter,
+    bfactor_filter,
+    butterworth_lowpass,
+    butterworth_lowpass_filter,
+    gaussian_lowpass,
+    gaussian_lowpass_filter,
+    highpass,
+    highpass_filter,
+    lowpass,
+    lowpass_filter,
 )
 from cryoglass.fourier.grids import (
     centered_indices,
@@ -21,23 +38,65 @@ from cryoglass.fourier.grids import (
     frequency_grid,
     frequency_radius,
 )
+from cryoglass.fourier.radial import (
+    radial_average,
+    radial_power_spectrum,
+    radial_shell_index,
+    shell_frequencies,
+)
+from cryoglass.fourier.rescale import (
+    fourier_crop,
+    fourier_pad,
+    rescale,
+    resize_fourier,
+    resize_spectrum,
+)
+from cryoglass.fourier.shift import phase_ramp, phase_shift_fourier, shift_image
 
 __all__ = [
+    "apply_bfactor",
+    "apply_fourier_filter",
+    "bandpass",
+    "bandpass_filter",
+    "bfactor_filter",
+    "butterworth_lowpass",
+    "butterworth_lowpass_filter",
     "centered_indices",
+    "circular_convolve",
+    "convolve",
     "coordinate_grid",
     "fft2_centered",
     "fft3_centered",
     "fftn_centered",
+    "fourier_crop",
+    "fourier_pad",
     "frequency_axis",
     "frequency_grid",
     "frequency_radius",
+    "gaussian_lowpass",
+    "gaussian_lowpass_filter",
+    "highpass",
+    "highpass_filter",
     "ifft2_centered",
     "ifft3_centered",
     "ifftn_centered",
     "irfft2_centered",
     "irfft3_centered",
     "irfftn_centered",
+    "lowpass",
+    "lowpass_filter",
+    "next_fast_size",
+    "phase_ramp",
+    "phase_shift_fourier",
+    "radial_average",
+    "radial_power_spectrum",
+    "radial_shell_index",
+    "rescale",
+    "resize_fourier",
+    "resize_spectrum",
     "rfft2_centered",
     "rfft3_centered",
     "rfftn_centered",
+    "shell_frequencies",
+    "shift_image",
 ]

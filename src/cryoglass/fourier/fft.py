@@ -29,6 +29,7 @@ __all__ = [
     "irfft2_centered",
     "rfft3_centered",
     "irfft3_centered",
+    "next_fast_size",
 ]
 
 
@@ -39,13 +40,17 @@ def _dims(ndim: int) -> tuple[int, ...]:
 def fftn_centered(x: torch.Tensor, *, ndim: int, norm: str = "backward") -> torch.Tensor:
     """Centred FFT over the last ``ndim`` axes (origin and DC at index N//2)."""
     dims = _dims(ndim)
-    return torch.fft.fftshift(torch.fft.fftn(torch.fft.ifftshift(x, dim=dims), dim=dims, norm=norm), dim=dims)
+    return torch.fft.fftshift(
+        torch.fft.fftn(torch.fft.ifftshift(x, dim=dims), dim=dims, norm=norm), dim=dims
+    )
 
 
 def ifftn_centered(x: torch.Tensor, *, ndim: int, norm: str = "backward") -> torch.Tensor:
     """Inverse of :func:`fftn_centered` (complex output)."""
     dims = _dims(ndim)
-    return torch.fft.fftshift(torch.fft.ifftn(torch.fft.ifftshift(x, dim=dims), dim=dims, norm=norm), dim=dims)
+    return torch.fft.fftshift(
+        torch.fft.ifftn(torch.fft.ifftshift(x, dim=dims), dim=dims, norm=norm), dim=dims
+    )
 
 
 def rfftn_centered(x: torch.Tensor, *, ndim: int, norm: str = "backward") -> torch.Tensor:
@@ -62,7 +67,7 @@ def rfftn_centered(x: torch.Tensor, *, ndim: int, norm: str = "backward") -> tor
 def irfftn_centered(
     x: torch.Tensor, *, ndim: int, last_size: int, norm: str = "backward"
 ) -> torch.Tensor:
-    """Inverse of :func:`rfftn_centered`; ``last_size`` is the real-space length of the last axis."""
+    """Inverse of :func:`rfftn_centered`; ``last_size``: real-space length of the last axis."""
     dims = _dims(ndim)
     if ndim > 1:
         x = torch.fft.ifftshift(x, dim=dims[:-1])
@@ -109,3 +114,23 @@ def rfft3_centered(x: torch.Tensor, *, norm: str = "backward") -> torch.Tensor:
 def irfft3_centered(x: torch.Tensor, *, width: int, norm: str = "backward") -> torch.Tensor:
     """Inverse of :func:`rfft3_centered`; ``width`` is the real-space width of the volume."""
     return irfftn_centered(x, ndim=3, last_size=width, norm=norm)
+
+
+def next_fast_size(n: int) -> int:
+    """Smallest integer ``>= n`` whose only prime factors are 2, 3, 5 and 7.
+
+    FFT libraries (pocketfft on CPU, cuFFT on GPU) are fastest for such "smooth" lengths; a
+    prime length can be several times slower.  Pad to this size when the exact length is free
+    (e.g. the zero padding of a linear convolution).
+    """
+    if n < 1:
+        raise ValueError(f"next_fast_size: n must be >= 1, got {n}")
+    m = n
+    while True:
+        r = m
+        for p in (2, 3, 5, 7):
+            while r % p == 0:
+                r //= p
+        if r == 1:
+            return m
+        m += 1

@@ -95,7 +95,11 @@ def frequency_grid(
     ]
     axes.append(
         frequency_axis(
-            shape[-1], pixel_size_angstrom=pixel_size_angstrom, rfft=rfft, device=device, dtype=dtype
+            shape[-1],
+            pixel_size_angstrom=pixel_size_angstrom,
+            rfft=rfft,
+            device=device,
+            dtype=dtype,
         )
     )
     mesh = torch.meshgrid(*axes, indexing="ij")

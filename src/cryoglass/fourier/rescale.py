@@ -1,0 +1,193 @@
+"""Fourier cropping and padding: resampling images and volumes to a new box or pixel size.
+
+Cropping the centred spectrum of an ``N``-box to its central ``M`` bins is exact band-limited
+down-sampling (pixel size grows by ``N/M``); zero-padding it is sinc (trigonometric)
+interpolation (pixel size shrinks by ``N/M``).  The field of view ``N * pixel_size`` is kept.
+
+Normalisation: spectra use the unscaled forward DFT, so the DC bin is ``N * mean``.  The real →
+real functions multiply by ``M_total / N_total`` so that the **mean value (and every sampled
+value of a band-limited function) is preserved**, as RELION's ``--rescale_angpix`` does.
+
+Nyquist bins of even boxes (``M`` or ``N`` even), handled per axis:
+
+* crop to an even ``M``: the new Nyquist bin ``-M/2`` receives the **sum** of the old bins
+  ``-M/2`` and ``+M/2`` — both alias onto it when sampling at the coarser spacing;
+* pad from an even ``N``: the old Nyquist bin ``-N/2`` (a pure cosine) is **split in half**
+  between the new bins ``-N/2`` and ``+N/2``, keeping the spectrum Hermitian and the result real.
+
+With these rules ``crop(pad(x)) == x`` exactly, and ``pad(crop(x)) == x`` for any ``x`` whose
+spectrum lies strictly inside the smaller box.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from cryoglass.fourier.fft import fftn_centered, ifftn_centered
+
+__all__ = ["resize_spectrum", "resize_fourier", "fourier_crop", "fourier_pad", "rescale"]
+
+
+def _zeros_along(f: torch.Tensor, dim: int, n: int) -> torch.Tensor:
+    shape = list(f.shape)
+    shape[dim] = n
+    return f.new_zeros(shape)
+
+
+def _resize_axis(f: torch.Tensor, dim: int, new_n: int) -> torch.Tensor:
+    """Crop or zero-pad one centred Fourier axis from ``n`` to ``new_n`` bins (see module doc)."""
+    n = f.shape[dim]
+    if new_n == n:
+        return f
+    if new_n < n:
+        out = f.narrow(dim, n // 2 - new_n // 2, new_n)
+        if new_n % 2 == 0:  # fold the +new_n/2 bin onto the new Nyquist bin -new_n/2
+            plus = f.narrow(dim, n // 2 + new_n // 2, 1)
+            out = torch.cat([out.narrow(dim, 0, 1) + plus, out.narrow(dim, 1, new_n - 1)], dim)
+        return out
+    body = f
+    if n % 2 == 0:  # split the old Nyquist bin -n/2 between -n/2 and +n/2
+        half = f.narrow(dim, 0, 1) / 2
+        body = torch.cat([half, f.narrow(dim, 1, n - 1), half], dim)
+    before = new_n // 2 - n // 2
+    after = new_n - before - body.shape[dim]
+    return torch.cat([_zeros_along(f, dim, before), body, _zeros_along(f, dim, after)], dim)
+
+
+def resize_spectrum(f: torch.Tensor, new_shape: tuple[int, ...]) -> torch.Tensor:
+    """Crop and/or zero-pad a centred full spectrum to ``new_shape`` (no rescaling of values).
+
+    Parameters
+    ----------
+    f : Tensor, complex, (..., *shape)
+        Centred transform (DC at ``N//2``) over the last ``len(new_shape)`` axes.
+    new_shape : tuple of int
+        New box, e.g. (h', w') or (d', h', w'); each axis may shrink or grow.
+
+    Returns
+    -------
+    Tensor, complex, (..., *new_shape), DC at ``new_shape[i]//2``.
+
+    Notes
+    -----
+    Bins with ``-M//2 <= index_from_DC <= (M-1)//2`` are kept; the Nyquist rules for even
+    boxes are in the module docstring.
+    """
+    ndim = len(new_shape)
+    if f.ndim < ndim or any(int(m) < 1 for m in new_shape):
+        raise ValueError(
+            f"resize_spectrum: cannot resize trailing axes of shape {tuple(f.shape)} to "
+            f"{tuple(new_shape)}"
+        )
+    for axis, m in enumerate(new_shape):
+        f = _resize_axis(f, axis - ndim, int(m))
+    return f
+
+
+def resize_fourier(x: torch.Tensor, new_shape: tuple[int, ...]) -> torch.Tensor:
+    """Resample real images/volumes to a new box by Fourier cropping/padding.
+
+    Parameters
+    ----------
+    x : Tensor, real, (..., h, w) or (..., d, h, w)
+    new_shape : (h', w') or (d', h', w')
+        Its length sets the number of transformed axes.
+
+    Returns
+    -------
+    Tensor, real, (..., *new_shape); mean preserved; new pixel size is
+    ``pixel_size * N_i / M_i`` along axis ``i``.
+
+    Notes
+    -----
+    :math:`y = \\frac{M_{tot}}{N_{tot}}\\,\\mathcal F^{-1}_M[\\mathrm{resize}(\\mathcal F_N x)]`.
+
+    Examples
+    --------
+    >>> import torch
+    >>> resize_fourier(torch.ones(2, 6, 6), (4, 4)).shape
+    torch.Size([2, 4, 4])
+    """
+    if x.is_complex():
+        raise ValueError("resize_fourier expects real images/volumes")
+    ndim = len(new_shape)
+    old_shape = tuple(x.shape[-ndim:])
+    f = resize_spectrum(fftn_centered(x, ndim=ndim), tuple(new_shape))
+    scale = math.prod(new_shape) / math.prod(old_shape)
+    return ifftn_centered(f, ndim=ndim).real * scale
+
+
+def fourier_crop(x: torch.Tensor, new_shape: tuple[int, ...]) -> torch.Tensor:
+    """Down-sample (bin) by Fourier cropping to a smaller box; see :func:`resize_fourier`."""
+    if any(m > n for m, n in zip(new_shape, x.shape[-len(new_shape) :], strict=True)):
+        raise ValueError(
+            f"fourier_crop: new_shape {tuple(new_shape)} is larger than "
+            f"{tuple(x.shape[-len(new_shape) :])}; use fourier_pad"
+        )
+    return resize_fourier(x, new_shape)
+
+
+def fourier_pad(x: torch.Tensor, new_shape: tuple[int, ...]) -> torch.Tensor:
+    """Up-sample (sinc-interpolate) by Fourier zero-padding; see :func:`resize_fourier`."""
+    if any(m < n for m, n in zip(new_shape, x.shape[-len(new_shape) :], strict=True)):
+        raise ValueError(
+            f"fourier_pad: new_shape {tuple(new_shape)} is smaller than "
+            f"{tuple(x.shape[-len(new_shape) :])}; use fourier_crop"
+        )
+    return resize_fourier(x, new_shape)
+
+
+def rescale(
+    x: torch.Tensor,
+    *,
+    pixel_size_angstrom: float,
+    new_pixel_size_angstrom: float,
+    ndim: int,
+) -> tuple[torch.Tensor, float]:
+    """Resample images/volumes to (as nearly as the box allows) a new pixel size.
+
+    Parameters
+    ----------
+    x : Tensor, real, (..., h, w) or (..., d, h, w)
+    pixel_size_angstrom, new_pixel_size_angstrom : float
+        Current and requested pixel sizes [Å].
+    ndim : {2, 3}
+        Number of trailing spatial axes.
+
+    Returns
+    -------
+    y : Tensor, real, (..., *new_box)
+        ``new_box_i = round(N_i * pixel_size / new_pixel_size)``; mean preserved.
+    actual_pixel_size_angstrom : float
+        ``pixel_size * N / new_box`` — differs slightly from the request because boxes are
+        integers.
+
+    Raises
+    ------
+    ValueError
+        If rounding gives different pixel sizes along different axes (non-square/cubic box):
+        pad or crop to a square/cubic box first.
+
+    Notes
+    -----
+    The field of view ``N * pixel_size`` is unchanged; see :func:`resize_fourier`.
+    """
+    if ndim not in (2, 3) or x.ndim < ndim:
+        raise ValueError(f"rescale: ndim must be 2 or 3 and <= x.ndim, got ndim={ndim}")
+    if pixel_size_angstrom <= 0 or new_pixel_size_angstrom <= 0:
+        raise ValueError(
+            f"rescale: pixel sizes must be positive, got {pixel_size_angstrom} and "
+            f"{new_pixel_size_angstrom}"
+        )
+    old_shape = tuple(x.shape[-ndim:])
+    ratio = pixel_size_angstrom / new_pixel_size_angstrom
+    new_shape = tuple(max(1, round(n * ratio)) for n in old_shape)
+    actual = [pixel_size_angstrom * n / m for n, m in zip(old_shape, new_shape, strict=True)]
+    if max(actual) - min(actual) > 1e-9 * max(actual):
+        raise ValueError(
+            f"rescale: box {old_shape} rescaled to {new_shape} gives different pixel sizes "
+            f"{actual} per axis; use a square/cubic box"
+        )
+    return resize_fourier(x, new_shape), actual[-1]
