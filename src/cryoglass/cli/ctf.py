@@ -1,0 +1,192 @@
+"""`cryoglass ctf`: compute, describe and plot a CTF (RELION 3.1 formula and sign)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import typer
+
+from cryoglass.cli._common import fail, print_json
+
+
+def _params_from_star(star: Path, row: int, box: int):
+    """(CTFParams of one particle, its pixel size [Å]) from a RELION STAR file."""
+    from cryoglass.io.star import read_relion_star
+
+    try:
+        particles = read_relion_star(star, image_size=box)
+    except (OSError, ValueError) as error:
+        fail(str(error))
+    if particles.ctf is None:
+        fail(f"{star}: no CTF columns (rlnDefocusU, rlnDefocusV)")
+    n = len(particles.image_index)
+    if not 0 <= row < n:
+        fail(f"{star}: --row {row} out of range (the file has {n} particles, rows 0..{n - 1})")
+    return particles.ctf[row], float(particles.pixel_size_angstrom[row])
+
+
+def _save_plot(path: Path, params, *, pixel_size: float, box: int, n_zeros: int) -> None:
+    """1D CTF with its zeros, beside the 2D CTF image; written atomically."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import torch
+
+    from cryoglass.ctf import ctf_1d, ctf_2d, ctf_zeros_inv_angstrom
+
+    nyquist = 0.5 / pixel_size
+    k = torch.linspace(0.0, nyquist, 2000, dtype=torch.float64)
+    zeros = ctf_zeros_inv_angstrom(params, n_zeros, dtype=torch.float64)
+    zeros = zeros[torch.isfinite(zeros) & (zeros <= nyquist)].numpy()
+    image = ctf_2d(params, image_size=box, pixel_size_angstrom=pixel_size, rfft=False).numpy()
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2), gridspec_kw={"width_ratios": [1.6, 1]})
+    ax1.plot(k.numpy(), ctf_1d(params, k).numpy(), lw=1, label="mean defocus")
+    if float(params.defocus_u_angstrom) != float(params.defocus_v_angstrom):
+        angle = float(params.astigmatism_angle_deg)
+        for label, azimuth in (("along U", angle), ("along V", angle + 90)):
+            profile = ctf_1d(params, k, azimuth_deg=azimuth).numpy()
+            ax1.plot(k.numpy(), profile, lw=0.6, alpha=0.7, label=label)
+    ax1.plot(zeros, 0 * zeros, "o", ms=4, color="k", label="zeros (mean defocus)")
+    ax1.axhline(0, color="0.6", lw=0.5)
+    ax1.set(xlabel="spatial frequency k [1/Å]", ylabel="CTF", xlim=(0, nyquist), ylim=(-1.05, 1.05))
+    ax1.legend(fontsize=8, loc="upper right", framealpha=0.9)
+    extent = [-nyquist, nyquist, -nyquist, nyquist]
+    ax2.imshow(image, cmap="gray", vmin=-1, vmax=1, origin="lower", extent=extent)
+    ax2.set(xlabel="k_x [1/Å]", ylabel="k_y [1/Å]", title=f"2D CTF, {box}² px at {pixel_size:g} Å")
+    fig.tight_layout()
+
+    fmt = path.suffix.lstrip(".").lower() or "png"
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        fig.savefig(tmp, format=fmt, dpi=120)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    finally:
+        plt.close(fig)
+
+
+def main(
+    defocus_u: float | None = typer.Option(
+        None, "--defocus-u", help="Defocus along the U axis [Å], positive = underfocus."
+    ),
+    defocus_v: float | None = typer.Option(
+        None, "--defocus-v", help="Defocus along V [Å] (default: = U)."
+    ),
+    angle: float = typer.Option(
+        0.0, "--angle", help="Astigmatism angle of U from the x axis [degrees]."
+    ),
+    voltage_kv: float = typer.Option(300.0, "--voltage-kv", help="Acceleration voltage [kV]."),
+    cs_mm: float = typer.Option(2.7, "--cs-mm", help="Spherical aberration Cs [mm]."),
+    amplitude_contrast: float = typer.Option(
+        0.1, "--amplitude-contrast", help="Amplitude contrast fraction Q0, 0 <= Q0 < 1."
+    ),
+    phase_shift_deg: float = typer.Option(
+        0.0, "--phase-shift-deg", help="Phase-plate shift [degrees]."
+    ),
+    bfactor: float = typer.Option(0.0, "--bfactor", help="Envelope B-factor [Å²]: exp(-B k²/4)."),
+    pixel_size: float | None = typer.Option(
+        None, "--pixel-size", help="Pixel size [Å] (default 1.0, or the STAR file's)."
+    ),
+    box: int = typer.Option(256, "--box", help="Box size for the 2D CTF [pixels]."),
+    star: Path | None = typer.Option(
+        None, "--star", help="Take the parameters from a RELION STAR file (3.0/3.1/5)."
+    ),
+    row: int = typer.Option(0, "--row", help="Particle row in --star (0-based, file order)."),
+    n_zeros: int = typer.Option(5, "--n-zeros", help="How many CTF zeros to report."),
+    plot: Path | None = typer.Option(
+        None, "--plot", help="Write a figure (1D CTF with zeros, 2D CTF) to this .png/.pdf/.svg."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the results as JSON."),
+) -> None:
+    """Compute a CTF: wavelength, zeros (1/Å and Å) and an optional plot.
+
+    Parameters come from the options, or from one particle of a RELION STAR file (--star,
+    --row), with its optics group's voltage, Cs, amplitude contrast and pixel size.  The
+    formula and sign are RELION 3.1's: CTF = scale · sin(χ) · exp(-B k²/4) with
+    χ = πλΔf k² − ½πCsλ³k⁴ + phase shift + asin(Q0); zeros are given for the mean defocus.
+
+    Examples:
+
+    \b
+      cryoglass ctf --defocus-u 15000 --defocus-v 14000 --angle 30 --n-zeros 5
+      cryoglass ctf --defocus-u 8000 --voltage-kv 200 --cs-mm 2.0 --pixel-size 0.9 --plot ctf.png
+      cryoglass ctf --star run_data.star --row 0 --json
+      cryoglass ctf --defocus-u 3000 --phase-shift-deg 90 --bfactor 80 --plot vpp.png
+    """
+    from dataclasses import fields
+
+    import torch
+
+    from cryoglass.ctf import CTFParams, ctf_zeros_inv_angstrom, electron_wavelength_angstrom
+
+    if box < 2:
+        fail(f"--box must be >= 2 pixels, got {box}")
+    if n_zeros < 1:
+        fail(f"--n-zeros must be >= 1, got {n_zeros}")
+    if star is not None:
+        if not star.is_file():
+            fail(f"{star}: no such file")
+        params, star_pixel = _params_from_star(star, row, box)
+        pixel = star_pixel if pixel_size is None else pixel_size
+    else:
+        if defocus_u is None:
+            fail("give --defocus-u (Å), or --star FILE --row K")
+        params = CTFParams(
+            defocus_u_angstrom=defocus_u,
+            defocus_v_angstrom=defocus_u if defocus_v is None else defocus_v,
+            astigmatism_angle_deg=angle,
+            voltage_kv=voltage_kv,
+            cs_mm=cs_mm,
+            amplitude_contrast=amplitude_contrast,
+            phase_shift_deg=phase_shift_deg,
+            bfactor_a2=bfactor,
+        )
+        pixel = 1.0 if pixel_size is None else pixel_size
+    params = params.as_tensors(dtype=torch.float64)
+    if pixel <= 0:
+        fail(f"--pixel-size must be > 0 Å, got {pixel}")
+    if not 0.0 <= float(params.amplitude_contrast) < 1.0:
+        fail(f"amplitude contrast must satisfy 0 <= Q0 < 1, got {float(params.amplitude_contrast)}")
+    if float(params.voltage_kv) <= 0:
+        fail(f"voltage must be > 0 kV, got {float(params.voltage_kv)}")
+
+    zeros = ctf_zeros_inv_angstrom(params, n_zeros)
+    wavelength = float(electron_wavelength_angstrom(params.voltage_kv))
+    parameters = {f.name: float(getattr(params, f.name)) for f in fields(params)}
+    parameters["pixel_size_angstrom"] = pixel
+    zeros_list = [float(z) if torch.isfinite(z) else None for z in zeros]
+    zeros_a = [1.0 / z if z else None for z in zeros_list]
+
+    if plot is not None:
+        if not plot.parent.is_dir():
+            fail(f"--plot {plot}: folder {plot.parent} does not exist")
+        try:
+            _save_plot(plot, params, pixel_size=pixel, box=box, n_zeros=n_zeros)
+        except ValueError as error:  # unsupported image format
+            fail(f"--plot {plot}: {error}")
+
+    if as_json:
+        print_json(
+            {
+                "wavelength_angstrom": wavelength,
+                "zeros_inv_angstrom": zeros_list,
+                "zeros_angstrom": zeros_a,
+                "parameters": parameters,
+            }
+        )
+        return
+    typer.echo(f"wavelength: {wavelength:.6f} Å at {parameters['voltage_kv']:g} kV")
+    for key, value in parameters.items():
+        typer.echo(f"{key}: {value:g}")
+    typer.echo("zeros (mean defocus):")
+    for i, (k, a) in enumerate(zip(zeros_list, zeros_a, strict=True), start=1):
+        typer.echo(f"  {i}: " + ("none" if k is None else f"{k:.5f} 1/Å = {a:.2f} Å"))
+    if plot is not None:
+        typer.echo(f"plot: {plot}")
