@@ -130,7 +130,7 @@ def _numeric(path: Path, table: pd.DataFrame, column: str) -> torch.Tensor:
         raise ValueError(
             f"{path}: column {column} row {row}: {table[column].iloc[row]!r} is not a number"
         )
-    return torch.tensor(values.to_numpy(dtype=np.float64), dtype=_F64)
+    return torch.tensor(values.to_numpy(dtype=np.float64).copy(), dtype=_F64)
 
 
 def _synthesize_optics(
