@@ -20,7 +20,7 @@ def test_there_are_lessons():
 
 @pytest.mark.parametrize("lesson", LESSONS, ids=[p.stem for p in LESSONS])
 def test_lesson_runs_in_fast_mode(lesson: Path, tmp_path: Path):
-    env = dict(os.environ, CRYOGLASS_FAST="1", MPLBACKEND="Agg", PYTHONWARNINGS="error")
+    env = dict(os.environ, CRYOGLASS_FAST="1", MPLBACKEND="Agg", PYTHONWARNINGS="error,ignore:__array__ implementation:DeprecationWarning")
     proc = subprocess.run(
         [sys.executable, str(lesson)], cwd=tmp_path, env=env, capture_output=True, text=True,
         timeout=300,

@@ -44,6 +44,8 @@ def main(
 
     import jupytext
 
+    from cryoglass.report.html import write_text_atomic
+
     out.mkdir(parents=True, exist_ok=True)
     for path in sources:
         notebook = jupytext.read(path)
@@ -53,7 +55,5 @@ def main(
             os.environ.setdefault("CRYOGLASS_FAST", "1")
             NotebookClient(notebook, timeout=600, kernel_name="python3").execute()
         target = out / f"{path.stem}.ipynb"
-        tmp = target.with_suffix(".ipynb.tmp")
-        jupytext.write(notebook, tmp, fmt="ipynb")
-        os.replace(tmp, target)
+        write_text_atomic(target, jupytext.writes(notebook, fmt="ipynb"))
         typer.echo(str(target))
