@@ -11,7 +11,13 @@ import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = Path(os.environ.get("CRYOGLASS_SHARED_DATA", REPO.parent / "shared" / "data"))
+_CANDIDATES = [REPO.parent / "shared" / "data", Path("/work/shared/data")]
+SHARED_DATA = Path(
+    os.environ.get(
+        "CRYOGLASS_SHARED_DATA",
+        next((p for p in _CANDIDATES if p.is_dir()), _CANDIDATES[0]),
+    )
+)
 REQUIRE_RELION = os.environ.get("CRYOGLASS_REQUIRE_RELION", "") == "1"
 
 
