@@ -36,7 +36,7 @@ def shared_data() -> Path:
 
 
 def relion_binary(name: str) -> str:
-    """Path of a RELION binary; skip locally when absent, fail in CI (CRYOGLASS_REQUIRE_RELION=1)."""
+    """Path of a RELION binary: skip when absent, fail in CI (CRYOGLASS_REQUIRE_RELION=1)."""
     path = shutil.which(name)
     if path is None:
         message = f"{name} not found: install RELION 3.1 (apt-get install relion)"
@@ -55,6 +55,7 @@ def run_relion(args: list[str], *, cwd: Path) -> subprocess.CompletedProcess:
     )
     if proc.returncode != 0:
         raise RuntimeError(
-            f"{' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+            f"{' '.join(args)} failed ({proc.returncode}):\n"
+            f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
         )
     return proc

@@ -73,7 +73,12 @@ def _tiles(images: torch.Tensor, titles: list[str], path: Path, *, cmap: str = "
 
 
 def run_demo(
-    out: Path, *, box: int = 64, pixel_size_angstrom: float = 2.5, device: str = "cpu", seed: int = 0
+    out: Path,
+    *,
+    box: int = 64,
+    pixel_size_angstrom: float = 2.5,
+    device: str = "cpu",
+    seed: int = 0,
 ) -> Path:
     """Run the demo into folder ``out``; returns the path of ``report.html``."""
     import matplotlib
@@ -94,7 +99,9 @@ def run_demo(
         box=box, pixel_size_angstrom=pixel_size_angstrom, sigma_angstrom=sigma, device=device
     )
     timings["map from 15,820 atoms"] = time.perf_counter() - t0
-    write_mrc(out / "trpv1_map.mrc", volume, pixel_size_angstrom=pixel_size_angstrom, overwrite=True)
+    write_mrc(
+        out / "trpv1_map.mrc", volume, pixel_size_angstrom=pixel_size_angstrom, overwrite=True
+    )
     centre = box // 2
     _tiles(
         torch.stack([volume[centre], volume[:, centre], volume[:, :, centre]]),
@@ -117,21 +124,28 @@ def run_demo(
     )
 
     # 2. Projections ------------------------------------------------------------------------
-    named = torch.tensor(
-        [[0.0, 0.0, 0.0], [0.0, 90.0, 0.0], [45.0, 90.0, 0.0], [0.0, 180.0, 0.0]]
-    )
+    named = torch.tensor([[0.0, 0.0, 0.0], [0.0, 90.0, 0.0], [45.0, 90.0, 0.0], [0.0, 180.0, 0.0]])
     rand = matrix_to_euler(random_rotations(4, generator=generator, dtype=torch.float64)).float()
     euler = torch.cat([named, rand]).to(device)
     t0 = time.perf_counter()
     images = project(volume, euler_deg=euler, pixel_size_angstrom=pixel_size_angstrom, pad=2)
     timings["8 projections, pad 2"] = time.perf_counter() - t0
     exact = gaussian_map_projections(
-        coords, euler_to_matrix(euler), image_size=box, pixel_size_angstrom=pixel_size_angstrom,
-        sigma_angstrom=sigma, weights=weights,
+        coords,
+        euler_to_matrix(euler),
+        image_size=box,
+        pixel_size_angstrom=pixel_size_angstrom,
+        sigma_angstrom=sigma,
+        weights=weights,
     )
     rel_err = ((images - exact).norm(dim=(-2, -1)) / exact.norm(dim=(-2, -1))).max().item()
-    write_mrc(out / "projections.mrcs", images, pixel_size_angstrom=pixel_size_angstrom,
-              stack=True, overwrite=True)
+    write_mrc(
+        out / "projections.mrcs",
+        images,
+        pixel_size_angstrom=pixel_size_angstrom,
+        stack=True,
+        overwrite=True,
+    )
     titles = [f"rot {a:.0f}, tilt {b:.0f}, psi {c:.0f}" for a, b, c in euler.cpu().tolist()]
     _tiles(images, titles, out / "projections.png")
     sections.append(
@@ -155,8 +169,13 @@ def run_demo(
     # 3. CTF defocus series -----------------------------------------------------------------
     ctf_pixel, ctf_box = 1.0, 256
     defoci = torch.tensor([5000.0, 10000.0, 20000.0, 30000.0])
-    params = CTFParams(defocus_u_angstrom=defoci, defocus_v_angstrom=defoci, voltage_kv=300.0,
-                       cs_mm=2.7, amplitude_contrast=0.1)
+    params = CTFParams(
+        defocus_u_angstrom=defoci,
+        defocus_v_angstrom=defoci,
+        voltage_kv=300.0,
+        cs_mm=2.7,
+        amplitude_contrast=0.1,
+    )
     k = torch.linspace(0, 0.5 / ctf_pixel, 1000)
     t0 = time.perf_counter()
     curves = ctf_1d(params, k)  # (4, 1000)
@@ -182,8 +201,9 @@ def run_demo(
         Section(
             "3. The contrast transfer function, a defocus series",
             (
-                "CTF(k) = −sin(χ(k)) in RELION's sign convention with "
-                "χ(k) = −πλΔf k² + (π/2) C_s λ³ k⁴ − arctan(Q₀/√(1−Q₀²)), at 300 kV "
+                "CTF(k) = sin χ(k) in RELION's sign convention (positive first lobe in "
+                "underfocus), "
+                "χ(k) = πλΔf k² − (π/2) C_s λ³ k⁴ + arctan(Q₀/√(1−Q₀²)), at 300 kV "
                 "(λ = 0.0197 Å), C_s = 2.7 mm, Q₀ = 0.1. More defocus brings the first zero to "
                 "lower resolution and packs the rings closer. The table lists the first three "
                 "zeros.",
@@ -196,8 +216,9 @@ def run_demo(
     # 4. Thon rings -----------------------------------------------------------------------------
     n_images, df_thon = 64, 10000.0
     rotations = random_rotations(n_images, generator=generator).to(device)
-    thon_params = CTFParams(defocus_u_angstrom=df_thon, defocus_v_angstrom=df_thon * 0.92,
-                            astigmatism_angle_deg=30.0)
+    thon_params = CTFParams(
+        defocus_u_angstrom=df_thon, defocus_v_angstrom=df_thon * 0.92, astigmatism_angle_deg=30.0
+    )
     t0 = time.perf_counter()
     clean = project(volume, rotations, pixel_size_angstrom=pixel_size_angstrom, ctf=thon_params)
     noise_sd = 1.0 * clean.std().item()
@@ -205,7 +226,9 @@ def run_demo(
     power, _ = radial_power_spectrum(noisy, ndim=2, pixel_size_angstrom=pixel_size_angstrom)
     timings["64 CTF projections + spectra"] = time.perf_counter() - t0
     mean_power = power.mean(0).cpu()
-    freqs = shell_frequencies(mean_power.shape[0], box_size=box, pixel_size_angstrom=pixel_size_angstrom)
+    freqs = shell_frequencies(
+        mean_power.shape[0], box_size=box, pixel_size_angstrom=pixel_size_angstrom
+    )
     fine = torch.linspace(0, float(freqs[-1]), 600)
     ctf_sq = ctf_1d(thon_params, fine) ** 2
     spectrum_2d = (fft2_centered(noisy).abs() ** 2).mean(0).log().cpu()
@@ -241,15 +264,30 @@ def run_demo(
     # 5. Blur and sharpen ------------------------------------------------------------------------
     bfactors = torch.tensor([-100.0, 0.0, 100.0, 400.0], device=device)
     t0 = time.perf_counter()
-    filtered = apply_bfactor(volume.expand(4, -1, -1, -1), ndim=3, bfactor_a2=bfactors,
-                             pixel_size_angstrom=pixel_size_angstrom)
+    filtered = apply_bfactor(
+        volume.expand(4, -1, -1, -1),
+        ndim=3,
+        bfactor_a2=bfactors,
+        pixel_size_angstrom=pixel_size_angstrom,
+    )
     timings["B-factor filters, 4 maps"] = time.perf_counter() - t0
-    write_mrc(out / "trpv1_map_blur_B400.mrc", filtered[3], pixel_size_angstrom=pixel_size_angstrom,
-              overwrite=True)
-    write_mrc(out / "trpv1_map_sharpen_B-100.mrc", filtered[0],
-              pixel_size_angstrom=pixel_size_angstrom, overwrite=True)
-    _tiles(filtered[:, :, centre], [f"B = {b:.0f} Å²" for b in bfactors.tolist()],
-           out / "blur_sharpen.png")
+    write_mrc(
+        out / "trpv1_map_blur_B400.mrc",
+        filtered[3],
+        pixel_size_angstrom=pixel_size_angstrom,
+        overwrite=True,
+    )
+    write_mrc(
+        out / "trpv1_map_sharpen_B-100.mrc",
+        filtered[0],
+        pixel_size_angstrom=pixel_size_angstrom,
+        overwrite=True,
+    )
+    _tiles(
+        filtered[:, :, centre],
+        [f"B = {b:.0f} Å²" for b in bfactors.tolist()],
+        out / "blur_sharpen.png",
+    )
     sections.append(
         Section(
             "5. Blur and sharpen",

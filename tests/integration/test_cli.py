@@ -34,7 +34,9 @@ def test_help_does_not_import_torch():
 def test_every_command_has_help():
     for name, _ in COMMANDS:
         proc = subprocess.run(
-            [sys.executable, "-m", "cryoglass", name, "--help"], capture_output=True, text=True,
+            [sys.executable, "-m", "cryoglass", name, "--help"],
+            capture_output=True,
+            text=True,
             timeout=60,
         )
         assert proc.returncode == 0, (name, proc.stderr)

@@ -14,7 +14,9 @@ def test_demo_writes_report_figures_and_maps(tmp_path: Path):
     out = tmp_path / "demo"
     proc = subprocess.run(
         [sys.executable, "-m", "cryoglass", "demo", "--out", str(out)],
-        capture_output=True, text=True, timeout=600,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = (out / "report.html").read_text()

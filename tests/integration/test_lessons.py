@@ -20,9 +20,18 @@ def test_there_are_lessons():
 
 @pytest.mark.parametrize("lesson", LESSONS, ids=[p.stem for p in LESSONS])
 def test_lesson_runs_in_fast_mode(lesson: Path, tmp_path: Path):
-    env = dict(os.environ, CRYOGLASS_FAST="1", MPLBACKEND="Agg", PYTHONWARNINGS="error,ignore:__array__ implementation:DeprecationWarning")
+    env = dict(
+        os.environ,
+        CRYOGLASS_FAST="1",
+        MPLBACKEND="Agg",
+        PYTHONWARNINGS="error,ignore:__array__ implementation:DeprecationWarning",
+    )
     proc = subprocess.run(
-        [sys.executable, str(lesson)], cwd=tmp_path, env=env, capture_output=True, text=True,
+        [sys.executable, str(lesson)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
         timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
@@ -32,7 +41,9 @@ def test_lesson_runs_in_fast_mode(lesson: Path, tmp_path: Path):
 def test_lessons_command_writes_notebooks(tmp_path: Path):
     proc = subprocess.run(
         [sys.executable, "-m", "cryoglass", "lessons", "--out", str(tmp_path / "nb")],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
     notebooks = sorted((tmp_path / "nb").glob("*.ipynb"))

@@ -31,10 +31,14 @@ def test_matrix_is_zyz_product(angles):
 
 
 def test_tilt_90_sends_z_to_x():
-    # tilt about y by +90 (RELION): the map's z axis becomes the image's +x axis? A·e_z = (-sin, 0, cos)
+    # tilt +90 about y (RELION): A·e_z = (-sin 90, 0, cos 90) = -x, the map's z axis maps to -x
     a = euler_to_matrix(torch.tensor([0.0, 90.0, 0.0], dtype=torch.float64))
-    torch.testing.assert_close(a @ torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64),
-                               torch.tensor([-1.0, 0.0, 0.0], dtype=torch.float64), atol=1e-12, rtol=0)
+    torch.testing.assert_close(
+        a @ torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64),
+        torch.tensor([-1.0, 0.0, 0.0], dtype=torch.float64),
+        atol=1e-12,
+        rtol=0,
+    )
 
 
 def test_round_trip_and_orthogonality(generator):

@@ -12,7 +12,10 @@ import typer
 
 app = typer.Typer(
     name="cryoglass",
-    help="cryoglass: single-particle cryo-EM in a glass box. Every command has --help with examples.",
+    help=(
+        "cryoglass: single-particle cryo-EM in a glass box. "
+        "Every command has --help with examples."
+    ),
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,

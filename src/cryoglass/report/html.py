@@ -77,7 +77,8 @@ def write_html_report(path: Path, *, title: str, intro: str, sections: list[Sect
         parts.extend(f"<p>{p}</p>" for p in section.paragraphs)
         if section.table:
             rows = "".join(
-                f"<tr><td>{html.escape(k)}</td><td>{html.escape(v)}</td></tr>" for k, v in section.table
+                f"<tr><td>{html.escape(k)}</td><td>{html.escape(v)}</td></tr>"
+                for k, v in section.table
             )
             parts.append(f"<table>{rows}</table>")
         for name, caption in section.figures:

@@ -32,9 +32,7 @@ from cryoglass.fourier.grids import centered_indices
 __all__ = ["gaussian_map", "gaussian_map_projections"]
 
 
-def _gaussian_1d(
-    centers_px: torch.Tensor, n: int, sigma_px: float
-) -> torch.Tensor:
+def _gaussian_1d(centers_px: torch.Tensor, n: int, sigma_px: float) -> torch.Tensor:
     """exp(-(i - c)^2 / 2σ²) on the centred axis; shape (M, n)."""
     axis = centered_indices(n, device=centers_px.device, dtype=centers_px.dtype)
     return torch.exp(-((axis - centers_px[:, None]) ** 2) / (2 * sigma_px**2))
