@@ -28,6 +28,9 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("demo", "demo"),
     ("project", "project"),
     ("ctf", "ctf"),
+    ("fsc", "fsc"),
+    ("postprocess", "postprocess"),
+    ("filter", "filter"),
     ("lessons", "lessons"),
 )
 

@@ -1,0 +1,75 @@
+"""Validation and post-processing: FSC and resolution, masks, Guinier/B-factor, sharpening.
+
+* :mod:`~cryoglass.validate.fsc` — Fourier shell correlation on cryoglass's shells, resolution
+  at 0.143/0.5 (interpolated), SSNR, phase-randomisation-corrected masked FSC.
+* :mod:`~cryoglass.validate.masks` — soft spheres (and relion_reconstruct's), threshold +
+  dilate + raised-cosine masks, Otsu auto-threshold.
+* :mod:`~cryoglass.validate.postprocess` — Guinier plot, automatic B-factor, FSC weighting,
+  sharpening and the full ``postprocess`` of two half maps (RELION's relion_postprocess).
+"""
+
+from cryoglass.validate.fsc import (
+    MaskedFSC,
+    corrected_fsc,
+    fourier_shell_correlation,
+    fourier_shell_correlation_spectra,
+    fourier_shell_index,
+    fourier_shell_sizes,
+    fsc_against_reference,
+    fsc_weight,
+    masked_fsc,
+    phase_randomization_shell,
+    randomize_phases_beyond,
+    resolution_at_threshold,
+    shell_values_to_grid,
+    ssnr_from_fsc,
+)
+from cryoglass.validate.masks import (
+    auto_mask,
+    otsu_threshold,
+    relion_reconstruct_sphere_mask,
+    soft_mask_outside_sphere,
+    soft_sphere_mask,
+    squared_distance_to_mask,
+    threshold_mask,
+)
+from cryoglass.validate.postprocess import (
+    BFactorFit,
+    PostprocessResult,
+    fit_bfactor,
+    fsc_weighting_filter,
+    guinier_plot,
+    postprocess,
+    sharpen,
+)
+
+__all__ = [
+    "BFactorFit",
+    "MaskedFSC",
+    "PostprocessResult",
+    "auto_mask",
+    "corrected_fsc",
+    "fit_bfactor",
+    "fourier_shell_correlation",
+    "fourier_shell_correlation_spectra",
+    "fourier_shell_index",
+    "fourier_shell_sizes",
+    "fsc_against_reference",
+    "fsc_weight",
+    "fsc_weighting_filter",
+    "guinier_plot",
+    "masked_fsc",
+    "otsu_threshold",
+    "phase_randomization_shell",
+    "postprocess",
+    "randomize_phases_beyond",
+    "relion_reconstruct_sphere_mask",
+    "resolution_at_threshold",
+    "sharpen",
+    "shell_values_to_grid",
+    "soft_mask_outside_sphere",
+    "soft_sphere_mask",
+    "squared_distance_to_mask",
+    "ssnr_from_fsc",
+    "threshold_mask",
+]
