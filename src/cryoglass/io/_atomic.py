@@ -12,7 +12,14 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["atomic_write", "check_writable"]
+__all__ = ["atomic_write", "check_writable", "default_file_mode"]
+
+
+def default_file_mode() -> int:
+    """The mode a plainly created file gets (0o666 minus the umask); mkstemp would give 0o600."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 def check_writable(path: str | os.PathLike, *, overwrite: bool) -> Path:
@@ -62,6 +69,7 @@ def atomic_write(
     tmp = Path(tmp_name)
     try:
         write(tmp)
+        os.chmod(tmp, default_file_mode())
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

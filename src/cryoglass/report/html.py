@@ -12,6 +12,8 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cryoglass.io._atomic import default_file_mode
+
 __all__ = ["Section", "write_html_report", "write_text_atomic", "save_figure"]
 
 
@@ -32,6 +34,7 @@ def write_text_atomic(path: Path, text: str) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
+        os.chmod(tmp, default_file_mode())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -47,6 +50,7 @@ def save_figure(figure, path: Path, *, dpi: int = 110) -> None:
     os.close(fd)
     try:
         figure.savefig(tmp, dpi=dpi, bbox_inches="tight")
+        os.chmod(tmp, default_file_mode())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
