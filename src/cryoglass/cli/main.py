@@ -27,6 +27,7 @@ app = typer.Typer(
 COMMANDS: tuple[tuple[str, str], ...] = (
     ("demo", "demo"),
     ("project", "project"),
+    ("simulate", "simulate"),
     ("ctf", "ctf"),
     ("fsc", "fsc"),
     ("postprocess", "postprocess"),
