@@ -22,8 +22,9 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 
-#: (command name, module under cryoglass.cli); each module defines ``main`` whose docstring's
-#: first line is the one-line purpose shown by ``cryoglass --help``.
+#: (command name, module under cryoglass.cli); each module defines either ``main`` (a single
+#: command; its docstring's first line is the one-line purpose shown by ``cryoglass --help``) or
+#: ``app`` (a ``typer.Typer`` with sub-commands, e.g. ``cryoglass vae train``).
 COMMANDS: tuple[tuple[str, str], ...] = (
     ("demo", "demo"),
     ("project", "project"),
@@ -37,7 +38,10 @@ COMMANDS: tuple[tuple[str, str], ...] = (
 
 for _name, _module in COMMANDS:
     _mod = importlib.import_module(f"cryoglass.cli.{_module}")
-    app.command(_name)(_mod.main)
+    if isinstance(getattr(_mod, "app", None), typer.Typer):
+        app.add_typer(_mod.app, name=_name)
+    else:
+        app.command(_name)(_mod.main)
 
 
 def run() -> None:
