@@ -29,6 +29,7 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("demo", "demo"),
     ("project", "project"),
     ("simulate", "simulate"),
+    ("reconstruct", "reconstruct"),
     ("ctf", "ctf"),
     ("fsc", "fsc"),
     ("postprocess", "postprocess"),

@@ -1,0 +1,56 @@
+"""3D reconstruction by direct Fourier inversion (RELION's method), chunked and symmetric.
+
+* :mod:`~cryoglass.reconstruct.backproject` — insertion of slices into a padded 3D
+  half-transform, the exact adjoint of :mod:`cryoglass.projection` (``insert_slices``,
+  ``backproject``).
+* :mod:`~cryoglass.reconstruct.fourier_inversion` — ``empty_accumulator`` → ``accumulate`` (per
+  chunk, any order) → ``merge`` → ``finalize`` (Wiener-like division, gridding correction,
+  relion_reconstruct's soft mask); ``reconstruct`` does all of it for images in memory.
+* :mod:`~cryoglass.reconstruct.halves` — half sets (rlnRandomSubset or a seeded split).
+* :mod:`~cryoglass.reconstruct.symmetry` — symmetry-equivalent poses ``A·L``.
+"""
+
+from cryoglass.reconstruct.backproject import (
+    backproject,
+    ctf_slice_values,
+    image_slice_values,
+    insert_slices,
+    insert_values,
+    spectrum_adjoint,
+    table_shape,
+)
+from cryoglass.reconstruct.fourier_inversion import (
+    Accumulator,
+    accumulate,
+    empty_accumulator,
+    finalize,
+    memory_estimate_bytes,
+    merge,
+    reconstruct,
+    shell_mean_weight,
+    tau2_from_fsc,
+)
+from cryoglass.reconstruct.halves import half_set_indices, split_halves
+from cryoglass.reconstruct.symmetry import expand_rotations
+
+__all__ = [
+    "Accumulator",
+    "accumulate",
+    "backproject",
+    "ctf_slice_values",
+    "empty_accumulator",
+    "expand_rotations",
+    "finalize",
+    "half_set_indices",
+    "image_slice_values",
+    "insert_slices",
+    "insert_values",
+    "memory_estimate_bytes",
+    "merge",
+    "reconstruct",
+    "shell_mean_weight",
+    "spectrum_adjoint",
+    "split_halves",
+    "table_shape",
+    "tau2_from_fsc",
+]
