@@ -2,7 +2,9 @@
 
 Compares cryoglass.ctf.ctf_2d with a plain numpy implementation of the same formula
 (frequency grid computed once, broadcast over particles, angle form of the astigmatism), in the
-same run.  Goal: ≤ 0.3 s for 1000 × 256² on 2 cores.
+same run, and — when the peer environment exists (/work/peers or $CRYOGLASS_PEERS_PYTHON, see
+benchmarks/peers/README.md) — with cryojax on the same draws (benchmarks/peers/peer_ctf.py, the
+"B = 0" case).  Goal: ≤ 0.3 s for 1000 × 256² on 2 cores.
 
     python benchmarks/bench_ctf.py [--n 1000] [--box 256] [--threads 2] [--repeats 5]
 """
@@ -10,11 +12,15 @@ same run.  Goal: ≤ 0.3 s for 1000 × 256² on 2 cores.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import platform
 import statistics
+import subprocess
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -39,6 +45,42 @@ def numpy_ctf(u, v, angle_deg, kv, cs_mm, q0, bfactor, box, pixel):
         + np.arcsin(q0)[col]
     )
     return np.sin(chi) * np.exp(-0.25 * bfactor[col] * k2)
+
+
+PEERS_PYTHON = Path(os.environ.get("CRYOGLASS_PEERS_PYTHON", "/work/peers/bin/python"))
+PEER_SCRIPT = Path(__file__).resolve().parent / "peers" / "peer_ctf.py"
+
+
+def _load() -> str:
+    return open("/proc/loadavg").read().split()[0] if Path("/proc/loadavg").exists() else "?"
+
+
+def peer_cryojax(ours: np.ndarray, seconds: float, *, n: int, box: int, threads: int, repeats: int):
+    """Time cryojax on the same CTFs (peer venv) and compare with ours (B = 0)."""
+    if not PEERS_PYTHON.exists():
+        print("peer cryojax: not available (create /work/peers as in benchmarks/peers/README.md)")
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "ctf.npy"
+        command = [
+            str(PEERS_PYTHON), str(PEER_SCRIPT), "--n", str(n), "--box", str(box),
+            "--tool", "cryojax", "--repeat", str(repeats), "--threads", str(threads),
+            "--out", str(out),
+        ]  # fmt: skip
+        run = subprocess.run(command, capture_output=True, text=True)
+        if run.returncode != 0:
+            print(f"peer cryojax: failed ({run.stderr.strip().splitlines()[-1:]})")
+            return
+        result = json.loads(run.stdout.strip().splitlines()[-1])
+        theirs = np.load(out)
+    diff = np.abs(theirs.astype(np.float64) - ours)
+    rel = np.linalg.norm(diff) / np.linalg.norm(ours)
+    peer_s = result["seconds_median"]
+    print(
+        f"peer cryojax {result['version']} (B = 0): {peer_s:.3f} s "
+        f"({result['images_per_s']:8.0f} images/s) | ratio cryoglass/cryojax {seconds / peer_s:.2f}"
+        f" | max |diff| {diff.max():.1e}, rel diff {rel:.1e} [load {_load()}]"
+    )
 
 
 def median_time(fn, repeats: int) -> float:
@@ -78,6 +120,7 @@ def main() -> None:
     print(f"machine: {platform.machine()} {platform.processor() or ''} | {os.cpu_count()} CPUs")
     print(f"torch {torch.__version__} ({args.threads} threads), numpy {np.__version__}")
     print(f"workload: {n} CTFs of {box}x{box} (rfft grid {box}x{box // 2 + 1}), float32")
+    ours_zero_b = None
     for label, b in (("B = 0", zero_b), ("B per particle", some_b)):
         p = params(b)
         ours = median_time(
@@ -91,8 +134,18 @@ def main() -> None:
         print(
             f"{label:15s} cryoglass {ours:.3f} s ({n / ours:8.0f} images/s) | "
             f"numpy {ref:.3f} s ({n / ref:7.0f} images/s) | speed-up x{ref / ours:.1f} | "
-            f"max |diff| {diff:.1e}"
+            f"max |diff| {diff:.1e} [load {_load()}]"
         )
+        if ours_zero_b is None:
+            ours_zero_b = (a.astype(np.float64), ours)
+    peer_cryojax(
+        ours_zero_b[0],
+        ours_zero_b[1],
+        n=n,
+        box=box,
+        threads=args.threads,
+        repeats=args.repeats,
+    )
 
 
 if __name__ == "__main__":

@@ -25,6 +25,10 @@ import numpy as np
 N, PIXEL = 128, 1.5
 
 
+def _load() -> str:
+    return open("/proc/loadavg").read().split()[0] if Path("/proc/loadavg").exists() else "?"
+
+
 def _write_inputs(folder: Path, count: int, seed: int = 0) -> None:
     rng = np.random.default_rng(seed)
     axis = np.arange(N) - N // 2
@@ -95,7 +99,10 @@ def main() -> None:
         ]
         ours = [_time(ours_cmd, folder, args.threads) for _ in range(args.repeats)]
         t_ours = statistics.median(ours)
-        print(f"cryoglass project: median {t_ours:.2f} s ({args.count / t_ours:.0f} images/s)")
+        print(
+            f"cryoglass project: median {t_ours:.2f} s ({args.count / t_ours:.0f} images/s) "
+            f"[load {_load()}]"
+        )
         relion = shutil.which("relion_project")
         if relion is None:
             print("relion_project: not installed, ratio not measured")
@@ -114,7 +121,10 @@ def main() -> None:
         ]
         rel = [_time(rel_cmd, folder, args.threads) for _ in range(args.repeats)]
         t_rel = statistics.median(rel)
-        print(f"relion_project:    median {t_rel:.2f} s ({args.count / t_rel:.0f} images/s)")
+        print(
+            f"relion_project:    median {t_rel:.2f} s ({args.count / t_rel:.0f} images/s) "
+            f"[load {_load()}]"
+        )
         print(f"ratio cryoglass/relion: {t_ours / t_rel:.2f} (goal ≤ 1.0)")
         a = mrcfile.read(folder / "ours.mrcs").astype(np.float64)
         b = mrcfile.read(folder / "rel.mrcs").astype(np.float64)

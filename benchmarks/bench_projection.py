@@ -2,8 +2,12 @@
 
 Prints machine info, sizes, the median of a few runs, the relative error against exact
 (analytic) projections of a sum-of-Gaussians map, and the same job done by `relion_project`
-(whole process, same map and poses).  Peers not measured here (quoted from the issue):
-cryojax 0.59 s unpadded / 2.07 s padded, ASPIRE Volume.project 2.87 s.
+(whole process, same map and poses).  In the same run, when the peer environment exists
+(/work/peers or $CRYOGLASS_PEERS_PYTHON, see benchmarks/peers/README.md), ASPIRE (NUFFT, no pad)
+and cryojax (pad 1 and 2) project the same map at the same poses through
+benchmarks/peers/peer_projection.py; their time is compared with ours "slices only" (like for
+like: neither side counts preparing the volume), and their images with ours (median per-image
+correlation and relative difference).
 
 Run: python benchmarks/bench_projection.py [--threads 2] [--repeats 3]
 """
@@ -11,6 +15,7 @@ Run: python benchmarks/bench_projection.py [--threads 2] [--repeats 3]
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import shutil
@@ -34,6 +39,59 @@ from cryoglass.projection import (
 )
 
 N, B, PAD, PIXEL = 128, 1000, 2, 1.0
+PEERS_PYTHON = Path(os.environ.get("CRYOGLASS_PEERS_PYTHON", "/work/peers/bin/python"))
+MISSING_PEERS = "create /work/peers as in benchmarks/peers/README.md"
+PEER_SCRIPT = Path(__file__).resolve().parent / "peers" / "peer_projection.py"
+
+
+def _load() -> str:
+    return open("/proc/loadavg").read().split()[0] if Path("/proc/loadavg").exists() else "?"
+
+
+def _agreement(theirs: np.ndarray, ours: torch.Tensor) -> tuple[float, float]:
+    """Median per-image Pearson correlation and median relative difference ‖a − b‖/‖b‖."""
+    a = torch.from_numpy(theirs).double().flatten(1)
+    b = ours.double().flatten(1)
+    ac, bc = a - a.mean(1, keepdim=True), b - b.mean(1, keepdim=True)
+    corr = (ac * bc).sum(1) / (ac.norm(dim=1) * bc.norm(dim=1))
+    rel = (a - b).norm(dim=1) / b.norm(dim=1)
+    return float(corr.median()), float(rel.median())
+
+
+def _peers(volume, euler, ours_by_pad, seconds_by_pad, *, threads: int, repeats: int) -> None:
+    """Run ASPIRE and cryojax on the same map and poses (peer venv) and print the comparison."""
+    for tool, pad in (("aspire", 1), ("cryojax", 1), ("cryojax", 2)):
+        if not PEERS_PYTHON.exists():
+            print(f"peer {tool}: not available ({MISSING_PEERS})")
+            continue
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = Path(tmp)
+            with mrcfile.new(folder / "map.mrc") as mrc:
+                mrc.set_data(volume.numpy().astype(np.float32))
+                mrc.voxel_size = PIXEL
+            np.save(folder / "angles.npy", euler.numpy())
+            command = [
+                str(PEERS_PYTHON), str(PEER_SCRIPT), "--map", str(folder / "map.mrc"),
+                "--angles", str(folder / "angles.npy"), "--pixel-size", str(PIXEL),
+                "--tool", tool, "--pad", str(pad), "--repeat", str(repeats),
+                "--threads", str(threads), "--out", str(folder / "peer.npy"),
+            ]  # fmt: skip
+            run = subprocess.run(command, capture_output=True, text=True)
+            if run.returncode != 0:
+                print(f"peer {tool} pad {pad}: failed ({run.stderr.strip().splitlines()[-1:]})")
+                continue
+            result = json.loads(run.stdout.strip().splitlines()[-1])
+            theirs = np.load(folder / "peer.npy")
+        # ASPIRE has no padding; compare it with our pad-2 images (the more accurate ones).
+        ref_pad = PAD if tool == "aspire" else pad
+        corr, rel = _agreement(theirs, ours_by_pad[ref_pad])
+        seconds = result["seconds_median"]
+        print(
+            f"peer {tool} {result['version']} ({result['method']}): median {seconds:.3f} s "
+            f"→ {result['images_per_s']:.0f} images/s; ratio cryoglass/{tool} (slices only, "
+            f"pad {ref_pad}) {seconds_by_pad[ref_pad] / seconds:.2f}; vs cryoglass pad {ref_pad}: "
+            f"median corr {corr:.6f}, median rel diff {rel:.3f} [load {_load()}]"
+        )
 
 
 def _inputs(seed: int = 0):
@@ -94,6 +152,26 @@ def main() -> None:
     print(
         f"cryoglass project(): median {total:.3f} s for {B} → {B / total:.0f} images/s "
         f"(incl. 3D FFT of the padded map); slices only: {inner:.3f} s → {B / inner:.0f} images/s"
+        f" [load {_load()}]"
+    )
+
+    prepared1 = prepare_volume_fourier(volume, pad=1)
+    steady1 = []
+    for _ in range(args.repeats):
+        t1 = time.perf_counter()
+        images1 = torch.cat(
+            [project_prepared(prepared1, rotations[s : s + 128]) for s in range(0, B, 128)]
+        )
+        steady1.append(time.perf_counter() - t1)
+    inner1 = statistics.median(steady1)
+    print(f"cryoglass slices only, pad 1: {inner1:.3f} s → {B / inner1:.0f} images/s")
+    _peers(
+        volume,
+        euler,
+        {1: images1, PAD: images},
+        {1: inner1, PAD: inner},
+        threads=args.threads,
+        repeats=args.repeats,
     )
 
     subset = slice(0, 100)
@@ -128,14 +206,10 @@ def main() -> None:
     agree = float((images.double() - relion_images).norm() / relion_images.norm())
     print(
         f"relion_project (whole process, incl. writing): median {rel:.3f} s "
-        f"→ {B / rel:.0f} images/s"
+        f"→ {B / rel:.0f} images/s [load {_load()}]"
     )
     print(f"ratio cryoglass/relion (in-process incl. FFT vs whole process): {total / rel:.2f}")
     print(f"cryoglass vs relion images: relative difference {agree:.2e}")
-    print(
-        "not measured here (issue's reference numbers): cryojax 0.59 s unpadded / 2.07 s padded, "
-        "ASPIRE Volume.project 2.87 s"
-    )
 
 
 if __name__ == "__main__":

@@ -8,35 +8,81 @@ from pathlib import Path
 
 import mrcfile
 import numpy as np
+import torch
+
+from cryoglass.validate import fourier_shell_correlation, resolution_at_threshold
+
+PIXEL = 2.6
+BOX = 64
 
 
-def test_demo_writes_report_figures_and_maps(tmp_path: Path):
+def _read(path: Path) -> np.ndarray:
+    with mrcfile.open(path) as mrc:
+        return np.array(mrc.data, dtype=np.float32)
+
+
+def test_demo_pipeline_from_model_to_sharpened_map(tmp_path: Path):
     out = tmp_path / "demo"
     proc = subprocess.run(
-        [sys.executable, "-m", "cryoglass", "demo", "--out", str(out)],
+        [
+            sys.executable,
+            "-m",
+            "cryoglass",
+            "demo",
+            "--out",
+            str(out),
+            "--box",
+            str(BOX),
+            "--pixel-size",
+            str(PIXEL),
+            "--n-particles",
+            "1500",
+            "--topics",
+            "none",
+        ],
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=900,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = (out / "report.html").read_text()
-    for name in ("projections.png", "ctf_defocus_series.png", "thon_rings.png", "blur_sharpen.png"):
-        assert (out / name).stat().st_size > 1000
+    for name in (
+        "map_slices.png",
+        "projections.png",
+        "ctf_defocus_series.png",
+        "dataset.png",
+        "fsc.png",
+        "reconstruction.png",
+        "postprocess.png",
+        "blur_sharpen.png",
+    ):
+        assert (out / name).stat().st_size > 1000, name
         assert name in report
-    with mrcfile.open(out / "trpv1_map.mrc") as mrc:
-        volume = np.asarray(mrc.data)
-        assert volume.shape == (64, 64, 64)
-        assert float(mrc.voxel_size.x) == 2.5
-    # the map is centred on the model's centre of mass: its centre of mass is at voxel N//2
-    grid = np.indices(volume.shape).reshape(3, -1)
-    com = (grid * volume.reshape(-1)).sum(1) / volume.sum()
-    assert np.abs(com - 32).max() < 0.5
-    with mrcfile.open(out / "projections.mrcs") as mrc:
-        assert mrc.data.shape == (8, 64, 64)
-    # the top view (tilt 0) of the four-fold channel is unchanged by a 90° rotation
-    with mrcfile.open(out / "projections.mrcs") as mrc:
-        top = np.asarray(mrc.data[0])
-    centred = np.roll(top, (-32, -32), (0, 1))  # origin N//2 → index 0
-    rotated = np.roll(np.flip(centred, 0), 1, 0).T  # rotated[i, j] = centred[-j, i]: 90° about 0
-    rotated = np.roll(rotated, (32, 32), (0, 1))
-    assert np.corrcoef(top.ravel(), rotated.ravel())[0, 1] > 0.9
+
+    truth = _read(out / "truth.mrc").copy()
+    assert truth.shape == (BOX,) * 3
+    with mrcfile.open(out / "truth.mrc") as mrc:
+        assert abs(float(mrc.voxel_size.x) - PIXEL) < 1e-4
+    # the potential is centred on the model's centre of mass: its centroid sits at voxel N//2
+    grid = np.indices(truth.shape).reshape(3, -1)
+    centroid = (grid * truth.reshape(-1)).sum(1) / truth.sum()
+    assert np.abs(centroid - BOX // 2).max() < 1.0
+
+    # the top view (tilt 0) of the four-fold channel is unchanged by 90° about the N//2 origin
+    top = _read(out / "projections.mrcs")[0]
+    centred = np.roll(top, (-(BOX // 2), -(BOX // 2)), (0, 1))
+    rotated = np.roll(np.roll(np.flip(centred, 0), 1, 0).T, (BOX // 2, BOX // 2), (0, 1))
+    assert np.corrcoef(top.ravel(), rotated.ravel())[0, 1] > 0.99
+    side = _read(out / "projections.mrcs")[1]
+    centred = np.roll(side, (-(BOX // 2), -(BOX // 2)), (0, 1))
+    rotated = np.roll(np.roll(np.flip(centred, 0), 1, 0).T, (BOX // 2, BOX // 2), (0, 1))
+    assert np.corrcoef(side.ravel(), rotated.ravel())[0, 1] < 0.95
+
+    # the half maps come from the simulated particles and reach a sensible resolution
+    average = torch.from_numpy((_read(out / "half1.mrc") + _read(out / "half2.mrc")) / 2)
+    fsc = fourier_shell_correlation(average, torch.from_numpy(truth))
+    resolution = float(
+        resolution_at_threshold(fsc, threshold=0.5, box_size=BOX, pixel_size_angstrom=PIXEL)
+    )
+    assert resolution < 4 * PIXEL, resolution
+    assert _read(out / "postprocess.mrc").shape == (BOX,) * 3

@@ -33,6 +33,43 @@ def _pixel_size(star: Path, map_path: Path, header_pixel: float | None, override
     return particles, value
 
 
+def _write_stack_streaming(out: Path, batches, shape, pixel: float, *, overwrite: bool) -> None:
+    """Write an .mrcs stack (mode 2) batch by batch into a memory-mapped temporary file.
+
+    ``batches`` yields ``(slice, images)`` with float32 CPU tensors (b, h, w) covering the stack
+    in order.  The header statistics (dmin, dmax, dmean, rms = standard deviation) are
+    accumulated per batch; the file is renamed to ``out`` only when complete (atomic).
+    """
+    import math
+
+    import mrcfile
+    import numpy as np
+    import torch
+
+    from cryoglass.io._atomic import atomic_write
+
+    def write(tmp: Path) -> None:
+        low, high, total, total_sq = math.inf, -math.inf, 0.0, 0.0
+        with mrcfile.new_mmap(tmp, shape=shape, mrc_mode=2, overwrite=True) as mrc:
+            mrc.set_image_stack()
+            mrc.voxel_size = float(pixel)
+            for part, images in batches:
+                mrc.data[part] = images.numpy()
+                low = min(low, float(images.min()))
+                high = max(high, float(images.max()))
+                as_double = images.to(torch.float64)
+                total += float(as_double.sum())
+                total_sq += float(torch.linalg.vector_norm(as_double) ** 2)
+            if not (math.isfinite(low) and math.isfinite(high)):
+                raise ValueError(f"{out}: projections are not finite (NaN or inf)")
+            count = float(np.prod(shape))
+            mean = total / count
+            mrc.header.dmin, mrc.header.dmax, mrc.header.dmean = low, high, mean
+            mrc.header.rms = math.sqrt(max(total_sq / count - mean * mean, 0.0))
+
+    atomic_write(out, write, overwrite=overwrite)
+
+
 def main(
     map_path: Path = typer.Argument(..., metavar="MAP", help="Input map (.mrc), cubic box."),
     star: Path = typer.Option(..., "--star", help="Particle STAR file with poses."),
@@ -66,7 +103,7 @@ def main(
     from rich.progress import Progress
 
     from cryoglass.geometry.euler import euler_to_matrix
-    from cryoglass.io import read_mrc, write_mrc, write_relion_star
+    from cryoglass.io import read_mrc, write_relion_star
     from cryoglass.projection import prepare_volume_fourier, project_prepared
 
     out_star = out.with_suffix(".star")
@@ -99,26 +136,35 @@ def main(
         fail(f"--device {device}: not available ({error})")
 
     n = len(particles)
+    if n == 0:
+        fail(f"{star}: no particles")
     rotations = euler_to_matrix(particles.euler_deg.to(torch.float32))
     shifts = particles.shift_angstrom
     shifts = None if shifts is None else shifts.to(torch.float32)
     ctf_params = particles.ctf.as_tensors(dtype=torch.float32) if ctf else None
-    images = torch.empty((n, box, box), dtype=torch.float32)
     prepared = prepare_volume_fourier(volume.to(target), pad=pad)
-    with Progress(transient=True, console=None) as progress:
-        task = progress.add_task("projecting", total=n)
-        for start in range(0, n, batch_size):
-            part = slice(start, min(start + batch_size, n))
-            images[part] = project_prepared(
-                prepared,
-                rotations[part].to(target),
-                shift_angstrom=None if shifts is None else shifts[part],
-                pixel_size_angstrom=pixel,
-                ctf=None if ctf_params is None else ctf_params[part],
-            ).cpu()
-            progress.update(task, advance=part.stop - part.start)
+
+    def project_batches():
+        """Yield (slice, images) batch by batch, so the stack is never held in memory."""
+        with Progress(transient=True, console=None) as progress:
+            task = progress.add_task("projecting", total=n)
+            for start in range(0, n, batch_size):
+                part = slice(start, min(start + batch_size, n))
+                images = project_prepared(
+                    prepared,
+                    rotations[part].to(target),
+                    shift_angstrom=None if shifts is None else shifts[part],
+                    pixel_size_angstrom=pixel,
+                    ctf=None if ctf_params is None else ctf_params[part],
+                )
+                yield part, images.cpu()
+                progress.update(task, advance=part.stop - part.start)
+
+    try:
+        _write_stack_streaming(out, project_batches(), (n, box, box), pixel, overwrite=overwrite)
+    except ValueError as error:
+        fail(str(error))
     names = [f"{k:06d}@{out.name}" for k in range(1, n + 1)]
-    write_mrc(out, images, pixel_size_angstrom=pixel, stack=True, overwrite=overwrite)
     result = particles.with_image_names(names, image_root=out.parent)
     write_relion_star(out_star, result, overwrite=overwrite)
     typer.echo(f"wrote {n} projections ({box}² px, {pixel:g} Å) to {out} and {out_star}", err=True)

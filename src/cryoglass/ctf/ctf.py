@@ -41,6 +41,7 @@ __all__ = [
     "aberration_phase",
     "ctf_1d",
     "ctf_2d",
+    "ctf_at_frequencies",
     "ctf_zeros_inv_angstrom",
     "ctf_zeros_angstrom",
 ]
@@ -240,6 +241,36 @@ def ctf_1d(
     return _apply_envelope(torch.sin(chi), p, k * k)
 
 
+def ctf_at_frequencies(
+    params: CTFParams,
+    frequency_inv_angstrom: torch.Tensor,
+    *,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | None = None,
+) -> torch.Tensor:
+    """The CTF at arbitrary frequency vectors (e.g. only the points a projector computes).
+
+    Parameters
+    ----------
+    params : CTFParams
+        Batch shape ``batch``.
+    frequency_inv_angstrom : Tensor, shape (*grid, 2)
+        Frequency vectors ``(k_x, k_y)`` [1/Å].
+    device, dtype : optional
+        Default: those of the tensors in ``params``, else of ``frequency_inv_angstrom``.
+
+    Returns
+    -------
+    Tensor, shape (*batch, *grid)
+        ``scale · sin χ(k) · exp(−B k²/4)``, the same values as :func:`ctf_2d` at those ``k``.
+    """
+    chi = aberration_phase(params, frequency_inv_angstrom, device=device, dtype=dtype)
+    p = _tensors(params, chi.device, chi.dtype)
+    k = frequency_inv_angstrom.to(device=chi.device, dtype=chi.dtype)
+    values = chi.sin_() if not chi.requires_grad else torch.sin(chi)
+    return _apply_envelope(values, p, (k * k).sum(-1))
+
+
 def _fourier_axes(
     image_size: tuple[int, int],
     pixel_size_angstrom: float,
@@ -311,27 +342,60 @@ def ctf_2d(
     )
     maps = _frequency_maps(*torch.broadcast_tensors(kx, ky))
     coefficients = _phase_coefficients(p)
-    chi = coefficients.reshape(-1, 5) @ maps.reshape(5, -1)
-    in_place = not chi.requires_grad  # keep autograd usable (e.g. defocus refinement)
-    values = chi.sin_() if in_place else torch.sin(chi)
-    values = values.reshape(*coefficients.shape[:-1], *maps.shape[1:])
-    return _separable_envelope(values, p, ky, kx, in_place=in_place)
+    batch, grid = coefficients.shape[:-1], maps.shape[1:]
+    if coefficients.requires_grad:  # keep autograd usable (e.g. defocus refinement)
+        chi = coefficients.reshape(-1, 5) @ maps.reshape(5, -1)
+        values = torch.sin(chi).reshape(*batch, *grid)
+        rows, columns = _envelope_factors(p, ky, kx, batch)
+        return values if rows is None else values * rows * columns
+    return _ctf_in_chunks(coefficients.reshape(-1, 5), maps, p, ky, kx, batch)
 
 
-def _separable_envelope(
-    values: torch.Tensor, p: CTFParams, ky: torch.Tensor, kx: torch.Tensor, *, in_place: bool
+_CHUNK_ELEMENTS = 2**18  # CTF values computed per pass (about 1 MB in float32: stays in cache)
+
+
+def _ctf_in_chunks(
+    coefficients: torch.Tensor,
+    maps: torch.Tensor,
+    p: CTFParams,
+    ky: torch.Tensor,
+    kx: torch.Tensor,
+    batch: tuple[int, ...],
 ) -> torch.Tensor:
-    """values · scale · exp(−B k_y²/4) · exp(−B k_x²/4): the Gaussian envelope factorises, so
-    it costs two exp's of length h and w per particle and two products, not h·w exp's."""
+    """``sin(coefficients @ maps)`` · envelope, a few particles at a time, written in place.
+
+    Each chunk's matrix product, sine and envelope run while the chunk is still in cache, so the
+    (B, h, w) result is written to memory once instead of being streamed four times.
+    """
+    grid = maps.shape[1:]
+    flat_maps = maps.reshape(5, -1)
+    out = flat_maps.new_empty((coefficients.shape[0], flat_maps.shape[1]))
+    rows, columns = _envelope_factors(p, ky, kx, batch)
+    if rows is not None:
+        rows, columns = rows.reshape(-1, grid[0], 1), columns.reshape(-1, 1, grid[1])
+    step = max(1, _CHUNK_ELEMENTS // flat_maps.shape[1])
+    for start in range(0, out.shape[0], step):
+        part = slice(start, start + step)
+        block = torch.matmul(coefficients[part], flat_maps, out=out[part]).sin_()
+        if rows is not None:
+            block.view(-1, *grid).mul_(rows[part]).mul_(columns[part])
+    return out.reshape(*batch, *grid)
+
+
+def _envelope_factors(
+    p: CTFParams, ky: torch.Tensor, kx: torch.Tensor, batch: tuple[int, ...]
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """``scale · exp(−B k_y²/4)`` (*batch, h, 1) and ``exp(−B k_x²/4)`` (*batch, 1, w).
+
+    The Gaussian envelope factorises, so it costs two exp's of length h and w per particle and
+    two products, not h·w exp's.  ``(None, None)`` when all B = 0 and all scales = 1.
+    """
     if not bool((p.bfactor_a2 != 0).any() | (p.scale != 1).any()):
-        return values
-    batch = values.shape[:-2]
+        return None, None
     b = p.bfactor_a2.expand(batch)[..., None, None]
-    rows = torch.exp(-0.25 * b * ky * ky)  # (*batch, h, 1)
-    columns = torch.exp(-0.25 * b * kx * kx) * p.scale.expand(batch)[..., None, None]
-    if in_place:
-        return values.mul_(rows).mul_(columns)
-    return values * rows * columns
+    rows = torch.exp(-0.25 * b * ky * ky) * p.scale.expand(batch)[..., None, None]
+    columns = torch.exp(-0.25 * b * kx * kx)
+    return rows, columns
 
 
 def ctf_zeros_inv_angstrom(

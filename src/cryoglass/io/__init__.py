@@ -8,31 +8,91 @@
 * :mod:`~cryoglass.io.structure` — PDB/mmCIF atomic models.
 """
 
-from cryoglass.io.cryodrgn import (
-    read_cryodrgn_ctf,
-    read_cryodrgn_poses,
-    write_cryodrgn_ctf,
-    write_cryodrgn_poses,
-)
-from cryoglass.io.cryosparc import cryosparc_pose_to_euler, read_cryosparc
-from cryoglass.io.mrc import (
-    MRCHeaderInfo,
-    MRCStack,
-    check_pixel_size,
-    open_mrc_stack,
-    read_mrc,
-    read_mrc_header,
-    write_mrc,
-)
-from cryoglass.io.particles import (
-    ParticleSet,
-    ParticleStack,
-    make_particle_set,
-    parse_image_names,
-    read_images,
-)
-from cryoglass.io.star import read_particles, read_relion_star, write_relion_star
-from cryoglass.io.structure import AtomicModel, read_structure, with_coordinates, write_structure
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+# Public name -> submodule.  The submodules are imported on first use (module __getattr__,
+# PEP 562), so ``from cryoglass.io import read_mrc`` doesn't pay for gemmi, cryoSPARC or
+# cryoDRGN support, which keeps command start-up short.
+_SUBMODULE = {
+    "read_cryodrgn_ctf": "cryodrgn",
+    "read_cryodrgn_poses": "cryodrgn",
+    "write_cryodrgn_ctf": "cryodrgn",
+    "write_cryodrgn_poses": "cryodrgn",
+    "cryosparc_pose_to_euler": "cryosparc",
+    "read_cryosparc": "cryosparc",
+    "MRCHeaderInfo": "mrc",
+    "MRCStack": "mrc",
+    "check_pixel_size": "mrc",
+    "open_mrc_stack": "mrc",
+    "read_mrc": "mrc",
+    "read_mrc_header": "mrc",
+    "write_mrc": "mrc",
+    "ParticleSet": "particles",
+    "ParticleStack": "particles",
+    "make_particle_set": "particles",
+    "parse_image_names": "particles",
+    "read_images": "particles",
+    "read_particles": "star",
+    "read_relion_star": "star",
+    "write_relion_star": "star",
+    "AtomicModel": "structure",
+    "read_structure": "structure",
+    "with_coordinates": "structure",
+    "write_structure": "structure",
+}
+
+
+_SUBMODULES = ("cryodrgn", "cryosparc", "mrc", "particles", "star", "structure")
+
+
+def __getattr__(name: str):
+    if name in _SUBMODULES:  # ``cryoglass.io.mrc`` etc. as attributes, as before
+        return importlib.import_module(f"{__name__}.{name}")
+    if name not in _SUBMODULE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_SUBMODULE[name]}"), name)
+    globals()[name] = value  # later look-ups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+if TYPE_CHECKING:
+    from cryoglass.io.cryodrgn import (
+        read_cryodrgn_ctf,
+        read_cryodrgn_poses,
+        write_cryodrgn_ctf,
+        write_cryodrgn_poses,
+    )
+    from cryoglass.io.cryosparc import cryosparc_pose_to_euler, read_cryosparc
+    from cryoglass.io.mrc import (
+        MRCHeaderInfo,
+        MRCStack,
+        check_pixel_size,
+        open_mrc_stack,
+        read_mrc,
+        read_mrc_header,
+        write_mrc,
+    )
+    from cryoglass.io.particles import (
+        ParticleSet,
+        ParticleStack,
+        make_particle_set,
+        parse_image_names,
+        read_images,
+    )
+    from cryoglass.io.star import read_particles, read_relion_star, write_relion_star
+    from cryoglass.io.structure import (
+        AtomicModel,
+        read_structure,
+        with_coordinates,
+        write_structure,
+    )
 
 __all__ = [
     "AtomicModel",

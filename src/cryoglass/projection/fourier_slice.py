@@ -36,6 +36,7 @@ determination. J. Struct. Biol. 180, 519-530. https://doi.org/10.1016/j.jsb.2012
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import product
 
 import torch
 
@@ -52,6 +53,7 @@ __all__ = [
 
 _INTERPOLATIONS = ("linear", "nearest")
 _GUARD = 1  # zero layers before the data on the k_y and k_z axes of the table
+_CHUNK_BYTES = 16 * 2**20  # size of the gathered corner values of one chunk of images
 
 
 @dataclass(frozen=True)
@@ -160,22 +162,52 @@ def prepare_volume_fourier(
     m = pad * n
     if gridding:
         volume = gridding_correction(volume, padded_size=m, interpolation=interpolation)
-    # Zero-pad and ifftshift in one step: voxel i (origin N//2) goes to (i − N//2) mod M.
-    wrapped = torch.remainder(torch.arange(n, device=volume.device) - n // 2, m)
-    padded = volume.new_zeros((m, m, m))
-    padded[wrapped[:, None, None], wrapped[None, :, None], wrapped[None, None, :]] = volume
-    spectrum = torch.fft.rfftn(padded)  # FFT order on k_z, k_y; k_x >= 0
-    # Centre k_z and k_y (fftshift as an index permutation) and keep |k| <= pad·(N//2).
-    centred = torch.remainder(torch.arange(m, device=volume.device) - m // 2, m)
-    spectrum = spectrum.index_select(0, centred).index_select(1, centred)
+    # The table's own data region is the work space of the last FFT pass (saves a big buffer).
+    partial = _padded_rfft2(volume, m)  # (N, M, M//2+1): transformed along x and y
+    table = partial.new_zeros((m + 3, m + 3, m // 2 + 2))
+    centred = table[_GUARD : _GUARD + m, _GUARD : _GUARD + m, : m // 2 + 1]
+    _place_wrapped(partial, centred, dim=0)
+    spectrum = torch.fft.fft(centred, dim=0)  # FFT order on k_z, k_y; k_x >= 0
+    # Centre k_z and k_y (fftshift as block copies), then keep only |k| <= pad·(N//2).
+    low, high = m - m // 2, m // 2  # FFT-order index j >= low holds k = j − m (negative)
+    for (src_z, dst_z), (src_y, dst_y) in product(
+        ((slice(low, m), slice(0, high)), (slice(0, low), slice(high, m))), repeat=2
+    ):
+        centred[dst_z, dst_y] = spectrum[src_z, src_y]
     r_max = pad * (n // 2)
     kc = centered_indices(m, device=volume.device, dtype=volume.dtype)
     kx = torch.arange(m // 2 + 1, device=volume.device, dtype=volume.dtype)
-    outside = kc[:, None, None] ** 2 + kc[None, :, None] ** 2 + kx[None, None, :] ** 2 > r_max**2
-    table = spectrum.new_zeros((m + 3, m + 3, m // 2 + 2))
-    spectrum.masked_fill_(outside, 0)
-    table[_GUARD : _GUARD + m, _GUARD : _GUARD + m, : m // 2 + 1] = spectrum
+    # k_x² > r² − k_z² − k_y² (exact: small integers in floating point)
+    outside = kx * kx > (r_max**2 - (kc[:, None] ** 2 + kc[None, :] ** 2))[..., None]
+    centred.masked_fill_(outside, 0)
     return VolumeFourier(table=table, size=n, pad=pad, interpolation=interpolation)
+
+
+def _place_wrapped(x: torch.Tensor, out: torch.Tensor, *, dim: int) -> torch.Tensor:
+    """Copy ``x`` (length N on ``dim``) into zeroed ``out`` (length M): index i to (i − N//2) mod M.
+
+    This is zero-padding and ``ifftshift`` in one step: the origin (index N//2) goes to index 0.
+    """
+    n, m = x.shape[dim], out.shape[dim]
+    keep, wrap = n - n // 2, n // 2
+    out.narrow(dim, 0, keep).copy_(x.narrow(dim, n // 2, keep))
+    out.narrow(dim, m - wrap, wrap).copy_(x.narrow(dim, 0, wrap))
+    return out
+
+
+def _padded_rfft2(volume: torch.Tensor, m: int) -> torch.Tensor:
+    """First two passes of the padded 3D ``rfftn``: along x (rfft) and y, shape (N, M, M//2+1).
+
+    The map is zero-padded to ``M`` on each axis with its origin (voxel N//2) moved to index 0.
+    Doing the 3D transform one axis at a time lets each 1D pass skip the lines that are all
+    zero (only N² lines along x and N·(M//2+1) along y are not): the same sums as a full
+    ``rfftn`` of the padded cube at about half the cost.
+    """
+    n = volume.shape[-1]
+    lines = _place_wrapped(volume, volume.new_zeros((n, n, m)), dim=2)
+    spectrum = torch.fft.rfft(lines, dim=2)  # (N, N, M//2+1)
+    planes = _place_wrapped(spectrum, spectrum.new_zeros((n, m, m // 2 + 1)), dim=1)
+    return torch.fft.fft(planes, dim=1)
 
 
 def slice_frequencies(
@@ -238,14 +270,48 @@ def slice_values(prepared: VolumeFourier, rotations: torch.Tensor) -> torch.Tens
     Tensor, shape (B, P), complex
         ``V̂(Aᵀ(k_x, k_y, 0))`` at the ``P`` frequencies of ``slice_frequencies(N)``.
     """
-    if rotations.ndim != 3 or rotations.shape[-2:] != (3, 3):
-        raise ValueError(f"rotations must have shape (B, 3, 3), got {tuple(rotations.shape)}")
+    return torch.view_as_complex(_slice_values_real(prepared, rotations))
+
+
+def _slice_values_real(prepared: VolumeFourier, rotations: torch.Tensor) -> torch.Tensor:
+    """:func:`slice_values` as real and imaginary parts, shape (B, P, 2) (contiguous)."""
+    _check_rotations(rotations)
     table = prepared.table
     real_dtype = table.real.dtype
     k, _ = slice_frequencies(prepared.size, device=table.device, dtype=real_dtype)
-    x, y, z, sign = _slice_points(prepared, rotations.to(device=table.device, dtype=real_dtype), k)
-    values = _interpolate_table(table, x, y, z, prepared.interpolation)
-    return torch.complex(values[..., 0], values[..., 1] * sign)  # conjugate where mirrored
+    rotations = rotations.to(device=table.device, dtype=real_dtype)
+    out = table.new_empty((rotations.shape[0], k.shape[0], 2), dtype=real_dtype)
+    step = _chunk_images(prepared, k.shape[0])
+    for start in range(0, rotations.shape[0], step):
+        part = slice(start, start + step)
+        out[part] = _slice_chunk(prepared, rotations[part], k)
+    return out
+
+
+def _check_rotations(rotations: torch.Tensor) -> None:
+    if rotations.ndim != 3 or rotations.shape[-2:] != (3, 3):
+        raise ValueError(f"rotations must have shape (B, 3, 3), got {tuple(rotations.shape)}")
+
+
+def _chunk_images(prepared: VolumeFourier, points: int) -> int:
+    """How many images to interpolate at once (internal speed knob, no effect on results).
+
+    The 8 corner values of every point are gathered into one temporary array; keeping it near
+    ``_CHUNK_BYTES`` lets the allocator reuse its memory from chunk to chunk (a fresh multi-10-MB
+    array costs more in page faults than the gather itself) and keeps it in cache for the lerps.
+    """
+    return max(1, _CHUNK_BYTES // (8 * points * prepared.table.element_size()))
+
+
+def _slice_chunk(prepared: VolumeFourier, rotations: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """Slice values (b, P, 2) (real, imaginary) at frequencies ``k`` (P, 2) for one chunk.
+
+    ``rotations`` (b, 3, 3) must already have the table's device and real dtype.
+    """
+    x, y, z, sign = _slice_points(prepared, rotations, k)
+    values = _interpolate_table(prepared.table, x, y, z, prepared.interpolation)
+    values[..., 1].mul_(sign)  # conjugate where mirrored
+    return values
 
 
 def extract_slices(prepared: VolumeFourier, rotations: torch.Tensor) -> torch.Tensor:
@@ -284,7 +350,13 @@ def _interpolate_table(
 ) -> torch.Tensor:
     """Trilinear / nearest interpolation of ``table[z, y, x]`` at non-negative in-range points.
 
-    Returns real and imaginary parts, shape (*x.shape, 2).
+    ``x, y, z`` have shape (..., P) (a batch of images of ``P`` points each).  Returns the real
+    and imaginary parts, shape (..., P, 2).
+
+    Speed: the 8 corner indices are laid out (..., corner, point), so the corners of one image
+    are fetched together (the cache lines one image touches are reused while still cached), and
+    every lerp below combines two contiguous rows of length 2P (real, imaginary interleaved)
+    with a weight row of the same length; no broadcasting over the real/imaginary axis.
     """
     depth, height, width = table.shape
     flat = table.reshape(-1)
@@ -294,18 +366,19 @@ def _interpolate_table(
         index = (zi * height + yi) * width + xi
         return torch.view_as_real(_gather(flat, index.reshape(-1))).reshape(*x.shape, 2)
     # coordinates are >= 0, so truncation is floor and frac() is the fractional part
-    xi, yi, zi = x.to(itype), y.to(itype), z.to(itype)
-    fx, fy, fz = (c.frac().reshape(-1, 1) for c in (x, y, z))
-    base = ((zi * height + yi) * width + xi).reshape(1, -1)
+    base = z.to(itype).mul_(height).add_(y.to(itype)).mul_(width).add_(x.to(itype))
     offsets = torch.tensor(
         [(dz * height + dy) * width + dx for dz in (0, 1) for dy in (0, 1) for dx in (0, 1)],
         device=table.device,
         dtype=itype,
     )
-    index = (offsets[:, None] + base).reshape(-1)  # corner-major: (8 · n,)
-    # corners[dz, dy, dx, point, re/im]
-    corners = torch.view_as_real(_gather(flat, index)).reshape(2, 2, 2, -1, 2)
-    along_x = torch.lerp(corners[:, :, 0], corners[:, :, 1], fx)  # (2, 2, n, 2)
-    along_y = torch.lerp(along_x[:, 0], along_x[:, 1], fy)  # (2, n, 2)
-    along_z = torch.lerp(along_y[0], along_y[1], fz)  # (n, 2)
+    lead, points = x.shape[:-1], x.shape[-1]
+    index = base.unsqueeze(-2) + offsets[:, None]  # (..., 8, P)
+    # corners[..., dz, dy, dx, 2P]: real and imaginary parts interleaved along the last axis
+    corners = torch.view_as_real(_gather(flat, index.reshape(-1)))
+    corners = corners.reshape(*lead, 2, 2, 2, 2 * points)
+    fx, fy, fz = (torch.stack([c.frac()] * 2, dim=-1).reshape(*lead, 2 * points) for c in (x, y, z))
+    along_x = torch.lerp(corners[..., 0, :], corners[..., 1, :], fx[..., None, None, :])
+    along_y = torch.lerp(along_x[..., 0, :], along_x[..., 1, :], fy[..., None, :])
+    along_z = torch.lerp(along_y[..., 0, :], along_y[..., 1, :], fz)  # (..., 2P)
     return along_z.reshape(*x.shape, 2)

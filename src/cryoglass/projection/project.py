@@ -22,9 +22,11 @@ from cryoglass.fourier.grids import centered_indices
 from cryoglass.geometry.euler import euler_to_matrix
 from cryoglass.projection.fourier_slice import (
     VolumeFourier,
+    _check_rotations,
+    _chunk_images,
+    _slice_chunk,
     prepare_volume_fourier,
     slice_frequencies,
-    slice_values,
 )
 
 __all__ = ["project", "project_prepared", "shift_phase"]
@@ -76,7 +78,7 @@ def project_prepared(
     pixel_size_angstrom: float = 1.0,
     ctf=None,
 ) -> torch.Tensor:
-    """Projections from a prepared transform (one batch, no chunking).
+    """Projections from a prepared transform (one batch).
 
     Parameters
     ----------
@@ -102,31 +104,63 @@ def project_prepared(
     ``s = (N//2, N//2)``: a translation by ``+s`` moves the origin from index 0 to ``N//2``.
     That ramp is merged with the origin-shift ramp ``exp(+2πi k·o/N)`` (``o`` in pixels).
     """
-    n = prepared.size
-    values = slice_values(prepared, rotations)  # (B, P)
-    k, flat_centred = slice_frequencies(n, device=values.device, dtype=values.real.dtype)
-    batch = values.shape[0]
-    translation = torch.full((batch, 2), -float(n // 2), device=values.device, dtype=k.dtype)
+    _check_rotations(rotations)
+    table = prepared.table
+    n, real_dtype = prepared.size, table.real.dtype
+    k, _ = slice_frequencies(n, device=table.device, dtype=real_dtype)
+    rotations = rotations.to(device=table.device, dtype=real_dtype)
+    batch = rotations.shape[0]
+    translation = torch.full((batch, 2), -float(n // 2), device=table.device, dtype=real_dtype)
     if shift_angstrom is not None:
-        translation = translation + shift_angstrom.to(values.device, k.dtype) / pixel_size_angstrom
-    angle = (2 * torch.pi / n) * (translation @ k.T)  # (B, P)
-    values = values * torch.polar(torch.ones_like(angle), angle)
-    if ctf is not None:
-        from cryoglass.ctf import ctf_2d
-
-        ctf_values = ctf_2d(
-            ctf,
-            image_size=n,
-            pixel_size_angstrom=pixel_size_angstrom,
-            device=values.device,
-            dtype=k.dtype,
+        translation = (
+            translation + shift_angstrom.to(table.device, real_dtype) / pixel_size_angstrom
         )
-        values = values * ctf_values.reshape(-1, n * (n // 2 + 1)).index_select(1, flat_centred)
+    per_particle_ctf = ctf is not None and tuple(ctf.batch_shape) == (batch,)
+    images = table.new_empty((batch, n, n), dtype=real_dtype)
+    step = _chunk_images(prepared, k.shape[0])
+    for start in range(0, batch, step):
+        part = slice(start, start + step)
+        _project_chunk(
+            prepared,
+            rotations[part],
+            k,
+            translation=translation[part],
+            pixel_size_angstrom=pixel_size_angstrom,
+            ctf=ctf[part] if per_particle_ctf else ctf,
+            out=images[part],
+        )
+    return images
+
+
+def _project_chunk(
+    prepared: VolumeFourier,
+    rotations: torch.Tensor,
+    k: torch.Tensor,
+    *,
+    translation: torch.Tensor,
+    pixel_size_angstrom: float,
+    ctf,
+    out: torch.Tensor,
+) -> None:
+    """Images of one chunk into ``out`` (b, N, N); ``translation`` (b, 2) in pixels."""
+    n = prepared.size
+    values = torch.view_as_complex(_slice_chunk(prepared, rotations, k))  # (b, P)
+    angle = (2 * torch.pi / n) * (translation @ k.T)  # (b, P)
+    if ctf is None:
+        amplitude = torch.ones_like(angle)
+    else:
+        from cryoglass.ctf.ctf import ctf_at_frequencies
+
+        frequency = k / (n * pixel_size_angstrom)  # [1/Å]
+        amplitude = ctf_at_frequencies(ctf, frequency, device=k.device, dtype=k.dtype)
+        amplitude = amplitude.expand_as(angle)
+    # One pass for both factors: polar(CTF, θ) = CTF·(cos θ + i sin θ), also for CTF < 0.
+    values.mul_(torch.polar(amplitude, angle))
     # Scatter into plain FFT order (row = k_y mod N) and invert.
     flat_fft = torch.remainder(k[:, 1].long(), n) * (n // 2 + 1) + k[:, 0].long()
     spectrum = values.new_zeros((values.shape[0], n * (n // 2 + 1)))
     spectrum.index_copy_(1, flat_fft, values)
-    return torch.fft.irfft2(spectrum.reshape(-1, n, n // 2 + 1), s=(n, n))
+    torch.fft.irfft2(spectrum.reshape(-1, n, n // 2 + 1), s=(n, n), out=out)
 
 
 def project(
