@@ -34,6 +34,8 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("fsc", "fsc"),
     ("postprocess", "postprocess"),
     ("filter", "filter"),
+    ("orientations", "orientations"),
+    ("3dfsc", "fsc3d"),
     ("lessons", "lessons"),
 )
 

@@ -73,3 +73,46 @@ __all__ = [
     "ssnr_from_fsc",
     "threshold_mask",
 ]
+
+# Preferred orientation (issue 5): SCF/SCF*, orientation plots, conical FSC (3DFSC).
+from cryoglass.validate.fsc3d import (  # noqa: E402
+    ThreeDFSC,
+    conical_fsc,
+    crossing_shell,
+    icosphere,
+    principal_axes,
+    sphericity,
+    three_d_fsc,
+)
+from cryoglass.validate.orientations import (  # noqa: E402
+    OrientationStats,
+    SamplingMap,
+    direction_density,
+    directional_sampling,
+    orientation_bild,
+    orientation_statistics,
+    plot_direction_density,
+    projection_directions,
+    sampling_compensation_factors,
+    tilt_directions,
+)
+
+__all__ += [
+    "OrientationStats",
+    "SamplingMap",
+    "ThreeDFSC",
+    "conical_fsc",
+    "crossing_shell",
+    "direction_density",
+    "directional_sampling",
+    "icosphere",
+    "orientation_bild",
+    "orientation_statistics",
+    "plot_direction_density",
+    "principal_axes",
+    "projection_directions",
+    "sampling_compensation_factors",
+    "sphericity",
+    "three_d_fsc",
+    "tilt_directions",
+]
