@@ -36,6 +36,7 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("filter", "filter"),
     ("orientations", "orientations"),
     ("3dfsc", "fsc3d"),
+    ("vae", "vae"),
     ("lessons", "lessons"),
 )
 

@@ -1,0 +1,619 @@
+"""`cryoglass vae`: heterogeneity with a cryoDRGN-style variational autoencoder.
+
+Sub-commands: ``train``, ``analyze``, ``volumes``, ``traverse``, ``select``.  A training
+folder holds ``config.json`` (inputs and architecture), ``checkpoint.E.pt`` and
+``latents.E.npy`` after each epoch E, ``latents.npy`` (the latest), ``train_log.json`` and
+``learning_curve.png``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import typer
+
+from cryoglass.cli._common import fail, print_json
+
+app = typer.Typer(
+    help="Heterogeneity with a cryoDRGN-style VAE: train, analyze, volumes, traverse, select.",
+    no_args_is_help=True,
+)
+
+_ARCH = ("enc_dim", "enc_layers", "dec_dim", "dec_layers", "zdim", "enc_size")
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _load_particles(star: Path, poses: Path | None, ctf_pkl: Path | None):
+    """ParticleSet with poses (and CTF) and its single pixel size; exits with a message."""
+    import dataclasses
+
+    from cryoglass.io import read_cryodrgn_ctf, read_cryodrgn_poses, read_particles
+
+    try:
+        particles = read_particles(star)
+    except (ValueError, KeyError, OSError) as error:
+        fail(f"{star}: {error}")
+    if len(particles) == 0:
+        fail(f"{star}: no particles")
+    pixel = particles.pixel_size_angstrom
+    if float(pixel.max() - pixel.min()) > 0.01 * float(pixel.min()):
+        fail(f"{star}: optics groups have different pixel sizes; the VAE needs one pixel size")
+    d = particles.image_size
+    try:
+        if poses is not None:
+            euler, shift = read_cryodrgn_poses(
+                poses, image_size=d, pixel_size_angstrom=float(pixel[0])
+            )
+            if euler.shape[0] != len(particles):
+                fail(f"{poses}: {euler.shape[0]} poses for {len(particles)} particles in {star}")
+            particles = dataclasses.replace(particles, euler_deg=euler, shift_angstrom=shift)
+        if ctf_pkl is not None:
+            ctf, ctf_size, _ = read_cryodrgn_ctf(ctf_pkl)
+            if ctf_size != d:
+                fail(f"{ctf_pkl}: CTF for box {ctf_size}, but the images in {star} are {d}")
+            if ctf.batch_shape[0] != len(particles):
+                fail(f"{ctf_pkl}: {ctf.batch_shape[0]} rows for {len(particles)} particles")
+            particles = dataclasses.replace(particles, ctf=ctf)
+    except (ValueError, FileNotFoundError) as error:
+        fail(str(error))
+    if particles.euler_deg is None:
+        fail(
+            f"{star}: no poses (rlnAngleRot/Tilt/Psi). The VAE needs known poses: run a "
+            "consensus refinement first, or give --poses poses.pkl"
+        )
+    missing = [p for p in particles.image_files if not Path(p).is_file()]
+    if missing:
+        fail(f"{star}: image file missing: {missing[0]}")
+    return particles, float(pixel[0])
+
+
+def _particle_data(particles, pixel: float):
+    from cryoglass.geometry import euler_to_matrix
+    from cryoglass.hetero import ParticleData
+    from cryoglass.io import ParticleStack
+
+    stack = ParticleStack(particles)
+    return ParticleData(
+        read_images=stack.read,
+        rotations=euler_to_matrix(particles.euler_deg).float(),
+        shift_angstrom=particles.shift_angstrom,
+        ctf=particles.ctf,
+        pixel_size_angstrom=pixel,
+        image_size=particles.image_size,
+    )
+
+
+def _epochs_done(folder: Path) -> list[int]:
+    found = [re.fullmatch(r"checkpoint\.(\d+)\.pt", p.name) for p in folder.glob("checkpoint.*.pt")]
+    return sorted(int(m.group(1)) for m in found if m)
+
+
+def _checkpoint(folder: Path, epoch: int | None) -> tuple[Path, int]:
+    done = _epochs_done(folder)
+    if not done:
+        fail(f"{folder}: no checkpoint.E.pt (not a `cryoglass vae train` folder?)")
+    epoch = done[-1] if epoch is None else epoch
+    if epoch not in done:
+        fail(f"{folder}: no checkpoint for epoch {epoch} (have {done})")
+    return folder / f"checkpoint.{epoch}.pt", epoch
+
+
+def _load_model(folder: Path, epoch: int | None, device: str):
+    from cryoglass.hetero import load_checkpoint
+
+    path, epoch = _checkpoint(folder, epoch)
+    try:
+        model, _ = load_checkpoint(path, device=device)
+    except (ValueError, FileNotFoundError) as error:
+        fail(str(error))
+    return model, epoch
+
+
+def _latents(folder: Path, epoch: int):
+    import numpy as np
+    import torch
+
+    path = folder / f"latents.{epoch}.npy"
+    if not path.is_file():
+        fail(f"{path}: not found")
+    return torch.as_tensor(np.load(path))
+
+
+def _write_volumes(volumes, out: Path, pixel: float, prefix: str = "vol") -> list[str]:
+    from cryoglass.io import write_mrc
+
+    out.mkdir(parents=True, exist_ok=True)
+    names = []
+    for i, volume in enumerate(volumes):
+        name = f"{prefix}_{i:03d}.mrc"
+        write_mrc(out / name, volume, pixel_size_angstrom=pixel, overwrite=True)
+        names.append(name)
+    return names
+
+
+def _config(folder: Path) -> dict:
+    path = folder / "config.json"
+    if not path.is_file():
+        fail(f"{path}: not found (not a `cryoglass vae train` folder?)")
+    return json.loads(path.read_text())
+
+
+def _plot_curve(history: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from cryoglass.report.html import save_figure
+
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    epochs = [h["epoch"] for h in history]
+    ax.plot(epochs, [h["loss"] for h in history], "o-", label="total")
+    ax.plot(epochs, [h["reconstruction"] for h in history], "s--", label="reconstruction")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss per Fourier pixel")
+    ax.legend()
+    ax.set_title("learning curve")
+    save_figure(fig, path)
+
+
+# ----------------------------------------------------------------------------- train
+
+
+@app.command()
+def train(
+    star: Path = typer.Argument(..., help="Particles with poses and CTF (RELION .star)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder."),
+    zdim: int | None = typer.Option(None, help="Latent dimension (default 8; 0: homogeneous)."),
+    epochs: int = typer.Option(20, "--epochs", "-n", help="Total number of epochs."),
+    enc_dim: int | None = typer.Option(None, help="Encoder width (default 256)."),
+    enc_layers: int | None = typer.Option(None, help="Encoder hidden layers (default 3)."),
+    dec_dim: int | None = typer.Option(None, help="Decoder width (default 256)."),
+    dec_layers: int | None = typer.Option(None, help="Decoder hidden layers (default 3)."),
+    enc_size: int | None = typer.Option(None, help="Encoder input size [px] (default min(D, 64))."),
+    use_ctf: bool = typer.Option(True, "--ctf/--no-ctf", help="Multiply slices by the CTF."),
+    batch_size: int = typer.Option(8, help="Images per minibatch."),
+    learning_rate: float = typer.Option(1e-3, "--lr", help="Adam step size."),
+    beta: float = typer.Option(1.0, help="Weight of the KL term."),
+    radius_fraction: float = typer.Option(1.0, help="Fit Fourier points up to this × Nyquist."),
+    seed: int = typer.Option(0, help="Random seed (initialisation, order, noise)."),
+    device: str = typer.Option("cpu", help="cpu or cuda (bfloat16 autocast on CUDA)."),
+    threads: int | None = typer.Option(None, help="CPU threads for torch (default: torch's)."),
+    resume: bool = typer.Option(False, "--continue", help="Continue the run in --out."),
+    poses: Path | None = typer.Option(None, help="cryoDRGN poses.pkl (overrides the star's)."),
+    ctf_pkl: Path | None = typer.Option(None, help="cryoDRGN ctf.pkl (overrides the star's)."),
+    json_out: bool = typer.Option(False, "--json", help="Print a JSON summary."),
+) -> None:
+    """Train the VAE on particles with known poses; checkpoints and latents every epoch.
+
+    Example: cryoglass vae train particles.star --zdim 8 --epochs 20 --out vae01
+    """
+    import numpy as np
+    import torch
+
+    from cryoglass.hetero import TrainConfig, VAEConfig, build_model, fit, load_checkpoint
+    from cryoglass.hetero.train import make_optimizer, save_checkpoint
+    from cryoglass.report.html import write_text_atomic
+
+    if threads is not None:
+        torch.set_num_threads(threads)
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        fail("--device cuda: no CUDA device available")
+    requested = {
+        "zdim": zdim,
+        "enc_dim": enc_dim,
+        "enc_layers": enc_layers,
+        "dec_dim": dec_dim,
+        "dec_layers": dec_layers,
+        "enc_size": enc_size,
+    }
+    particles, pixel = _load_particles(star, poses, ctf_pkl)
+    data = _particle_data(particles, pixel)
+    d = particles.image_size
+    done = _epochs_done(out) if out.is_dir() else []
+    if done and not resume:
+        fail(
+            f"{out}: already holds a training run (epoch {done[-1]}); use --continue or a new --out"
+        )
+    if resume and not done:
+        fail(f"{out}: nothing to continue (no checkpoint.E.pt)")
+    train_config = TrainConfig(
+        epochs=epochs,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        beta=beta,
+        seed=seed,
+        use_ctf=use_ctf and particles.ctf is not None,
+        radius_fraction=radius_fraction,
+    )
+    history: list[dict] = []
+    if resume:
+        path, start = _checkpoint(out, None)
+        try:
+            model, payload = load_checkpoint(path, device=device)
+        except (ValueError, FileNotFoundError) as error:
+            fail(str(error))
+        have = model.config.as_dict()
+        clash = [
+            f"--{k.replace('_', '-')} {v} (checkpoint: {have[k]})"
+            for k, v in requested.items()
+            if v is not None and v != have[k]
+        ]
+        if clash:
+            fail(f"{path}: checkpoint has another architecture: {', '.join(clash)}")
+        if model.config.image_size != d:
+            fail(
+                f"{star}: images are {d}x{d} but the model in {path} is for {model.config.image_size}"
+            )
+        saved = TrainConfig(**payload["train_config"])
+        train_config = TrainConfig(**{**saved.__dict__, "epochs": epochs})
+        optimizer = make_optimizer(model, train_config)
+        optimizer.load_state_dict(payload["optimizer"])
+        history = list(payload["history"])
+    else:
+        values = {k: v for k, v in requested.items() if v is not None}
+        values.setdefault("enc_size", min(d, 64))
+        config = VAEConfig(image_size=d, **values)
+        model = build_model(config, seed=seed, device=device)
+        optimizer = None
+        start = 0
+        out.mkdir(parents=True, exist_ok=True)
+        inputs = {
+            "star": str(star.resolve()),
+            "poses": None if poses is None else str(poses.resolve()),
+            "ctf_pkl": None if ctf_pkl is None else str(ctf_pkl.resolve()),
+            "n_particles": len(particles),
+            "image_size": d,
+            "pixel_size_angstrom": pixel,
+            "vae_config": config.as_dict(),
+            "train_config": train_config.__dict__,
+        }
+        write_text_atomic(out / "config.json", json.dumps(inputs, indent=2))
+    optimizer = optimizer or make_optimizer(model, train_config)
+
+    def on_epoch_end(stats: dict, latents: torch.Tensor) -> None:
+        history.append(stats)
+        epoch = int(stats["epoch"])
+        save_checkpoint(
+            out / f"checkpoint.{epoch}.pt",
+            model,
+            optimizer,
+            config=train_config,
+            epoch=epoch,
+            history=history,
+        )
+        for name in (f"latents.{epoch}.npy", "latents.npy"):
+            tmp = out / f".{name}.tmp.npy"
+            np.save(tmp, latents.numpy())
+            tmp.replace(out / name)
+        write_text_atomic(out / "train_log.json", json.dumps(history, indent=2))
+        _plot_curve(history, out / "learning_curve.png")
+        typer.echo(
+            f"epoch {epoch}/{train_config.epochs}: loss {stats['loss']:.5f} "
+            f"(reconstruction {stats['reconstruction']:.5f}, KL {stats['kl']:.3f}) "
+            f"{stats['seconds']:.1f} s",
+            err=json_out,
+        )
+
+    if start >= epochs:
+        fail(f"{out}: already trained for {start} epochs; ask for more with --epochs")
+    try:
+        fit(
+            model,
+            data,
+            config=train_config,
+            optimizer=optimizer,
+            start_epoch=start,
+            on_epoch_end=on_epoch_end,
+        )
+    except ValueError as error:
+        fail(f"{star}: {error}")
+    if json_out:
+        print_json({"out": str(out), "epochs": history[-1]["epoch"], "history": history})
+
+
+# ----------------------------------------------------------------------------- analyze
+
+
+def _scatter(points, colours, path: Path, title: str, labels: tuple[str, str]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from cryoglass.report.html import save_figure
+
+    fig, ax = plt.subplots(figsize=(4.5, 4))
+    p = points.numpy()
+    ax.scatter(p[:, 0], p[:, 1] if p.shape[1] > 1 else 0 * p[:, 0], c=colours, s=4, cmap="tab20")
+    ax.set_xlabel(labels[0])
+    ax.set_ylabel(labels[1])
+    ax.set_title(title)
+    save_figure(fig, path)
+
+
+def _slices_figure(volumes, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from cryoglass.report.html import save_figure
+
+    k = volumes.shape[0]
+    cols = min(k, 10)
+    rows = (k + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(1.4 * cols, 1.4 * rows), squeeze=False)
+    for ax in axes.reshape(-1):
+        ax.axis("off")
+    for i, volume in enumerate(volumes):
+        ax = axes.reshape(-1)[i]
+        ax.imshow(volume.sum(dim=0).numpy(), cmap="gray")
+        ax.set_title(f"{i}", fontsize=7)
+    save_figure(fig, path)
+
+
+@app.command()
+def analyze(
+    folder: Path = typer.Argument(..., help="A `cryoglass vae train` output folder."),
+    epoch: int | None = typer.Option(None, help="Epoch to analyse (default: the last)."),
+    kmeans_k: int = typer.Option(20, "--kmeans", help="k-means clusters (volumes at centres)."),
+    pcs: int = typer.Option(2, help="Principal components to plot."),
+    seed: int = typer.Option(0, help="Seed of k-means and UMAP."),
+    device: str = typer.Option("cpu", help="cpu or cuda."),
+    json_out: bool = typer.Option(False, "--json", help="Print a JSON summary."),
+) -> None:
+    """PCA/UMAP of the latents, k-means volumes and a report → FOLDER/analyze.E/.
+
+    Example: cryoglass vae analyze vae01 --kmeans 20
+    """
+    import numpy as np
+    import torch
+
+    from cryoglass.hetero import generate_volumes, kmeans, nearest_points, pca, umap_embedding
+    from cryoglass.report.html import Section, write_html_report
+
+    info = _config(folder)
+    model, epoch = _load_model(folder, epoch, device)
+    out = folder / f"analyze.{epoch}"
+    out.mkdir(exist_ok=True)
+    sections = []
+    if model.config.zdim == 0:
+        volumes = generate_volumes(model)
+        names = _write_volumes(volumes, out, info["pixel_size_angstrom"])
+        _slices_figure(volumes, out / "volumes.png")
+        sections.append(Section("Homogeneous map (zdim 0)", figures=(("volumes.png", names[0]),)))
+        summary = {"out": str(out), "volumes": names}
+    else:
+        z = _latents(folder, epoch)
+        k = min(kmeans_k, z.shape[0])
+        labels, centers = kmeans(z, k, seed=seed)
+        on_data = nearest_points(z, centers)
+        np.save(out / "labels.npy", labels.numpy())
+        np.save(out / "centers.npy", z[on_data].numpy())
+        np.savetxt(out / "centers_ind.txt", on_data.numpy(), fmt="%d")
+        result = pca(z, n_components=max(pcs, 2))
+        np.save(out / "pca.npy", result.projections.numpy())
+        _scatter(
+            result.projections[:, :2], labels.numpy(), out / "pca.png", "latent PCA", ("PC1", "PC2")
+        )
+        figures = [("pca.png", "PC1 vs PC2, coloured by k-means cluster")]
+        paragraphs = [
+            "Explained variance ratio: "
+            + ", ".join(
+                f"{v:.3f}"
+                for v in (result.explained_variance / result.explained_variance.sum())[
+                    :pcs
+                ].tolist()
+            )
+        ]
+        try:
+            embedding = umap_embedding(z, seed=seed) if z.shape[0] > 15 else None
+        except ImportError as error:
+            embedding = None
+            paragraphs.append(str(error))
+        if embedding is not None:
+            np.save(out / "umap.npy", embedding.numpy())
+            _scatter(embedding, labels.numpy(), out / "umap.png", "UMAP", ("UMAP1", "UMAP2"))
+            figures.append(("umap.png", "UMAP of the latents, coloured by k-means cluster"))
+        volumes = generate_volumes(model, z[on_data].to(torch.float32))
+        names = _write_volumes(volumes, out, info["pixel_size_angstrom"], prefix="kmeans")
+        _slices_figure(volumes, out / "kmeans_volumes.png")
+        figures.append(("kmeans_volumes.png", f"Projections along z of the {k} k-means volumes"))
+        counts = torch.bincount(labels, minlength=k).tolist()
+        sections.append(
+            Section(
+                "Latent space",
+                paragraphs=tuple(paragraphs),
+                table=tuple(
+                    (f"cluster {i}", f"{c} particles, centre particle {int(on_data[i])}")
+                    for i, c in enumerate(counts)
+                ),
+                figures=tuple(figures),
+            )
+        )
+        summary = {"out": str(out), "kmeans": k, "counts": counts, "volumes": names}
+    if (folder / "learning_curve.png").is_file():
+        (out / "learning_curve.png").write_bytes((folder / "learning_curve.png").read_bytes())
+        sections.append(Section("Training", figures=(("learning_curve.png", "loss per epoch"),)))
+    write_html_report(
+        out / "report.html",
+        title=f"cryoglass vae analyze — epoch {epoch}",
+        intro=f"Training folder {folder}, {info['n_particles']} particles.",
+        sections=sections,
+    )
+    if json_out:
+        print_json(summary)
+    else:
+        typer.echo(f"wrote {out}/report.html")
+
+
+# ----------------------------------------------------------------------------- volumes
+
+
+@app.command()
+def volumes(
+    folder: Path = typer.Argument(..., help="A `cryoglass vae train` output folder."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder for MRC maps."),
+    z_file: Path | None = typer.Option(None, "--z", help="Latent points (.npy or text, K × zdim)."),
+    kmeans_k: int | None = typer.Option(None, "--kmeans", help="Maps at K k-means centres."),
+    pc_traversal: int | None = typer.Option(None, help="Maps along this principal component."),
+    n_points: int = typer.Option(10, help="Maps along a PC traversal."),
+    epoch: int | None = typer.Option(None, help="Epoch (default: the last)."),
+    seed: int = typer.Option(0, help="k-means seed."),
+    device: str = typer.Option("cpu", help="cpu or cuda."),
+) -> None:
+    """Generate maps at chosen latent points (a file, k-means centres or a PC traversal).
+
+    Example: cryoglass vae volumes vae01 --pc-traversal 1 --out pc1
+    """
+    import numpy as np
+    import torch
+
+    from cryoglass.hetero import generate_volumes, kmeans, nearest_points, pc_trajectory, pca
+
+    info = _config(folder)
+    model, epoch = _load_model(folder, epoch, device)
+    chosen = [x is not None for x in (z_file, kmeans_k, pc_traversal)]
+    if model.config.zdim == 0:
+        points = None
+    elif sum(chosen) != 1:
+        fail("give exactly one of --z FILE, --kmeans K, --pc-traversal PC")
+    elif z_file is not None:
+        try:
+            array = np.load(z_file) if z_file.suffix == ".npy" else np.loadtxt(z_file, ndmin=2)
+        except (OSError, ValueError) as error:
+            fail(f"{z_file}: {error}")
+        points = torch.as_tensor(np.asarray(array, dtype=np.float32)).reshape(-1, array.shape[-1])
+        if points.shape[1] != model.config.zdim:
+            fail(
+                f"{z_file}: points have {points.shape[1]} dims, the model zdim is {model.config.zdim}"
+            )
+    else:
+        z = _latents(folder, epoch)
+        if kmeans_k is not None:
+            _, centers = kmeans(z, kmeans_k, seed=seed)
+            points = z[nearest_points(z, centers)]
+        else:
+            try:
+                points = pc_trajectory(pca(z), pc_traversal, n_points=n_points)
+            except ValueError as error:
+                fail(str(error))
+    maps = generate_volumes(model, None if points is None else points.to(torch.float32))
+    names = _write_volumes(maps, out, info["pixel_size_angstrom"])
+    if points is not None:
+        np.save(out / "z_values.npy", points.numpy())
+    typer.echo(f"wrote {len(names)} maps to {out}")
+
+
+# ----------------------------------------------------------------------------- traverse
+
+
+@app.command()
+def traverse(
+    folder: Path = typer.Argument(..., help="A `cryoglass vae train` output folder."),
+    anchors: str = typer.Option(..., help="Particle indices (0-based, star order), e.g. 12,807."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder."),
+    neighbours: int = typer.Option(10, help="Neighbours per particle in the kNN graph."),
+    max_volumes: int = typer.Option(10, help="At most this many maps along the path."),
+    epoch: int | None = typer.Option(None, help="Epoch (default: the last)."),
+    device: str = typer.Option("cpu", help="cpu or cuda."),
+) -> None:
+    """Shortest path between anchor particles through the latent kNN graph, with maps.
+
+    Example: cryoglass vae traverse vae01 --anchors 12,807 --out path
+    """
+    import numpy as np
+
+    from cryoglass.hetero import generate_volumes, graph_traversal
+
+    info = _config(folder)
+    model, epoch = _load_model(folder, epoch, device)
+    if model.config.zdim == 0:
+        fail("a zdim = 0 model has no latent space to traverse")
+    try:
+        ids = [int(a) for a in anchors.split(",")]
+    except ValueError:
+        fail(f"--anchors: expected comma-separated integers, got {anchors!r}")
+    z = _latents(folder, epoch)
+    try:
+        path, length = graph_traversal(z, ids, k=neighbours)
+    except ValueError as error:
+        fail(str(error))
+    out.mkdir(parents=True, exist_ok=True)
+    np.savetxt(out / "path_indices.txt", path.numpy(), fmt="%d")
+    pick = np.unique(np.linspace(0, len(path) - 1, min(max_volumes, len(path))).round().astype(int))
+    points = z[path[pick]]
+    np.save(out / "z_values.npy", points.numpy())
+    names = _write_volumes(generate_volumes(model, points), out, info["pixel_size_angstrom"])
+    typer.echo(f"path of {len(path)} particles (latent length {length:.3f}); {len(names)} maps")
+
+
+# ----------------------------------------------------------------------------- select
+
+
+@app.command()
+def select(
+    folder: Path = typer.Argument(..., help="A `cryoglass vae train` output folder."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output .star."),
+    kmeans_labels: Path | None = typer.Option(None, help="labels.npy from `vae analyze`."),
+    classes: str | None = typer.Option(None, help="Clusters to keep, e.g. 0,3 (with labels)."),
+    indices: Path | None = typer.Option(None, help="Particle indices (.npy or text, 0-based)."),
+    invert: bool = typer.Option(False, help="Keep the particles NOT selected."),
+    epoch: int | None = typer.Option(None, help="Epoch of the latents written (default: last)."),
+    overwrite: bool = typer.Option(False, help="Replace an existing output."),
+) -> None:
+    """A star subset by k-means cluster or index list, with latents as star columns.
+
+    Example: cryoglass vae select vae01 --kmeans-labels vae01/analyze.20/labels.npy --classes 0,3 --out sel.star
+    """
+    import dataclasses
+
+    import numpy as np
+    import torch
+
+    from cryoglass.io import read_particles, write_relion_star
+
+    info = _config(folder)
+    _, epoch = _checkpoint(folder, epoch)
+    z = _latents(folder, epoch)
+    if (kmeans_labels is None) == (indices is None):
+        fail("give exactly one of --kmeans-labels (with --classes) or --indices")
+    n = info["n_particles"]
+    keep = torch.zeros(n, dtype=torch.bool)
+    try:
+        if kmeans_labels is not None:
+            if classes is None:
+                fail("--kmeans-labels needs --classes, e.g. --classes 0,3")
+            labels = torch.as_tensor(np.load(kmeans_labels))
+            if labels.shape != (n,):
+                fail(f"{kmeans_labels}: {labels.shape[0]} labels for {n} particles")
+            wanted = torch.tensor([int(c) for c in classes.split(",")])
+            keep = torch.isin(labels, wanted)
+        else:
+            ids = np.load(indices) if indices.suffix == ".npy" else np.loadtxt(indices, ndmin=1)
+            ids = torch.as_tensor(np.asarray(ids, dtype=np.int64)).reshape(-1)
+            if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= n):
+                fail(f"{indices}: indices must be in 0..{n - 1}")
+            keep[ids] = True
+    except (OSError, ValueError) as error:
+        fail(str(error))
+    if invert:
+        keep = ~keep
+    particles = read_particles(info["star"])
+    rows = torch.nonzero(keep).reshape(-1)
+    subset = particles.subset(rows)
+    if subset.particles_table is not None:
+        table = subset.particles_table.copy()
+        for j in range(z.shape[1]):
+            table[f"rlnCryoglassLatent{j + 1}"] = z[rows, j].numpy().astype(np.float64)
+        subset = dataclasses.replace(subset, particles_table=table)
+    try:
+        write_relion_star(out, subset, overwrite=overwrite)
+    except (FileExistsError, ValueError) as error:
+        fail(str(error))
+    typer.echo(f"wrote {len(rows)} of {n} particles to {out}")

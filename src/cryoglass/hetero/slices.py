@@ -1,0 +1,196 @@
+"""Fourier points of particle images and the 3D coordinates of their central slices.
+
+By the Fourier-slice theorem (RELION convention, :mod:`cryoglass.geometry.euler`), the 2D
+transform of the projection at pose ``A`` is the 3D transform of the map on the plane
+
+.. math:: \\hat P(k_x, k_y) = \\hat V\\big(A^{\\mathsf T} (k_x, k_y, 0)^{\\mathsf T}\\big).
+
+A real image's transform is Hermitian, so the VAE works on the half-plane ``k_x ≥ 0`` of the
+centred rfft grid (:func:`cryoglass.fourier.rfft2_centered`) and only inside the Nyquist
+circle ``|k| < D/2`` [Fourier pixels]: about π D²/8 points per image instead of D².  Parseval
+weights (2 for ``k_x > 0``, 1 on the ``k_x = 0`` column where both ``±k_y`` are kept) make
+sums over these points equal to sums over the full grid.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from cryoglass.ctf.ctf import ctf_at_frequencies
+from cryoglass.ctf.params import CTFParams
+from cryoglass.fourier.fft import irfft2_centered, rfft2_centered
+from cryoglass.fourier.grids import frequency_grid
+from cryoglass.fourier.shift import phase_shift_fourier
+
+__all__ = [
+    "FourierPoints",
+    "ctf_at_points",
+    "encoder_images",
+    "fourier_points",
+    "image_fourier_values",
+    "recentred_spectra",
+    "slice_coordinates",
+]
+
+
+@dataclass(frozen=True, eq=False)
+class FourierPoints:
+    """The rfft-grid points inside the Nyquist circle of a D × D image.
+
+    Attributes
+    ----------
+    image_size : int
+        D [pixels].
+    rows, cols : Tensor, int64, shape (P,)
+        Indices into the centred rfft grid (D, D//2 + 1).
+    frequency_px : Tensor, float32, shape (P, 2)
+        ``(k_x, k_y)`` in cycles per pixel.
+    weights : Tensor, float32, shape (P,)
+        Parseval weights (2 for ``k_x > 0``, else 1).
+    """
+
+    image_size: int
+    rows: torch.Tensor
+    cols: torch.Tensor
+    frequency_px: torch.Tensor
+    weights: torch.Tensor
+
+    def __len__(self) -> int:
+        return int(self.rows.shape[0])
+
+    def to(self, device: torch.device | str) -> FourierPoints:
+        """A copy on ``device``."""
+        return FourierPoints(
+            self.image_size,
+            self.rows.to(device),
+            self.cols.to(device),
+            self.frequency_px.to(device),
+            self.weights.to(device),
+        )
+
+
+def fourier_points(image_size: int, *, radius_fraction: float = 1.0) -> FourierPoints:
+    """Points of the centred rfft grid with ``|k| < radius_fraction · D/2`` [Fourier px].
+
+    Parameters
+    ----------
+    image_size : int
+        D [pixels].
+    radius_fraction : float
+        Fraction of Nyquist to keep (1 keeps the whole circle; smaller is faster, lower resolution).
+
+    Returns
+    -------
+    FourierPoints
+    """
+    if not 0 < radius_fraction <= 1:
+        raise ValueError(f"radius_fraction must be in (0, 1], got {radius_fraction}")
+    k = frequency_grid((image_size, image_size), pixel_size_angstrom=1.0, rfft=True)
+    radius_px = k.norm(dim=-1) * image_size
+    inside = radius_px < radius_fraction * image_size / 2
+    rows, cols = torch.nonzero(inside, as_tuple=True)
+    freq = k[rows, cols].to(torch.float32)
+    weights = torch.where(freq[:, 0] > 0, 2.0, 1.0)
+    return FourierPoints(image_size, rows, cols, freq, weights)
+
+
+def slice_coordinates(rotations: torch.Tensor, frequency_px: torch.Tensor) -> torch.Tensor:
+    """3D Fourier coordinates ``Aᵀ (k_x, k_y, 0)`` of central slices, in units of Nyquist.
+
+    Parameters
+    ----------
+    rotations : Tensor, shape (B, 3, 3)
+        RELION Euler matrices ``A``.
+    frequency_px : Tensor, shape (P, 2)
+        2D frequencies ``(k_x, k_y)`` [cycles/pixel].
+
+    Returns
+    -------
+    Tensor, shape (B, P, 3) ordered (x, y, z)
+        ``2 · Aᵀ (k_x, k_y, 0)`` (Nyquist = 0.5 cycles/pixel maps to 1).
+
+    Notes
+    -----
+    :math:`(A^{\\mathsf T}\\mathbf k)_i = \\sum_j A_{ji} k_j = k_x A_{0i} + k_y A_{1i}`: only the
+    first two rows of ``A`` matter.
+    """
+    rows = rotations[..., :2, :].to(frequency_px.dtype)
+    return 2.0 * torch.einsum("pj,bji->bpi", frequency_px, rows)
+
+
+def recentred_spectra(
+    images: torch.Tensor, shift_angstrom: torch.Tensor | None, *, pixel_size_angstrom: float
+) -> torch.Tensor:
+    """Centred rfft of images with their origin offsets undone.
+
+    Parameters
+    ----------
+    images : Tensor, real, shape (B, D, D)
+    shift_angstrom : Tensor (B, 2) or None
+        RELION origins (x, y) [Å]: the image is the centred projection moved by ``−origin``.
+    pixel_size_angstrom : float
+
+    Returns
+    -------
+    Tensor, complex, shape (B, D, D//2 + 1)
+        ``rfft(image) · exp(−2πi k·origin)`` (content moved by ``+origin``: re-centred).
+    """
+    spectra = rfft2_centered(images)
+    if shift_angstrom is None:
+        return spectra
+    return phase_shift_fourier(
+        spectra,
+        shift_angstrom.to(images.dtype),
+        pixel_size_angstrom=pixel_size_angstrom,
+        image_shape=tuple(images.shape[-2:]),
+        rfft=True,
+    )
+
+
+def image_fourier_values(spectra: torch.Tensor, points: FourierPoints) -> torch.Tensor:
+    """The values of centred rfft spectra (B, D, D//2+1) at ``points``: (B, P) complex."""
+    return spectra[..., points.rows, points.cols]
+
+
+def encoder_images(spectra: torch.Tensor, *, image_size: int, enc_size: int) -> torch.Tensor:
+    """Re-centred images Fourier-cropped to ``enc_size`` and masked by a disc, for the encoder.
+
+    Parameters
+    ----------
+    spectra : Tensor, complex, shape (B, D, D//2 + 1)
+        From :func:`recentred_spectra`.
+    image_size, enc_size : int
+        D and the encoder's image side ``e ≤ D``.
+
+    Returns
+    -------
+    Tensor, real, shape (B, e, e)
+        ``(e/D)² · irfft(crop(spectra))`` (the crop keeps the mean value) inside the disc of
+        diameter ``e``, zero outside.
+    """
+    d, e = image_size, enc_size
+    if e < d:
+        start = d // 2 - e // 2
+        spectra = spectra[..., start : start + e, : e // 2 + 1]
+    images = irfft2_centered(spectra, width=e) * (e / d) ** 2
+    axis = torch.arange(e, device=images.device, dtype=images.dtype) - e // 2
+    disc = (axis[:, None] ** 2 + axis[None, :] ** 2) <= (e / 2) ** 2
+    return images * disc
+
+
+def ctf_at_points(
+    ctf: CTFParams, points: FourierPoints, *, pixel_size_angstrom: float
+) -> torch.Tensor:
+    """CTF of each particle at the Fourier points: (B, P) float32.
+
+    Parameters
+    ----------
+    ctf : CTFParams
+        Batch shape (B,).
+    points : FourierPoints
+    pixel_size_angstrom : float
+    """
+    freq = points.frequency_px.to(torch.float64) / pixel_size_angstrom
+    return ctf_at_frequencies(ctf, freq.to(points.frequency_px.device)).to(torch.float32)

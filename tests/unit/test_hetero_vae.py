@@ -1,0 +1,323 @@
+"""cryoglass.hetero: slice conventions, decoder symmetry, VAE pieces, training, resume, errors."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import pytest
+import torch
+
+from cryoglass.ctf import CTFParams
+from cryoglass.geometry import euler_to_matrix
+from cryoglass.hetero import (
+    HeteroVAE,
+    ParticleData,
+    TrainConfig,
+    VAEConfig,
+    blob_model,
+    blob_particles,
+    build_model,
+    fit,
+    fourier_points,
+    fourier_volume,
+    generate_volumes,
+    kl_divergence,
+    load_checkpoint,
+    reparameterize,
+    save_checkpoint,
+    slice_coordinates,
+    spectrum_to_volume,
+)
+from cryoglass.hetero.slices import ctf_at_points, image_fourier_values, recentred_spectra
+from cryoglass.hetero.train import make_optimizer
+from cryoglass.simulate import gaussian_map_projections
+from cryoglass.validate import fourier_shell_correlation
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread: much faster than two on a busy 2-core machine; restored after."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _analytic_fourier(centers_px: torch.Tensor, sigma_px: float):
+    """Centred DFT of a sum of Gaussians, at coordinates in units of Nyquist."""
+
+    def fn(coords: torch.Tensor) -> torch.Tensor:
+        k = coords.to(torch.float64) / 2  # cycles per pixel
+        amplitude = (2 * math.pi * sigma_px**2) ** 1.5 * torch.exp(
+            -2 * math.pi**2 * sigma_px**2 * (k**2).sum(-1)
+        )
+        phase = torch.exp(-2j * math.pi * (k @ centers_px.T))  # (..., M)
+        return amplitude * phase.sum(-1)
+
+    return fn
+
+
+def test_slices_of_the_3d_transform_are_the_image_transforms(generator):
+    """Fourier-slice theorem with RELION poses and origins: Aᵀ(kx, ky, 0), shift undone."""
+    d, px, sigma = 32, 2.0, 4.0
+    centers = 12 * (torch.rand(5, 3, generator=generator, dtype=torch.float64) - 0.5) * px
+    euler = torch.tensor([[10.0, 70.0, -30.0], [200.0, 20.0, 95.0], [-45.0, 120.0, 0.0]])
+    shift = torch.tensor([[1.5, -2.0], [0.0, 3.25], [-4.0, 1.0]], dtype=torch.float64)
+    rotations = euler_to_matrix(euler.double())
+    images = gaussian_map_projections(
+        centers,
+        rotations,
+        image_size=d,
+        pixel_size_angstrom=px,
+        sigma_angstrom=sigma,
+        shift_angstrom=shift,
+    )
+    points = fourier_points(d)
+    measured = image_fourier_values(
+        recentred_spectra(images, shift, pixel_size_angstrom=px), points
+    )
+    coords = slice_coordinates(rotations, points.frequency_px.double())
+    predicted = _analytic_fourier(centers / px, sigma / px)(coords)
+    assert coords.shape == (3, len(points), 3)
+    assert torch.allclose(measured, predicted, atol=1e-6 * float(predicted.abs().max()))
+    # a wrong convention (A instead of Aᵀ) does not match
+    wrong = 2 * torch.einsum("pj,bij->bpi", points.frequency_px.double(), rotations[..., :, :2])
+    assert (_analytic_fourier(centers / px, sigma / px)(wrong) - measured).abs().max() > 1.0
+
+
+def test_fourier_volume_inverts_to_the_map():
+    d, sigma = 24, 2.0
+    centers = torch.tensor([[3.0, -2.0, 1.0], [-4.0, 0.5, 2.0]], dtype=torch.float64)
+    from cryoglass.simulate import gaussian_map
+
+    truth = gaussian_map(centers, shape=(d, d, d), pixel_size_angstrom=1.0, sigma_angstrom=sigma)
+    spectrum = fourier_volume(_analytic_fourier(centers, sigma), image_size=d)
+    volume = spectrum_to_volume(spectrum, image_size=d)
+    assert volume.shape == (d, d, d)
+    assert torch.allclose(volume.double(), truth, atol=2e-3 * float(truth.max()))
+
+
+def test_points_inside_nyquist_with_parseval_weights(generator):
+    d = 16
+    points = fourier_points(d)
+    assert (points.frequency_px.norm(dim=-1) < 0.5).all()
+    image = torch.randn(d, d, generator=generator, dtype=torch.float64)
+    spectra = recentred_spectra(image[None], None, pixel_size_angstrom=1.0)
+    values = image_fourier_values(spectra, points)
+    full = torch.fft.fft2(image)
+    k = torch.fft.fftfreq(d, dtype=torch.float64)
+    inside = (k[:, None] ** 2 + k[None, :] ** 2).sqrt() < 0.5
+    total = (full.abs() ** 2 * inside).sum()
+    assert torch.allclose((points.weights * values.abs() ** 2).sum(), total)
+
+
+def test_decoder_is_hermitian(generator):
+    model = build_model(VAEConfig(image_size=16, zdim=3, enc_dim=16, dec_dim=16), seed=1)
+    coords = 2 * torch.rand(2, 50, 3, generator=generator) - 1
+    z = torch.randn(2, 3, generator=generator)
+    plus, minus = model.decode(coords, z), model.decode(-coords, z)
+    assert torch.allclose(minus, plus.conj())
+    assert plus.imag.abs().max() > 0
+
+
+def test_reparameterize_and_kl(generator):
+    mu = torch.tensor([[0.5, -1.0]])
+    logvar = torch.tensor([[math.log(0.25), 0.0]])
+    samples = reparameterize(mu.expand(20000, 2), logvar.expand(20000, 2), generator=generator)
+    assert torch.allclose(samples.mean(0), mu[0], atol=0.03)
+    assert torch.allclose(samples.std(0), torch.tensor([0.5, 1.0]), atol=0.03)
+    expected = 0.5 * (0.25 + 0.25 - 1 - math.log(0.25)) + 0.5 * 1.0
+    assert kl_divergence(mu, logvar).item() == pytest.approx(expected, rel=1e-6)
+    assert kl_divergence(torch.zeros(1, 4), torch.zeros(1, 4)).item() == 0.0
+
+
+def test_mu_receives_gradient_through_the_sample():
+    mu = torch.zeros(4, 2, requires_grad=True)
+    logvar = torch.zeros(4, 2, requires_grad=True)
+    reparameterize(mu, logvar, generator=torch.Generator().manual_seed(0)).sum().backward()
+    assert torch.allclose(mu.grad, torch.ones(4, 2))
+    assert logvar.grad.abs().sum() > 0
+
+
+def _data(particles, *, drop_ctf=False) -> ParticleData:
+    images = particles.images
+    return ParticleData(
+        read_images=lambda idx: images[idx],
+        rotations=euler_to_matrix(particles.euler_deg).float(),
+        shift_angstrom=particles.shift_angstrom,
+        ctf=None if drop_ctf else particles.ctf,
+        pixel_size_angstrom=particles.pixel_size_angstrom,
+        image_size=images.shape[-1],
+    )
+
+
+def _dataset(n, d, *, amplitude_scale, snr, seed=1, px=3.0):
+    g = torch.Generator().manual_seed(seed)
+    model = blob_model(radius_angstrom=0.3 * d * px, sigma_angstrom=2 * px, generator=g)
+    amplitudes = (
+        amplitude_scale * d * px * (2 * torch.rand(n, generator=g, dtype=torch.float64) - 1)
+    )
+    return blob_particles(
+        model,
+        amplitudes,
+        image_size=d,
+        pixel_size_angstrom=px,
+        snr=snr,
+        max_shift_angstrom=px,
+        generator=g,
+    )
+
+
+def test_ctf_at_points_matches_ctf_2d():
+    from cryoglass.ctf import ctf_2d
+
+    ctf = CTFParams(
+        defocus_u_angstrom=torch.tensor([12000.0, 20000.0]),
+        defocus_v_angstrom=torch.tensor([11000.0, 20000.0]),
+        astigmatism_angle_deg=torch.tensor([30.0, 0.0]),
+    )
+    points = fourier_points(32)
+    grid = ctf_2d(ctf, image_size=32, pixel_size_angstrom=1.5)
+    values = ctf_at_points(ctf, points, pixel_size_angstrom=1.5)
+    assert torch.allclose(values.double(), grid[:, points.rows, points.cols].double(), atol=2e-4)
+
+
+def test_resume_continues_exactly(tmp_path, one_thread):
+    particles = _dataset(48, 16, amplitude_scale=0.1, snr=1.0)
+    data = _data(particles)
+    config = VAEConfig(image_size=16, zdim=2, enc_dim=32, dec_dim=32, enc_layers=2, dec_layers=2)
+    train = TrainConfig(epochs=3, batch_size=8, learning_rate=1e-3, seed=5)
+    straight = build_model(config, seed=5)
+    history = fit(straight, data, config=train)
+
+    first = build_model(config, seed=5)
+    optimizer = make_optimizer(first, train)
+    part = fit(first, data, config=dataclasses.replace(train, epochs=2), optimizer=optimizer)
+    path = save_checkpoint(tmp_path / "c.pt", first, optimizer, config=train, epoch=2, history=part)
+    resumed, payload = load_checkpoint(path)
+    optimizer2 = make_optimizer(resumed, train)
+    optimizer2.load_state_dict(payload["optimizer"])
+    rest = fit(resumed, data, config=train, optimizer=optimizer2, start_epoch=payload["epoch"])
+    losses = [h["loss"] for h in history]
+    assert [h["loss"] for h in part + rest] == losses
+    assert losses[2] < losses[0]
+    for a, b in zip(straight.state_dict().values(), resumed.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_checkpoint_from_another_architecture_is_refused(tmp_path):
+    config = VAEConfig(image_size=16, zdim=2, enc_dim=16, dec_dim=16)
+    model = build_model(config, seed=0)
+    path = save_checkpoint(
+        tmp_path / "c.pt",
+        model,
+        make_optimizer(model, TrainConfig()),
+        config=TrainConfig(),
+        epoch=1,
+        history=[],
+    )
+    with pytest.raises(ValueError, match="another architecture.*dec_dim"):
+        load_checkpoint(path, expected=dataclasses.replace(config, dec_dim=32))
+    payload = torch.load(path, weights_only=True)
+    payload["vae_config"]["dec_dim"] = 32  # weights no longer fit the stated architecture
+    torch.save(payload, tmp_path / "bad.pt")
+    with pytest.raises(ValueError, match="do not fit"):
+        load_checkpoint(tmp_path / "bad.pt")
+    torch.save({"weights": 1}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="not a cryoglass VAE checkpoint"):
+        load_checkpoint(tmp_path / "other.pt")
+
+
+def test_image_size_mismatch_is_refused():
+    particles = _dataset(8, 16, amplitude_scale=0.1, snr=None)
+    model = HeteroVAE(VAEConfig(image_size=24, zdim=1, enc_dim=8, dec_dim=8))
+    with pytest.raises(ValueError, match="16x16 but the model was built for 24x24"):
+        fit(model, _data(particles), config=TrainConfig(epochs=1))
+
+
+def test_zdim0_reconstructs_the_map(one_thread):
+    """Homogeneous neural reconstruction from noise-free CTF-filtered images."""
+    d, px = 16, 3.0
+    particles = _dataset(300, d, amplitude_scale=0.0, snr=None, seed=3)
+    config = VAEConfig(image_size=d, zdim=0, dec_dim=64, dec_layers=3)
+    model = build_model(config, seed=0)
+    fit(model, _data(particles), config=TrainConfig(epochs=10, batch_size=8, learning_rate=2e-3))
+    volume = generate_volumes(model)[0]
+    truth = particles.model.volume(0.0, image_size=d, pixel_size_angstrom=px)
+    fsc = fourier_shell_correlation(volume, truth)
+    print("zdim 0 FSC to truth", fsc[:8].tolist())
+    assert fsc[1:4].min() > 0.9  # to shell 3 (16 Å at 3 Å/px, box 16)
+    assert fsc[4] > 0.5  # FSC ≥ 0.5 at 12 Å
+    # same units as the images: the map's scale is that of the truth
+    assert float((volume * truth).sum() / (truth * truth).sum()) == pytest.approx(1.0, abs=0.2)
+
+
+def _pc1(latents: torch.Tensor) -> torch.Tensor:
+    from cryoglass.hetero import pca
+
+    return pca(latents).projections[:, 0]
+
+
+@pytest.mark.slow
+def test_continuous_motion_pc1_and_extreme_volumes(one_thread):
+    """PC1 of the latents follows the true amplitude; maps at its ends match the true maps."""
+    d, px = 24, 3.0
+    particles = _dataset(800, d, amplitude_scale=0.15, snr=1.0, seed=1)
+    model = build_model(VAEConfig(image_size=d, zdim=2, enc_dim=128, dec_dim=128), seed=0)
+    latents = []
+    fit(
+        model,
+        _data(particles),
+        config=TrainConfig(epochs=15, learning_rate=1e-3),
+        on_epoch_end=lambda stats, z: latents.append(z),
+    )
+    pc1 = _pc1(latents[-1]).double()
+    truth = particles.amplitude_angstrom
+    rho = float(torch.corrcoef(torch.stack([pc1, truth]))[0, 1])
+    print("continuous |rho(PC1, amplitude)| =", abs(rho))
+    assert abs(rho) >= 0.9
+    ends = torch.stack([torch.argmin(pc1), torch.argmax(pc1)])
+    maps = generate_volumes(model, latents[-1][ends])
+    for volume, index in zip(maps, ends.tolist(), strict=True):
+        a = float(truth[index])
+        right = particles.model.volume(a, image_size=d, pixel_size_angstrom=px)
+        wrong = particles.model.volume(-a, image_size=d, pixel_size_angstrom=px)
+        fsc_right = fourier_shell_correlation(volume, right)
+        fsc_wrong = fourier_shell_correlation(volume, wrong)
+        print("extreme", a, "FSC", fsc_right[:8].tolist())
+        assert fsc_right[1:4].min() >= 0.5  # FSC ≥ 0.5 to shell 3: 24 Å at 3 Å/px, box 24
+        assert fsc_right[1:6].mean() > fsc_wrong[1:6].mean()
+
+
+@pytest.mark.slow
+def test_two_states_kmeans_ari(one_thread):
+    from cryoglass.hetero import adjusted_rand_index, blob_particles, kmeans, two_state_amplitudes
+
+    d, px = 24, 3.0
+    g = torch.Generator().manual_seed(7)
+    model = blob_model(radius_angstrom=0.3 * d * px, sigma_angstrom=2 * px, generator=g)
+    amplitudes, states = two_state_amplitudes(
+        800, separation_angstrom=0.3 * d * px, spread_angstrom=1.0, generator=g
+    )
+    particles = blob_particles(
+        model,
+        amplitudes,
+        image_size=d,
+        pixel_size_angstrom=px,
+        snr=1.0,
+        max_shift_angstrom=px,
+        generator=g,
+    )
+    vae = build_model(VAEConfig(image_size=d, zdim=8, enc_dim=128, dec_dim=128), seed=0)
+    latents = []
+    fit(
+        vae,
+        _data(particles),
+        config=TrainConfig(epochs=12, learning_rate=1e-3),
+        on_epoch_end=lambda stats, z: latents.append(z),
+    )
+    labels, _ = kmeans(latents[-1], 2)
+    ari = adjusted_rand_index(labels, states)
+    print("two-state ARI", ari)
+    assert ari >= 0.9
