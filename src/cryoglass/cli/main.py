@@ -36,6 +36,8 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("filter", "filter"),
     ("orientations", "orientations"),
     ("3dfsc", "fsc3d"),
+    ("nma", "nma"),
+    ("nma-dataset", "nma_dataset"),
     ("vae", "vae"),
     ("lessons", "lessons"),
 )
