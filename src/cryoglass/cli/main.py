@@ -39,6 +39,7 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("nma", "nma"),
     ("nma-dataset", "nma_dataset"),
     ("vae", "vae"),
+    ("serve", "serve"),
     ("lessons", "lessons"),
 )
 

@@ -1,0 +1,20 @@
+"""``cryoglass serve``: a local web app for FSC / postprocess / 3DFSC jobs and teaching explorers.
+
+* :mod:`~cryoglass.serve.app` — :func:`create_app` (FastAPI: pages, JSON API, explorer PNGs).
+* :mod:`~cryoglass.serve.jobs` — SQLite job records and the worker processes that run the
+  cryoglass commands on uploaded maps.
+* :mod:`~cryoglass.serve.explorers` — the CTF, blur/sharpen and Fourier-slice figures.
+
+See docs/serve.md for the API.
+"""
+
+__all__ = ["create_app"]
+
+
+def __getattr__(name: str):
+    # lazy: worker processes import cryoglass.serve.jobs without FastAPI or torch
+    if name == "create_app":
+        from cryoglass.serve.app import create_app
+
+        return create_app
+    raise AttributeError(f"module 'cryoglass.serve' has no attribute {name!r}")
