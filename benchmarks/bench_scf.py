@@ -27,6 +27,12 @@ def main() -> None:
     stats = orientation_statistics(d, fourier_radius=50)
     ours = time.perf_counter() - t0
     print(f"cryoglass SCF, 1e6 directions, R=50, 5000 rays: {ours:.2f} s (scf={stats.scf:.4f})")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # on an oversubscribed machine one thread avoids spin-waits
+    t0 = time.perf_counter()
+    orientation_statistics(d, fourier_radius=50)
+    print(f"same, 1 thread: {time.perf_counter() - t0:.2f} s, loadavg {os.getloadavg()}")
+    torch.set_num_threads(threads)
     rays = torch.nn.functional.normalize(torch.randn(5000, 3, generator=g), dim=1)
     sub = d[:100_000].float()
     t0 = time.perf_counter()

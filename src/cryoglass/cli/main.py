@@ -36,6 +36,7 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("filter", "filter"),
     ("orientations", "orientations"),
     ("3dfsc", "fsc3d"),
+    ("plan-orientations", "plan_orientations"),
     ("nma", "nma"),
     ("nma-dataset", "nma_dataset"),
     ("vae", "vae"),

@@ -116,3 +116,28 @@ __all__ += [
     "three_d_fsc",
     "tilt_directions",
 ]
+
+# Orientation planner (issue 5): predicted directional SSNR/3DFSC, SCF and stage-tilt scan.
+from cryoglass.validate.planner import (  # noqa: E402
+    OrientationPlan,
+    SSNRModel,
+    TiltScan,
+    anisotropic_half_maps,
+    orientation_model,
+    plan_orientations,
+    plan_tilt_scan,
+    relative_sampling_grid,
+    shell_sampling,
+)
+
+__all__ += [
+    "OrientationPlan",
+    "SSNRModel",
+    "TiltScan",
+    "anisotropic_half_maps",
+    "orientation_model",
+    "plan_orientations",
+    "plan_tilt_scan",
+    "relative_sampling_grid",
+    "shell_sampling",
+]

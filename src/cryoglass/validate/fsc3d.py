@@ -16,9 +16,10 @@ full-grid counting).  Axes: the vertices of an icosphere (a subdivided icosahedr
 3DFSC surface for the sphericity.  Tan et al.'s program evaluates one cone per Fourier voxel
 (the voxel's own direction); we evaluate it on the axes and give every voxel the FSC of the
 cone whose axis is nearest to its direction — the 3DFSC map the program writes, up to the
-≈4° quantisation of the directions.  Accumulation: per shell, the (voxels × axes) cosine
-matrix is thresholded and multiplied with the voxels' (Re F₁F₂*, |F₁|², |F₂|²) — never a
-(voxels of the whole box × axes) matrix.
+≈4° quantisation of the directions.  Accumulation: per chunk of voxels, the (voxels × axes) cosine
+matrix is thresholded and the voxels' (Re F₁F₂*, |F₁|², |F₂|²) are added (``index_add``) to
+the sums of the ≈6 % of (voxel, axis) pairs inside a cone — never a (voxels of the whole box ×
+axes) matrix, and no dense float64 product.
 
 Directional resolution
 ----------------------
@@ -211,7 +212,12 @@ class _ConeSums:
 
 
 def _cone_sums(
-    map1: torch.Tensor, map2: torch.Tensor, axes: torch.Tensor, cos_limit: float
+    map1: torch.Tensor,
+    map2: torch.Tensor,
+    axes: torch.Tensor,
+    cos_limit: float,
+    *,
+    chunk_size: int = 16_384,
 ) -> _ConeSums:
     n = map1.shape[-1]
     n_shells = n // 2 + 1
@@ -234,21 +240,18 @@ def _cone_sums(
     values = torch.stack((cross[inside], p1[inside], p2[inside]), dim=1).to(_F64)
     values = torch.cat([values, torch.ones_like(values[:, :1])], dim=1) * weight[inside, None]
     axes32 = axes.to(torch.float32)
-    sizes = torch.bincount(shells, minlength=n_shells).tolist()
-    sums = torch.zeros(n_shells, axes.shape[0], 4, dtype=_F64, device=map1.device)
+    m = axes.shape[0]
+    sums = torch.zeros(n_shells * m, 4, dtype=_F64, device=map1.device)
     nearest = torch.zeros(len(inside), dtype=torch.long, device=map1.device)
-    start = 0
-    for i, size in enumerate(sizes):
-        stop = start + size
-        if size == 0:
-            continue
-        cosine = (unit[start:stop] @ axes32.T).abs_()  # (size, M)
+    for start in range(0, len(inside), chunk_size):
+        stop = min(start + chunk_size, len(inside))
+        cosine = (unit[start:stop] @ axes32.T).abs_()  # (chunk, M)
         nearest[start:stop] = cosine.argmax(dim=1)
-        in_cone = (cosine >= cos_limit).to(_F64)
-        sums[i] = in_cone.T @ values[start:stop]
-        if i == 0:  # DC belongs to every cone
-            sums[i] = values[start:stop].sum(0).expand(axes.shape[0], 4)
-        start = stop
+        voxel, axis = torch.nonzero(cosine >= cos_limit, as_tuple=True)  # ~6 % of pairs at 20°
+        voxel = voxel + start
+        sums.index_add_(0, shells[voxel] * m + axis, values[voxel])
+    sums = sums.reshape(n_shells, m, 4)
+    sums[0] = values[shells == 0].sum(0).expand(m, 4)  # DC belongs to every cone
     num, d1, d2, count = sums.unbind(-1)
     den = (d1 * d2).sqrt()
     fsc = torch.where(den > 0, num / den.clamp_min(1e-300), torch.zeros_like(num))

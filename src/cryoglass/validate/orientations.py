@@ -216,7 +216,7 @@ def directional_sampling(
     fourier_radius: float = 50.0,
     n_rings: int = 50,
     n_azimuths: int = 100,
-    chunk_size: int = 200_000,
+    chunk_size: int = 16_384,
     dtype: torch.dtype = torch.float32,
 ) -> SamplingMap:
     """Count, for every ray k̂, the directions d with ``|k̂·d| R < ½`` (exact, O(N·n_rings)).
@@ -247,7 +247,9 @@ def directional_sampling(
     ``φ − φ_d ∈ ±[arccos b, arccos a)`` (half-open, so a pole's two half circles tile the
     ring once) with ``a, b = (∓ε − z_j cos θ)/(s_j sin θ)`` clipped to
     [−1, 1].  Each arc adds 1 to a run of ray azimuths, accumulated with a difference array
-    (two ``bincount``\\ s per arc) and a cumulative sum — no (rays × directions) matrix.
+    (one ``bincount`` for the run starts and one for the ends) and a cumulative sum — no
+    (rays × directions) matrix.  Speed: about 25 element-wise passes over (rings × chunk)
+    arrays; chunks of 16k directions keep them in cache.
     """
     d = torch.as_tensor(directions).to(_F64)
     if d.ndim != 2 or d.shape[-1] != 3:
@@ -262,27 +264,29 @@ def directional_sampling(
     d = d / norms
     z, rays = _ray_grid(n_rings, n_azimuths)
     eps = 0.5 / float(fourier_radius)
-    width = 2 * n_azimuths + 1  # run starts in [0, M), ends up to 2M: fold after the cumsum
+    width = 2 * n_azimuths + 1  # run starts in [0, 2M), ends up to 2M: fold after the cumsum
     size = n_rings * width
     diff = torch.zeros(size, dtype=torch.int64)
-    zr = z.to(dtype)[:, None]
-    sr = torch.sqrt(1 - z * z).to(dtype)[:, None]
-    row_offset = (torch.arange(n_rings, dtype=dtype) * width)[:, None]
-    step = 2 * math.pi / n_azimuths
+    sr = torch.sqrt(1 - z * z)
+    cot_r = (z / sr).to(dtype)[:, None]  # z_j / s_j
+    eps_r = (eps / sr).to(dtype)[:, None]  # ε / s_j
+    # ring j's runs live in [j·width, (j+1)·width); +M keeps every run start non-negative
+    offset = (torch.arange(n_rings, dtype=dtype) * width + n_azimuths)[:, None]
+    to_steps = n_azimuths / (2 * math.pi)
     for chunk in d.split(chunk_size):
-        sin_t = torch.hypot(chunk[:, 0], chunk[:, 1]).to(dtype)
-        cos_t = chunk[:, 2].to(dtype)
-        phi = (torch.atan2(chunk[:, 1], chunk[:, 0]) / step).to(dtype)  # in azimuth steps
-        inv = 1.0 / (sr * sin_t).clamp_min(torch.finfo(dtype).tiny)
-        zc = zr * cos_t
-        outer = torch.acos(((-eps - zc) * inv).clamp_(-1, 1)).mul_(1 / step)
-        inner = torch.acos(((eps - zc) * inv).clamp_(-1, 1)).mul_(1 / step)
-        for lo, hi in ((phi + inner, phi + outer), (phi - outer, phi - inner)):
-            start = torch.ceil(lo)  # ray azimuths in the half-open arc [lo, hi)
-            length = (torch.ceil(hi) - start).clamp_(min=0)
-            first = start - n_azimuths * torch.floor(start / n_azimuths) + row_offset
-            diff += torch.bincount(first.long().reshape(-1), minlength=size)
-            diff -= torch.bincount((first + length).long().reshape(-1), minlength=size)
+        sin_t = (
+            torch.hypot(chunk[:, 0], chunk[:, 1]).to(dtype).clamp_min_(1e-30)
+        )  # poles: finite, huge
+        phi = (torch.atan2(chunk[:, 1], chunk[:, 0]) * to_steps).to(dtype)  # azimuth steps
+        # arc ends: acos of (∓ε − z_j cos θ)/(s_j sin θ) = −cot_j cot θ ∓ (ε/s_j)/sin θ
+        centre = torch.outer(cot_r[:, 0], -(chunk[:, 2].to(dtype) / sin_t))
+        half = torch.outer(eps_r[:, 0], 1.0 / sin_t)
+        ends = torch.stack((centre - half, centre + half)).clamp_(-1, 1).acos_().mul_(to_steps)
+        outer, inner = ends[0], ends[1]  # outer ≥ inner: arcs ±[inner, outer)
+        bounds = torch.stack((phi + inner, phi + outer, phi - outer, phi - inner)).ceil_()
+        index = bounds.add_(offset).long()  # ray azimuths in the half-open arcs [lo, hi)
+        diff += torch.bincount(index[0::2].reshape(-1), minlength=size)
+        diff -= torch.bincount(index[1::2].reshape(-1), minlength=size)
     runs = diff.reshape(n_rings, width).cumsum(dim=1)
     counts = (runs[:, :n_azimuths] + runs[:, n_azimuths : 2 * n_azimuths]).to(_F64)
     return SamplingMap(rays, counts, float(fourier_radius), int(d.shape[0]))
