@@ -212,6 +212,18 @@ def main(
     seed: int = typer.Option(0, "--seed", help="Seed of the half split without rlnRandomSubset."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
     json_output: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
+    workers: int | None = typer.Option(
+        None, "--workers", min=1, help="Back-project on a local Dask cluster of N processes."
+    ),
+    scheduler: str | None = typer.Option(
+        None, "--scheduler", help="Back-project on an existing Dask cluster (tcp://host:8786)."
+    ),
+    chunk_size: int = typer.Option(
+        2048, "--chunk-size", min=1, help="Particles per Dask task (with --workers/--scheduler)."
+    ),
+    work_dir: Path | None = typer.Option(
+        None, "--work-dir", help="Checkpoint folder: a rerun resumes the finished chunks."
+    ),
 ) -> None:
     """Reconstruct a map from posed particles by direct Fourier inversion, like relion_reconstruct.
 
@@ -231,6 +243,11 @@ def main(
     writes map.mrc, map_half1.mrc, map_half2.mrc, map_fsc.json and map_fsc.png; the RELION
     equivalent is
       relion_reconstruct --i run_data.star --o map.mrc --ctf --sym C4
+    With --workers N (a local Dask cluster) or --scheduler ADDRESS (an existing one, see
+    docs/scaling.md) chunks of --chunk-size particles are back-projected by the workers, which
+    read the images from the files themselves; the partial sums add up to the same map.
+    --work-dir keeps a checkpoint of the sums: rerun the same command to resume.
+      cryoglass reconstruct run_data.star --out map.mrc --workers 2 --work-dir rec_work
     """
     import torch
     from rich.progress import Progress
@@ -254,6 +271,13 @@ def main(
         outputs += [Path(f"{stem}_fsc.json"), Path(f"{stem}_fsc.png")]
     if not star.is_file():
         fail(f"{star}: particle file not found")
+    if workers is not None and scheduler is not None:
+        fail("give --workers N (a local cluster) or --scheduler ADDRESS, not both")
+    distributed = workers is not None or scheduler is not None
+    if work_dir is not None and not distributed:
+        fail("--work-dir checkpoints distributed runs: add --workers N or --scheduler ADDRESS")
+    if distributed and device != "cpu":
+        fail("--workers/--scheduler back-project on the workers' CPUs; drop --device")
     for path in outputs:
         if path.resolve() == star.resolve():
             fail(f"{path}: output would overwrite the input file")
@@ -313,11 +337,39 @@ def main(
             fail(f"{star}: {error}")
     else:
         label = torch.ones(count, dtype=torch.int64)
-    accs = {h: empty_accumulator(n, pad=pad, device=target) for h in sorted(set(label.tolist()))}
+    groups = tuple(sorted(set(label.tolist())))
+    accs = {} if distributed else {h: empty_accumulator(n, pad=pad, device=target) for h in groups}
+    memory = None
+    if distributed:
+        from cryoglass.distributed import ReconstructSettings
+        from cryoglass.distributed.commands import distributed_reconstruct
+
+        settings = ReconstructSettings(
+            box=n,
+            pixel_size_angstrom=pixel,
+            groups=groups,
+            ctf=ctf,
+            pad=pad,
+            symmetry=symmetry,
+            batch_size=batch_size,
+        )
+        try:
+            accs, memory, _ = distributed_reconstruct(
+                particles,
+                labels=label,
+                settings=settings,
+                workers=workers,
+                scheduler=scheduler,
+                chunk_size=chunk_size,
+                work_dir=work_dir,
+                echo=lambda text: typer.echo(text, err=True),
+            )
+        except (ValueError, OSError) as error:
+            fail(f"{star}: {error}")
     with ParticleStack(particles) as stack, Progress(transient=True) as progress:
         task = progress.add_task("back-projecting", total=count)
         try:
-            for indices, images in stack.iter_batches(batch_size):
+            for indices, images in [] if distributed else stack.iter_batches(batch_size):
                 for h, acc in accs.items():
                     sel = indices[label[indices] == h]
                     if sel.numel() == 0:
@@ -349,6 +401,12 @@ def main(
         "pad": pad,
         "outputs": [str(p) for p in outputs],
     }
+    if memory is not None:
+        summary.update(memory)
+    else:
+        from cryoglass.distributed.cluster import peak_rss_bytes
+
+        summary["peak_rss_mib"] = round(peak_rss_bytes() / 2**20, 1)
     if halves:
         maps = {h: finalize(accs[h], **options).cpu() for h in (1, 2)}
         for h in (1, 2):

@@ -330,6 +330,42 @@ def _report(out: Path, *, params, examples, pixel: float, summary: dict) -> None
     )
 
 
+def _simulate_distributed(
+    out: Path, volume, *, n, pixel, distributions, snr, dose, seed, chunk_size, workers, scheduler
+):
+    """The stack written by Dask workers (they read the map from DIR/truth.mrc)."""
+    from cryoglass.distributed import SimulateSettings
+    from cryoglass.distributed.commands import distributed_simulate
+    from cryoglass.io import write_mrc
+    from cryoglass.simulate.dataset import calibrate_noise_std
+
+    truth = out / "truth.mrc"
+    write_mrc(truth, volume.cpu(), pixel_size_angstrom=pixel, overwrite=True)
+    noise_std = None
+    if snr is not None:
+        noise_std = calibrate_noise_std(
+            volume, pixel_size_angstrom=pixel, snr=snr, distributions=distributions, seed=seed
+        )
+    settings = SimulateSettings(
+        volume_path=str(truth.resolve()),
+        n=n,
+        pixel_size_angstrom=pixel,
+        distributions=distributions,
+        noise_std=noise_std,
+        dose_e_per_a2=dose,
+        seed=seed,
+    )
+    return distributed_simulate(
+        out / "particles.mrcs",
+        settings=settings,
+        box=volume.shape[-1],
+        workers=workers,
+        scheduler=scheduler,
+        chunk_size=chunk_size,
+        echo=lambda text: typer.echo(text, err=True),
+    )
+
+
 def main(
     volume_path: Path | None = typer.Option(None, "--volume", help="Input map (.mrc), cubic."),
     model_path: Path | None = typer.Option(
@@ -383,6 +419,12 @@ def main(
         False, "--overwrite", help="Write into a non-empty DIR, replacing cryoglass outputs."
     ),
     json_output: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
+    workers: int | None = typer.Option(
+        None, "--workers", min=1, help="Simulate on a local Dask cluster of N processes."
+    ),
+    scheduler: str | None = typer.Option(
+        None, "--scheduler", help="Simulate on an existing Dask cluster (tcp://host:8786)."
+    ),
 ) -> None:
     """Simulate a particle dataset: images, RELION STAR, cryoDRGN pickles, truth map, report.
 
@@ -401,6 +443,10 @@ def main(
     Example:
       cryoglass simulate --volume emd.mrc --n 10000 --box 128 --apix 1.5 --snr 0.1 --out sim
       relion_reconstruct --i sim/particles.star --ctf --o sim/rec.mrc   # gives back truth.mrc
+    With --workers N (local Dask processes) or --scheduler ADDRESS (docs/scaling.md) each task
+    simulates whole seeding blocks and writes them into its rows of particles.mrcs: the same
+    dataset as without them.
+      cryoglass simulate --volume emd.mrc --n 100000 --snr 0.1 --out sim --workers 2
     """
     if n < 1:
         fail(f"--n {n}: the number of particles must be at least 1")
@@ -423,6 +469,11 @@ def main(
         )
     if chunk_size < 1:
         fail(f"--chunk-size {chunk_size}: must be ≥ 1")
+    if workers is not None and scheduler is not None:
+        fail("give --workers N (a local cluster) or --scheduler ADDRESS, not both")
+    distributed = workers is not None or scheduler is not None
+    if distributed and device != "cpu":
+        fail("--workers/--scheduler simulate on the workers' CPUs; drop --device")
     if multislice and model_path is None:
         fail("--multislice needs --model (a map has no atoms to slice)")
     if multislice:
@@ -468,29 +519,45 @@ def main(
     )
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
+    memory = None
     try:
-        chunks = simulate_dataset(
-            volume,
-            n=n,
-            pixel_size_angstrom=pixel,
-            distributions=distributions,
-            snr=snr,
-            dose_e_per_a2=dose,
-            chunk_size=chunk_size,
-            seed=seed,
-            device=target,
-            keep_clean=True,
-        )
-        with Progress(transient=True) as progress:
-            task = progress.add_task("simulating", total=n)
-            params, examples = _write_stack(
+        if distributed:
+            params, examples, memory = _simulate_distributed(
                 out,
-                chunks,
+                volume,
                 n=n,
-                box=box,
                 pixel=pixel,
-                progress_task=lambda k: progress.update(task, advance=k),
+                distributions=distributions,
+                snr=snr,
+                dose=dose,
+                seed=seed,
+                chunk_size=chunk_size,
+                workers=workers,
+                scheduler=scheduler,
             )
+        else:
+            chunks = simulate_dataset(
+                volume,
+                n=n,
+                pixel_size_angstrom=pixel,
+                distributions=distributions,
+                snr=snr,
+                dose_e_per_a2=dose,
+                chunk_size=chunk_size,
+                seed=seed,
+                device=target,
+                keep_clean=True,
+            )
+            with Progress(transient=True) as progress:
+                task = progress.add_task("simulating", total=n)
+                params, examples = _write_stack(
+                    out,
+                    chunks,
+                    n=n,
+                    box=box,
+                    pixel=pixel,
+                    progress_task=lambda k: progress.update(task, advance=k),
+                )
     except ValueError as error:
         fail(str(error))
     elapsed = time.perf_counter() - started
@@ -509,6 +576,12 @@ def main(
         "seconds": round(elapsed, 3),
         "out": str(out),
     }
+    if memory is not None:
+        summary.update(memory)
+    else:
+        from cryoglass.distributed.cluster import peak_rss_bytes
+
+        summary["peak_rss_mib"] = round(peak_rss_bytes() / 2**20, 1)
     _report(out, params=params, examples=examples, pixel=pixel, summary=summary)
     if json_output:
         print_json(summary)

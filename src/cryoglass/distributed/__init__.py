@@ -1,0 +1,73 @@
+"""Dask-distributed, out-of-core jobs: reconstruct, simulate and 2D classification on a cluster.
+
+A job is cut into chunks of particles; each chunk is one Dask task that reads its images
+lazily from shared storage (memory-mapped MRC) and returns partial sums; the client adds the
+partial sums as they arrive (:mod:`~cryoglass.distributed.reduce`), which gives the
+single-process result whatever the chunking or the number of workers.
+
+* :mod:`~cryoglass.distributed.cluster` — ``open_client(workers=N | scheduler=ADDRESS)``,
+  ``peak_memory``.
+* :mod:`~cryoglass.distributed.tasks` — chunk tasks (``reconstruct_chunk``, ``simulate_chunk``,
+  ``stack_sums_chunk``) and ``make_chunks``.
+* :mod:`~cryoglass.distributed.reduce` — ``add_sums``, checkpoints.
+* :mod:`~cryoglass.distributed.jobs` — ``run_chunks`` (submit, reduce as completed,
+  checkpoint) and the jobs ``reconstruct_sums``, ``simulate_stack``, ``stack_sums``.
+
+This is an orchestration layer (like ``cli/``): it takes file paths because workers must open
+the files themselves; the science stays in :mod:`cryoglass.reconstruct` and friends.
+"""
+
+from cryoglass.distributed.cluster import ClusterInfo, open_client, peak_memory, peak_rss_bytes
+from cryoglass.distributed.jobs import (
+    RunStats,
+    reconstruct_sums,
+    run_chunks,
+    simulate_stack,
+    stack_sums,
+)
+from cryoglass.distributed.reduce import (
+    PartialSums,
+    accumulator_from_sums,
+    accumulator_to_sums,
+    add_sums,
+    fingerprint,
+    load_checkpoint,
+    save_checkpoint,
+)
+from cryoglass.distributed.tasks import (
+    ParticleChunk,
+    ReconstructSettings,
+    SimulateSettings,
+    make_chunks,
+    reconstruct_chunk,
+    simulate_blocks,
+    simulate_chunk,
+    stack_sums_chunk,
+)
+
+__all__ = [
+    "ClusterInfo",
+    "ParticleChunk",
+    "PartialSums",
+    "ReconstructSettings",
+    "RunStats",
+    "SimulateSettings",
+    "accumulator_from_sums",
+    "accumulator_to_sums",
+    "add_sums",
+    "fingerprint",
+    "load_checkpoint",
+    "make_chunks",
+    "open_client",
+    "peak_memory",
+    "peak_rss_bytes",
+    "reconstruct_chunk",
+    "reconstruct_sums",
+    "run_chunks",
+    "save_checkpoint",
+    "simulate_blocks",
+    "simulate_chunk",
+    "simulate_stack",
+    "stack_sums",
+    "stack_sums_chunk",
+]

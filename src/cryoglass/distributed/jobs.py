@@ -1,0 +1,334 @@
+"""Running a job on a Dask cluster: submit one task per chunk, reduce as results arrive.
+
+:func:`run_chunks` is the one loop every distributed command uses: it submits the chunks not
+yet in the checkpoint, adds each result into the running total as soon as it arrives
+(``dask.distributed.as_completed``; the worker's copy is released at once, so memory stays
+bounded by the tasks in flight), saves a checkpoint now and then and when interrupted, and
+reports progress.  A worker that dies takes its running and queued chunks with it; the
+scheduler sends them to the remaining (or restarted) workers, and since results are only
+added once, the total is the same.
+
+The job functions (:func:`reconstruct_sums`, :func:`simulate_stack`, :func:`stack_sums`) build
+the chunks and the settings and turn the total into cryoglass objects.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from cryoglass.distributed.reduce import (
+    PartialSums,
+    accumulator_from_sums,
+    add_sums,
+    fingerprint,
+    load_checkpoint,
+    save_checkpoint,
+)
+from cryoglass.distributed.tasks import (
+    ParticleChunk,
+    ReconstructSettings,
+    SimulateSettings,
+    make_chunks,
+    reconstruct_chunk,
+    simulate_chunk,
+    stack_sums_chunk,
+)
+
+__all__ = ["RunStats", "reconstruct_sums", "run_chunks", "simulate_stack", "stack_sums"]
+
+CHECKPOINT_NAME = "partial_sums.npz"
+
+
+class RunStats:
+    """Counters of one :func:`run_chunks` call (chunks computed now / taken from a checkpoint)."""
+
+    def __init__(self) -> None:
+        self.computed = 0
+        self.resumed = 0
+        self.seconds = 0.0
+
+    def as_dict(self) -> dict:
+        return {"chunks_computed": self.computed, "chunks_resumed": self.resumed}
+
+
+def run_chunks(
+    client,
+    function: Callable,
+    chunks: Sequence[ParticleChunk],
+    *,
+    settings,
+    job: str,
+    checkpoint: Path | None = None,
+    checkpoint_seconds: float = 60.0,
+    progress: Callable[[int], None] | None = None,
+    stats: RunStats | None = None,
+    workers: Sequence[str] | None = None,
+) -> PartialSums:
+    """Run ``function(chunk, settings)`` on every chunk and return the sum of the results.
+
+    Parameters
+    ----------
+    client : dask.distributed.Client
+    function : callable
+        A task of :mod:`cryoglass.distributed.tasks` returning :data:`PartialSums`.
+    chunks : sequence of ParticleChunk
+    settings
+        Passed to every task.
+    job : str
+        Fingerprint of the job (task keys, checkpoint identity).
+    checkpoint : Path, optional
+        Checkpoint file: chunks already in it are skipped; the running total is saved there
+        every ``checkpoint_seconds``, at the end, and when the run is interrupted.
+    checkpoint_seconds : float
+        Minimum time between checkpoint writes (0: after every chunk).
+    progress : callable, optional
+        Called with the number of particles of each finished chunk (including resumed ones).
+    stats : RunStats, optional
+        Filled with the number of computed and resumed chunks.
+    workers : sequence of str, optional
+        Addresses of the workers allowed to run the tasks (default: any).
+
+    Returns
+    -------
+    PartialSums
+    """
+    from dask.distributed import as_completed
+
+    stats = stats if stats is not None else RunStats()
+    started = time.perf_counter()
+    total, done = None, set()
+    if checkpoint is not None:
+        saved = load_checkpoint(checkpoint, job=job)
+        if saved is not None:
+            total, done = saved
+    by_id = {chunk.chunk_id: chunk for chunk in chunks}
+    stats.resumed = len(done & by_id.keys())
+    if progress is not None and done:
+        progress(sum(len(by_id[i]) for i in done if i in by_id))
+    todo = [chunk for chunk in chunks if chunk.chunk_id not in done]
+    run = uuid.uuid4().hex[:8]  # fresh keys: a rerun never picks up an old, cancelled task
+    futures = {
+        client.submit(
+            function,
+            chunk,
+            settings,
+            key=f"cryoglass-{job[:8]}-{run}-{chunk.chunk_id}",
+            workers=workers,
+        ): chunk
+        for chunk in todo
+    }
+    last_save, dirty = time.perf_counter(), False
+    try:
+        for future, part in as_completed(futures, with_results=True):
+            chunk = futures.pop(future)
+            total = add_sums(total, part)
+            del part
+            future.release()
+            done.add(chunk.chunk_id)
+            stats.computed += 1
+            dirty = True
+            if checkpoint is not None and time.perf_counter() - last_save >= checkpoint_seconds:
+                save_checkpoint(checkpoint, total, done, job=job)
+                last_save, dirty = time.perf_counter(), False
+            if progress is not None:
+                progress(len(chunk))
+    finally:
+        for future in futures:
+            future.cancel()
+        if checkpoint is not None and dirty and total is not None:
+            save_checkpoint(checkpoint, total, done, job=job)
+        stats.seconds = time.perf_counter() - started
+    if total is None:
+        raise ValueError("no chunks to run")
+    return total
+
+
+def _job_description(particles, chunk_size: int, settings, labels: np.ndarray) -> dict:
+    """What identifies a reconstruct job: files (with sizes and times), chunking, settings."""
+    files = [
+        (str(p), os.stat(p).st_size, os.stat(p).st_mtime_ns) if Path(p).exists() else str(p)
+        for p in particles.image_files
+    ]
+    return {
+        "kind": "reconstruct",
+        "files": files,
+        "n": len(particles),
+        "chunk_size": chunk_size,
+        "settings": repr(settings),
+        "euler": fingerprint({"e": particles.euler_deg.numpy().tobytes().hex()}),
+        "labels": fingerprint({"l": labels.tobytes().hex()}),
+    }
+
+
+def reconstruct_sums(
+    client,
+    particles,
+    *,
+    settings: ReconstructSettings,
+    chunk_size: int,
+    labels=None,
+    work_dir: Path | None = None,
+    checkpoint_seconds: float = 60.0,
+    progress: Callable[[int], None] | None = None,
+    stats: RunStats | None = None,
+    workers: Sequence[str] | None = None,
+) -> dict:
+    """Back-project a particle set on a Dask cluster: one accumulator per group.
+
+    Parameters
+    ----------
+    client : dask.distributed.Client
+    particles : cryoglass.io.ParticleSet
+        With poses (and CTF if ``settings.ctf``); image files on storage the workers see.
+    settings : ReconstructSettings
+        ``settings.groups`` must list every label.
+    chunk_size : int
+        Particles per task (the result does not depend on it beyond float rounding).
+    labels : Tensor or ndarray (N,), optional
+        Group of each particle (half sets 1/2); default all 1.
+    work_dir : Path, optional
+        Folder for the checkpoint (``partial_sums.npz``): rerunning the same job with the same
+        folder skips the chunks already summed.
+    checkpoint_seconds, progress, stats, workers
+        See :func:`run_chunks`.
+
+    Returns
+    -------
+    dict of int → cryoglass.reconstruct.Accumulator
+        Equal (to float rounding) to accumulating every particle in one process.
+    """
+    chunks = make_chunks(particles, chunk_size=chunk_size, labels=labels)
+    all_labels = np.concatenate([c.labels for c in chunks])
+    missing = set(np.unique(all_labels).tolist()) - set(settings.groups)
+    if missing:
+        raise ValueError(f"labels {sorted(missing)} are not in settings.groups {settings.groups}")
+    job = fingerprint(_job_description(particles, chunk_size, settings, all_labels))
+    checkpoint = None
+    if work_dir is not None:
+        Path(work_dir).mkdir(parents=True, exist_ok=True)
+        checkpoint = Path(work_dir) / CHECKPOINT_NAME
+    total = run_chunks(
+        client,
+        reconstruct_chunk,
+        chunks,
+        settings=settings,
+        job=job,
+        checkpoint=checkpoint,
+        checkpoint_seconds=checkpoint_seconds,
+        progress=progress,
+        stats=stats,
+        workers=workers,
+    )
+    return {
+        g: accumulator_from_sums(
+            total,
+            size=settings.box,
+            pad=settings.pad,
+            interpolation=settings.interpolation,
+            prefix=f"{g}/",
+        )
+        for g in settings.groups
+    }
+
+
+def _stack_task(chunk: ParticleChunk, batch_size: int) -> PartialSums:
+    return stack_sums_chunk(chunk, batch_size=batch_size)
+
+
+def stack_sums(
+    client,
+    particles,
+    *,
+    chunk_size: int,
+    batch_size: int = 256,
+    progress: Callable[[int], None] | None = None,
+) -> PartialSums:
+    """``Σ x``, ``Σ x²`` and the count of all images, read out of core by the workers."""
+    chunks = make_chunks(particles, chunk_size=chunk_size)
+    job = fingerprint({"kind": "stack", "files": [str(p) for p in particles.image_files]})
+    return run_chunks(client, _stack_task, chunks, settings=batch_size, job=job, progress=progress)
+
+
+def simulate_stack(
+    client,
+    out_path: Path,
+    *,
+    settings: SimulateSettings,
+    box: int,
+    chunk_size: int = 1024,
+    examples: int = 8,
+    progress: Callable[[int], None] | None = None,
+):
+    """Simulate ``settings.n`` particles on a Dask cluster into the MRC stack ``out_path``.
+
+    The stack is preallocated (``mrcfile.new_mmap``) under a temporary name; each task makes
+    whole seeding blocks (``chunk_size`` rounded up to a multiple of ``BLOCK_SIZE``), writes
+    them into its rows and returns their parameters and statistics; the header statistics are
+    set at the end and the file renamed to ``out_path``.  Same images as
+    :func:`cryoglass.simulate.simulate_dataset` with the same settings, for any chunking.
+
+    Returns
+    -------
+    parameters : ParticleParameters
+        Of all particles, in order.
+    examples : (ndarray, Tensor)
+        First ``examples`` noisy and clean images.
+    """
+    import mrcfile
+    from dask.distributed import as_completed
+
+    from cryoglass.simulate.dataset import BLOCK_SIZE, ParticleParameters
+
+    n = settings.n
+    blocks = math.ceil(n / BLOCK_SIZE)
+    per_task = max(1, math.ceil(chunk_size / BLOCK_SIZE))
+    out_path = Path(out_path)
+    tmp = out_path.with_name(f".{out_path.name}.{os.getpid()}.tmp")
+    try:
+        with mrcfile.new_mmap(tmp, shape=(n, box, box), mrc_mode=2, overwrite=True) as mrc:
+            mrc.set_image_stack()
+            mrc.voxel_size = settings.pixel_size_angstrom
+            offset = 1024 + int(mrc.header.nsymbt)  # image data follow the extended header
+        futures, run = {}, uuid.uuid4().hex[:12]
+        for first in range(0, blocks, per_task):
+            stop = min(first + per_task, blocks)
+            future = client.submit(
+                simulate_chunk,
+                first,
+                stop,
+                settings,
+                out_path=str(tmp),
+                data_offset=offset,
+                examples=examples if first == 0 else 0,
+                key=f"cryoglass-simulate-{run}-{first}",
+                pure=False,
+            )
+            futures[future] = first
+        results = []
+        for future, result in as_completed(futures, with_results=True):
+            futures.pop(future)
+            future.release()
+            results.append(result)
+            if progress is not None:
+                progress(len(result["parameters"]))
+        results.sort(key=lambda r: r["start"])
+        count = n * box * box
+        mean = sum(r["sum"] for r in results) / count
+        rms = math.sqrt(max(sum(r["sum2"] for r in results) / count - mean * mean, 0.0))
+        with mrcfile.mmap(tmp, mode="r+") as mrc:
+            mrc.header.dmin = min(r["min"] for r in results)
+            mrc.header.dmax = max(r["max"] for r in results)
+            mrc.header.dmean, mrc.header.rms = mean, rms
+        os.replace(tmp, out_path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    parameters = ParticleParameters.concatenate([r["parameters"] for r in results])
+    return parameters, results[0]["examples"]

@@ -1,0 +1,157 @@
+r"""Reducing partial sums: plain element-wise addition, checkpointed to disk.
+
+Every distributed job in cryoglass is a sum over particles.  A chunk task returns its partial
+sums as a flat ``dict`` of numpy arrays (``PartialSums``) — numpy, not torch, at the task
+boundary, so that Dask serialises them without copies and any worker can send them to any
+client.  Because
+
+.. math:: S = \sum_{i=1}^{n} s_i = \sum_{c} \Big(\sum_{i \in c} s_i\Big),
+
+the total does not depend on how the particles were cut into chunks, nor on which worker ran
+which chunk, nor on the order the chunks finished — up to float rounding (each addition
+rounds; the relative difference is a few units of the accumulator's precision).
+
+Checkpoints hold the running total and the set of chunks already in it (one ``.npz``, replaced
+atomically), so disk use does not grow with the number of chunks.  A fingerprint of the job
+(inputs, chunking, settings) is stored with it: a checkpoint of another job is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+__all__ = [
+    "PartialSums",
+    "accumulator_from_sums",
+    "accumulator_to_sums",
+    "add_sums",
+    "fingerprint",
+    "load_checkpoint",
+    "save_checkpoint",
+]
+
+#: A chunk's partial sums: name → array (or 0-d array for counts).
+PartialSums = dict[str, np.ndarray]
+
+_DONE, _FINGERPRINT = "__done__", "__fingerprint__"
+
+
+def add_sums(total: PartialSums | None, part: PartialSums) -> PartialSums:
+    """``total + part`` key by key (``total`` is updated in place and returned).
+
+    Parameters
+    ----------
+    total : PartialSums or None
+        Running total (``None``: start from ``part``, copied).
+    part : PartialSums
+        One chunk's sums; must have the same keys, shapes and dtypes as ``total``.
+
+    Returns
+    -------
+    PartialSums
+    """
+    if total is None:
+        return {key: np.array(value, copy=True) for key, value in part.items()}
+    if total.keys() != part.keys():
+        raise ValueError(f"partial sums differ in keys: {sorted(total)} vs {sorted(part)}")
+    for key, value in part.items():
+        if total[key].shape != value.shape:
+            raise ValueError(f"partial sum {key!r}: shape {value.shape} vs {total[key].shape}")
+        np.add(total[key], value, out=total[key])
+    return total
+
+
+def accumulator_to_sums(acc, *, prefix: str = "") -> PartialSums:
+    """A :class:`cryoglass.reconstruct.Accumulator` as numpy arrays (for the task boundary).
+
+    Keys ``{prefix}data``, ``{prefix}weight``, ``{prefix}count``; ``size``, ``pad`` and
+    ``interpolation`` are settings of the job and travel separately.
+    """
+    return {
+        f"{prefix}data": acc.data.detach().cpu().numpy(),
+        f"{prefix}weight": acc.weight.detach().cpu().numpy(),
+        f"{prefix}count": np.asarray(acc.count, dtype=np.int64),
+    }
+
+
+def accumulator_from_sums(
+    sums: PartialSums, *, size: int, pad: int, interpolation: str = "linear", prefix: str = ""
+):
+    """The :class:`cryoglass.reconstruct.Accumulator` held in ``sums`` under ``prefix``."""
+    from cryoglass.reconstruct import Accumulator
+
+    return Accumulator(
+        data=torch.from_numpy(np.ascontiguousarray(sums[f"{prefix}data"])),
+        weight=torch.from_numpy(np.ascontiguousarray(sums[f"{prefix}weight"])),
+        size=int(size),
+        pad=int(pad),
+        interpolation=interpolation,
+        count=int(sums[f"{prefix}count"]),
+    )
+
+
+def fingerprint(description: dict) -> str:
+    """A short hash of a JSON-serialisable job description (inputs, chunking, settings)."""
+    text = json.dumps(description, sort_keys=True, default=str)
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+
+def save_checkpoint(
+    path: str | os.PathLike, total: PartialSums, done: Iterable[int], *, job: str
+) -> None:
+    """Write the running total and the ids of the chunks in it to ``path`` (.npz, atomic).
+
+    Parameters
+    ----------
+    path : path-like
+        Checkpoint file (``.npz``).
+    total : PartialSums
+    done : iterable of int
+        Chunk ids already added into ``total``.
+    job : str
+        :func:`fingerprint` of the job.
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    arrays = dict(total)
+    arrays[_DONE] = np.asarray(sorted(done), dtype=np.int64)
+    arrays[_FINGERPRINT] = np.asarray(job)
+    try:
+        with open(tmp, "wb") as handle:
+            np.savez(handle, **arrays)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def load_checkpoint(path: str | os.PathLike, *, job: str) -> tuple[PartialSums, set[int]] | None:
+    """The running total and done chunk ids saved at ``path``, or None when there is none.
+
+    Raises
+    ------
+    ValueError
+        The checkpoint belongs to another job (different inputs, chunking or settings).
+    """
+    path = Path(path)
+    if not path.is_file():
+        return None
+    with np.load(path, allow_pickle=False) as data:
+        saved = str(data[_FINGERPRINT])
+        if saved != job:
+            raise ValueError(
+                f"{path}: checkpoint of another job (inputs, chunk size or settings differ); "
+                "use another work folder or delete this file"
+            )
+        done = {int(i) for i in data[_DONE]}
+        total = {key: data[key] for key in data.files if key not in (_DONE, _FINGERPRINT)}
+    return total, done

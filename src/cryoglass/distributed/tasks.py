@@ -1,0 +1,404 @@
+r"""Chunk tasks: what one Dask worker computes for one chunk of particles.
+
+Each task receives only small metadata — the chunk's particle set (file names, indices inside
+the files, poses, CTF: a few numbers per particle) and the job's settings — opens the image
+files itself (memory-mapped, :class:`cryoglass.io.ParticleStack`), reads its images batch by
+batch, closes the files again (so the touched pages leave the worker's resident memory) and
+returns partial sums as numpy arrays (:mod:`cryoglass.distributed.reduce`).
+
+* :func:`reconstruct_chunk` — the direct-Fourier-inversion sums ``Σ CTF·F`` and ``Σ CTF²``
+  of :func:`cryoglass.reconstruct.accumulate`, one accumulator per half set.
+* :func:`simulate_chunk` — whole blocks of :func:`cryoglass.simulate.simulate_dataset`
+  (seeded per block, so identical to the single-process dataset), written into their slice
+  of a preallocated memory-mapped MRC stack.
+* :func:`stack_sums_chunk` — ``Σ x`` and ``Σ x²`` of the images (mean/variance image), the
+  cheapest out-of-core pass (used to check bounded memory).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from cryoglass.distributed.reduce import PartialSums, accumulator_to_sums
+
+__all__ = [
+    "ParticleChunk",
+    "ReconstructSettings",
+    "SimulateSettings",
+    "make_chunks",
+    "reconstruct_chunk",
+    "simulate_blocks",
+    "simulate_chunk",
+    "stack_sums_chunk",
+]
+
+
+@dataclass(frozen=True, eq=False)
+class ParticleChunk:
+    """Particles ``start … start + len − 1`` of a set: the unit of work of one task.
+
+    Attributes
+    ----------
+    chunk_id : int
+        Position of the chunk in the job (checkpoints record done ids).
+    start : int
+        Index of the chunk's first particle in the full set.
+    particles : cryoglass.io.ParticleSet
+        The chunk's particles, with only the image files they use and without the STAR
+        tables (small: it is pickled to the worker).
+    labels : numpy.ndarray, int64, shape (len,)
+        Group of each particle (half set 1/2 for reconstruct; 1 everywhere otherwise).
+    """
+
+    chunk_id: int
+    start: int
+    particles: object
+    labels: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.particles)
+
+
+def _compact(particles):
+    """A particle set with only the image files it uses and no STAR tables."""
+    used, file_index = torch.unique(particles.image_file_index, return_inverse=True)
+    return dataclasses.replace(
+        particles,
+        image_files=tuple(particles.image_files[i] for i in used.tolist()),
+        image_file_index=file_index.reshape(-1).to(torch.int64),
+        particles_table=None,
+        optics_table=None,
+    )
+
+
+def make_chunks(particles, *, chunk_size: int, labels=None) -> list[ParticleChunk]:
+    """Cut a :class:`cryoglass.io.ParticleSet` into consecutive chunks of ``chunk_size``.
+
+    Parameters
+    ----------
+    particles : ParticleSet
+    chunk_size : int
+        Particles per chunk (the last one may be shorter).
+    labels : Tensor or ndarray (N,), optional
+        Group of each particle (default: all 1).
+
+    Returns
+    -------
+    list of ParticleChunk
+    """
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    n = len(particles)
+    labels = np.ones(n, np.int64) if labels is None else np.asarray(labels, dtype=np.int64)
+    if labels.shape != (n,):
+        raise ValueError(f"labels must have shape ({n},), got {labels.shape}")
+    chunks = []
+    for chunk_id, start in enumerate(range(0, n, chunk_size)):
+        stop = min(start + chunk_size, n)
+        subset = _compact(particles.subset(torch.arange(start, stop)))
+        chunks.append(ParticleChunk(chunk_id, start, subset, labels[start:stop].copy()))
+    return chunks
+
+
+@dataclass(frozen=True)
+class ReconstructSettings:
+    """What every reconstruct task needs besides its particles.
+
+    Attributes
+    ----------
+    box : int
+        Image size ``N`` [px].
+    pixel_size_angstrom : float
+    groups : tuple of int
+        Labels that get an accumulator (``(1,)``, or ``(1, 2)`` for half sets).
+    ctf : bool
+        CTF-weighted insertion.
+    pad : int
+    symmetry : str
+    interpolation : str
+    batch_size : int
+        Images read and inserted at once inside a task (memory knob).
+    """
+
+    box: int
+    pixel_size_angstrom: float
+    groups: tuple[int, ...] = (1,)
+    ctf: bool = True
+    pad: int = 2
+    symmetry: str = "C1"
+    interpolation: str = "linear"
+    batch_size: int = 256
+
+
+def _float32_ctf(ctf, count: int):
+    """CTFParams with every field a float32 (count,) tensor (as ``cryoglass reconstruct``)."""
+    values = {
+        f.name: torch.as_tensor(getattr(ctf, f.name), dtype=torch.float32).expand(count)
+        for f in dataclasses.fields(ctf)
+    }
+    return dataclasses.replace(ctf, **values)
+
+
+def _ctf_rows(ctf, rows: torch.Tensor):
+    return dataclasses.replace(
+        ctf, **{f.name: getattr(ctf, f.name)[rows] for f in dataclasses.fields(ctf)}
+    )
+
+
+def reconstruct_chunk(chunk: ParticleChunk, settings: ReconstructSettings) -> PartialSums:
+    """Back-project one chunk: the partial sums of each group's accumulator.
+
+    Parameters
+    ----------
+    chunk : ParticleChunk
+        Particles with poses (and CTF when ``settings.ctf``); images read from their files.
+    settings : ReconstructSettings
+
+    Returns
+    -------
+    PartialSums
+        ``"{g}/data"`` (complex), ``"{g}/weight"``, ``"{g}/count"`` for every ``g`` in
+        ``settings.groups`` (zeros for a group without particles in this chunk).
+
+    Notes
+    -----
+    The same float32 conversions and calls as ``cryoglass reconstruct``: rotations
+    ``A = euler_to_matrix(float32(euler))``, float32 origins and CTF, then
+    :func:`cryoglass.reconstruct.accumulate` batch by batch.
+    """
+    from cryoglass.geometry.euler import euler_to_matrix
+    from cryoglass.io import ParticleStack
+    from cryoglass.reconstruct import accumulate, empty_accumulator
+
+    particles = chunk.particles
+    if particles.euler_deg is None:
+        raise ValueError(f"chunk {chunk.chunk_id}: particles have no poses")
+    count = len(particles)
+    rotations = euler_to_matrix(particles.euler_deg.to(torch.float32))
+    shifts = particles.shift_angstrom
+    shifts = None if shifts is None else shifts.to(torch.float32)
+    ctf = _float32_ctf(particles.ctf, count) if settings.ctf else None
+    labels = torch.as_tensor(chunk.labels)
+    accs = {
+        g: empty_accumulator(settings.box, pad=settings.pad, interpolation=settings.interpolation)
+        for g in settings.groups
+    }
+    with ParticleStack(particles) as stack:
+        for indices, images in stack.iter_batches(settings.batch_size):
+            for g, acc in accs.items():
+                rows = indices[labels[indices] == g]
+                if rows.numel() == 0:
+                    continue
+                accs[g] = accumulate(
+                    acc,
+                    images[rows - indices[0]],
+                    rotations[rows],
+                    shift_angstrom=None if shifts is None else shifts[rows],
+                    ctf=None if ctf is None else _ctf_rows(ctf, rows),
+                    pixel_size_angstrom=settings.pixel_size_angstrom,
+                    symmetry=settings.symmetry,
+                    inplace=True,
+                )
+    sums: PartialSums = {}
+    for g, acc in accs.items():
+        sums.update(accumulator_to_sums(acc, prefix=f"{g}/"))
+    return sums
+
+
+def stack_sums_chunk(chunk: ParticleChunk, *, batch_size: int = 256) -> PartialSums:
+    """``Σ x`` and ``Σ x²`` (float64) of the chunk's images, and their count.
+
+    Returns
+    -------
+    PartialSums
+        ``"sum"``, ``"sum2"`` of shape (N, N), ``"count"`` (0-d).
+    """
+    from cryoglass.io import ParticleStack
+
+    n = chunk.particles.image_size
+    total = torch.zeros((n, n), dtype=torch.float64)
+    total2 = torch.zeros((n, n), dtype=torch.float64)
+    with ParticleStack(chunk.particles) as stack:
+        for _, images in stack.iter_batches(batch_size):
+            images = images.double()
+            total += images.sum(0)
+            total2 += images.square().sum(0)
+    return {
+        "sum": total.numpy(),
+        "sum2": total2.numpy(),
+        "count": np.asarray(len(chunk), np.int64),
+    }
+
+
+@dataclass(frozen=True)
+class SimulateSettings:
+    """What every simulate task needs (the volume is read by each worker from a file).
+
+    Attributes
+    ----------
+    volume_path : str
+        MRC map at the output box and pixel size (workers read it themselves).
+    n : int
+        Particles in the whole dataset.
+    pixel_size_angstrom : float
+    distributions : cryoglass.simulate.ParticleDistributions
+    noise_std : float or None
+        Gaussian σ (from :func:`cryoglass.simulate.calibrate_noise_std`, computed once).
+    dose_e_per_a2 : float or None
+        Shot noise instead.
+    background : cryoglass.simulate.dataset.IceBackground or None
+    seed : int
+    pad : int
+    device : str
+    """
+
+    volume_path: str
+    n: int
+    pixel_size_angstrom: float
+    distributions: object
+    noise_std: float | None = None
+    dose_e_per_a2: float | None = None
+    background: object = None
+    seed: int = 0
+    pad: int = 2
+    device: str = "cpu"
+
+
+@functools.lru_cache(maxsize=2)
+def _prepared_volume(path: str, mtime_ns: int, pad: int, device: str):
+    """The projector's padded transform of the map at ``path`` (cached per worker process)."""
+    from cryoglass.io import read_mrc
+    from cryoglass.projection.fourier_slice import prepare_volume_fourier
+
+    volume, _ = read_mrc(path)
+    return prepare_volume_fourier(volume.to(device=device, dtype=torch.float32), pad=pad)
+
+
+def _block(prepared, j: int, settings: SimulateSettings):
+    """(noisy, clean, parameters) of block ``j``: the same numbers as ``simulate_dataset``."""
+    from cryoglass.simulate import dataset as ds
+    from cryoglass.simulate.image import interaction_constant_rad_per_volt_angstrom
+    from cryoglass.simulate.noise import add_gaussian_noise, add_shot_noise
+
+    device = torch.device(settings.device)
+    count = min(ds.BLOCK_SIZE, settings.n - j * ds.BLOCK_SIZE)
+    parameters = ds._block_parameters(settings.distributions, settings.seed, j)[:count]
+    clean = ds._clean_images(
+        prepared,
+        parameters,
+        pixel_size_angstrom=settings.pixel_size_angstrom,
+        background=settings.background,
+        background_generator=ds.block_generator(settings.seed, j, ds._BACKGROUND, device=device),
+    )
+    generator = ds.block_generator(settings.seed, j, ds._NOISE, device=device)
+    if settings.noise_std is not None:
+        zeros = clean.new_zeros((ds.BLOCK_SIZE, *clean.shape[1:]))
+        noise = add_gaussian_noise(zeros, noise_std=settings.noise_std, generator=generator)
+        return clean + noise[:count], clean, parameters
+    if settings.dose_e_per_a2 is not None:
+        d = settings.distributions
+        per_unit = (
+            2
+            * interaction_constant_rad_per_volt_angstrom(d.voltage_kv)
+            * settings.pixel_size_angstrom
+            / math.sqrt(1 - d.amplitude_contrast**2)
+        )
+        measured = add_shot_noise(
+            -per_unit * clean,
+            dose_e_per_a2=settings.dose_e_per_a2,
+            pixel_size_angstrom=settings.pixel_size_angstrom,
+            generator=generator,
+        )
+        return -measured / per_unit, clean, parameters
+    return clean, clean, parameters
+
+
+def simulate_blocks(first: int, stop: int, settings: SimulateSettings):
+    """Blocks ``first … stop − 1`` of the dataset: (images, clean images, parameters).
+
+    Parameters
+    ----------
+    first, stop : int
+        Block range (block ``j`` holds particles ``j·BLOCK_SIZE …``).
+    settings : SimulateSettings
+
+    Returns
+    -------
+    images, clean : Tensor (B, N, N), float32
+    parameters : cryoglass.simulate.dataset.ParticleParameters
+    """
+    from cryoglass.simulate.dataset import ParticleParameters
+
+    path = str(settings.volume_path)
+    prepared = _prepared_volume(
+        path, os.stat(path).st_mtime_ns, settings.pad, str(torch.device(settings.device))
+    )
+    parts = [_block(prepared, j, settings) for j in range(first, stop)]
+    return (
+        torch.cat([p[0] for p in parts]),
+        torch.cat([p[1] for p in parts]),
+        ParticleParameters.concatenate([p[2] for p in parts]),
+    )
+
+
+def simulate_chunk(
+    first: int,
+    stop: int,
+    settings: SimulateSettings,
+    *,
+    out_path: str,
+    data_offset: int,
+    examples: int = 0,
+) -> dict:
+    """Simulate blocks ``first … stop − 1`` and write them into their slice of ``out_path``.
+
+    Parameters
+    ----------
+    first, stop : int
+        Block range.
+    settings : SimulateSettings
+    out_path : str
+        Preallocated MRC stack of ``settings.n`` float32 images (written in place; only this
+        chunk's rows are touched, so chunks on different workers never overlap).
+    data_offset : int
+        Byte offset of the image data in ``out_path`` (1024 + extended header).
+    examples : int
+        Also return the first ``examples`` noisy and clean images (for reports).
+
+    Returns
+    -------
+    dict
+        ``parameters`` (ParticleParameters), ``start``, ``sum``, ``sum2``, ``min``, ``max``
+        (float64 statistics of the written images), ``examples`` (noisy ndarray, clean
+        Tensor) or None.
+    """
+    from cryoglass.simulate.dataset import BLOCK_SIZE
+
+    images, clean, parameters = simulate_blocks(first, stop, settings)
+    block = images.detach().to("cpu", torch.float32).numpy()
+    start = first * BLOCK_SIZE
+    box = block.shape[-1]
+    target = np.memmap(
+        out_path, dtype=np.float32, mode="r+", offset=data_offset, shape=(settings.n, box, box)
+    )
+    target[start : start + len(block)] = block
+    target.flush()
+    del target
+    return {
+        "start": start,
+        "parameters": parameters,
+        "sum": float(block.sum(dtype=np.float64)),
+        "sum2": float(np.square(block, dtype=np.float64).sum()),
+        "min": float(block.min()),
+        "max": float(block.max()),
+        "examples": (block[:examples].copy(), clean[:examples].detach().cpu())
+        if examples
+        else None,
+    }

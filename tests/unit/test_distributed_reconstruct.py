@@ -1,0 +1,291 @@
+"""Distributed reconstruct (Dask LocalCluster, worker processes) equals the single-process sums."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("dask.distributed")
+
+from cryoglass.distributed import (  # noqa: E402
+    ReconstructSettings,
+    RunStats,
+    accumulator_from_sums,
+    add_sums,
+    load_checkpoint,
+    make_chunks,
+    open_client,
+    peak_memory,
+    reconstruct_chunk,
+    reconstruct_sums,
+    save_checkpoint,
+)
+from cryoglass.geometry import euler_to_matrix, matrix_to_euler, random_rotations  # noqa: E402
+from cryoglass.io import make_particle_set, write_mrc  # noqa: E402
+from cryoglass.reconstruct import accumulate, empty_accumulator, finalize  # noqa: E402
+
+BOX, COUNT, PIXEL = 16, 180, 2.0
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    """Random images in two .mrcs files, with poses, origins, CTF and half labels."""
+    from cryoglass.ctf import CTFParams
+
+    folder = tmp_path_factory.mktemp("stack")
+    g = torch.Generator().manual_seed(7)
+    images = torch.randn(COUNT, BOX, BOX, generator=g)
+    split = 110
+    write_mrc(folder / "a.mrcs", images[:split], pixel_size_angstrom=PIXEL, stack=True)
+    write_mrc(folder / "b.mrcs", images[split:], pixel_size_angstrom=PIXEL, stack=True)
+    names = [f"{i + 1:06d}@a.mrcs" for i in range(split)]
+    names += [f"{i + 1:06d}@b.mrcs" for i in range(COUNT - split)]
+    euler = matrix_to_euler(random_rotations(COUNT, generator=g, dtype=torch.float64))
+    ctf = CTFParams(
+        defocus_u_angstrom=torch.rand(COUNT, generator=g, dtype=torch.float64) * 1e4 + 5e3,
+        defocus_v_angstrom=torch.rand(COUNT, generator=g, dtype=torch.float64) * 1e4 + 5e3,
+        astigmatism_angle_deg=torch.rand(COUNT, generator=g, dtype=torch.float64) * 180,
+    )
+    particles = make_particle_set(
+        names,
+        pixel_size_angstrom=PIXEL,
+        image_size=BOX,
+        euler_deg=euler,
+        shift_angstrom=torch.randn(COUNT, 2, generator=g, dtype=torch.float64) * 3,
+        ctf=ctf,
+        image_root=folder,
+    )
+    labels = torch.randint(1, 3, (COUNT,), generator=g)
+    return particles, images, labels
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """One LocalCluster of three worker processes for the whole module."""
+    with open_client(workers=3, dashboard=False) as (client, info):
+        client.wait_for_workers(3)
+        yield client, info
+
+
+def _serial(particles, images, labels, *, symmetry="C1"):
+    """The single-process accumulation of ``cryoglass reconstruct`` (float32)."""
+    rotations = euler_to_matrix(particles.euler_deg.to(torch.float32))
+    shifts = particles.shift_angstrom.to(torch.float32)
+    ctf = particles.ctf.as_tensors(dtype=torch.float32)
+    accs = {}
+    for g in (1, 2):
+        sel = torch.nonzero(labels == g).reshape(-1)
+        accs[g] = accumulate(
+            empty_accumulator(BOX),
+            images[sel],
+            rotations[sel],
+            shift_angstrom=shifts[sel],
+            ctf=ctf[sel],
+            pixel_size_angstrom=PIXEL,
+            symmetry=symmetry,
+        )
+    return accs
+
+
+def _assert_same(accs, reference):
+    for g in (1, 2):
+        a, b = accs[g], reference[g]
+        assert a.count == b.count
+        scale_d = float(b.data.abs().max())
+        scale_w = float(b.weight.abs().max())
+        assert float((a.data - b.data).abs().max()) <= 2e-5 * scale_d
+        assert float((a.weight - b.weight).abs().max()) <= 2e-5 * scale_w
+        ma, mb = finalize(a), finalize(b)
+        assert torch.allclose(ma, mb, rtol=0, atol=1e-4 * float(mb.abs().max()))
+
+
+SETTINGS = ReconstructSettings(box=BOX, pixel_size_angstrom=PIXEL, groups=(1, 2), batch_size=32)
+
+
+def test_make_chunks_covers_all_particles(dataset):
+    particles, _, labels = dataset
+    chunks = make_chunks(particles, chunk_size=50, labels=labels)
+    assert [len(c) for c in chunks] == [50, 50, 50, 30]
+    assert [c.start for c in chunks] == [0, 50, 100, 150]
+    # the chunk spanning both files keeps two; the others only their own file
+    assert [len(c.particles.image_files) for c in chunks] == [1, 1, 2, 1]
+    assert np.array_equal(np.concatenate([c.labels for c in chunks]), labels.numpy())
+    assert chunks[2].particles.particles_table is None
+    with pytest.raises(ValueError, match="chunk_size"):
+        make_chunks(particles, chunk_size=0)
+
+
+def test_chunk_sums_add_up_in_process(dataset):
+    """Partial sums of any chunking add to the serial sums (no cluster involved)."""
+    particles, images, labels = dataset
+    reference = _serial(particles, images, labels)
+    total = None
+    for chunk in make_chunks(particles, chunk_size=47, labels=labels):
+        total = add_sums(total, reconstruct_chunk(chunk, SETTINGS))
+    accs = {g: accumulator_from_sums(total, size=BOX, pad=2, prefix=f"{g}/") for g in (1, 2)}
+    _assert_same(accs, reference)
+
+
+@pytest.mark.parametrize(("n_workers", "chunk_size"), [(1, 180), (2, 37), (3, 64)])
+def test_distributed_equals_single_process(dataset, cluster, n_workers, chunk_size):
+    particles, images, labels = dataset
+    client, _ = cluster
+    addresses = sorted(client.scheduler_info()["workers"])[:n_workers]
+    stats = RunStats()
+    accs = reconstruct_sums(
+        client,
+        particles,
+        settings=SETTINGS,
+        chunk_size=chunk_size,
+        labels=labels,
+        workers=addresses,
+        stats=stats,
+    )
+    assert stats.computed == -(-COUNT // chunk_size)
+    _assert_same(accs, _serial(particles, images, labels))
+
+
+def test_checkpoint_resume_skips_done_chunks(dataset, cluster, tmp_path):
+    """Interrupted after two chunks, a rerun in the same work folder computes only the rest."""
+    particles, images, labels = dataset
+    client, _ = cluster
+    seen = []
+
+    def interrupt(count):
+        seen.append(count)
+        if len(seen) == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        reconstruct_sums(
+            client,
+            particles,
+            settings=SETTINGS,
+            chunk_size=30,
+            labels=labels,
+            work_dir=tmp_path,
+            checkpoint_seconds=0,
+            progress=interrupt,
+        )
+    saved = tmp_path / "partial_sums.npz"
+    assert saved.is_file()
+    stats = RunStats()
+    accs = reconstruct_sums(
+        client,
+        particles,
+        settings=SETTINGS,
+        chunk_size=30,
+        labels=labels,
+        work_dir=tmp_path,
+        checkpoint_seconds=0,
+        stats=stats,
+    )
+    assert stats.resumed == 2 and stats.computed == 4
+    _assert_same(accs, _serial(particles, images, labels))
+    # another chunking is another job: its checkpoint is refused
+    with pytest.raises(ValueError, match="checkpoint of another job"):
+        reconstruct_sums(
+            client, particles, settings=SETTINGS, chunk_size=31, labels=labels, work_dir=tmp_path
+        )
+
+
+def test_checkpoint_roundtrip(tmp_path):
+    total = {"1/data": np.arange(4, dtype=np.complex64), "1/count": np.asarray(3, np.int64)}
+    save_checkpoint(tmp_path / "c.npz", total, {3, 1}, job="abc")
+    loaded, done = load_checkpoint(tmp_path / "c.npz", job="abc")
+    assert done == {1, 3}
+    assert np.array_equal(loaded["1/data"], total["1/data"]) and int(loaded["1/count"]) == 3
+    assert load_checkpoint(tmp_path / "missing.npz", job="abc") is None
+    with pytest.raises(ValueError, match="another job"):
+        load_checkpoint(tmp_path / "c.npz", job="xyz")
+
+
+def test_peak_memory_reports_every_worker(cluster):
+    client, _ = cluster
+    report = peak_memory(client)
+    assert len(report["workers_bytes"]) == 3
+    assert report["max_worker_bytes"] > 50 * 2**20  # a Python process with torch
+    assert report["client_bytes"] > 50 * 2**20
+
+
+def test_killed_worker_chunks_are_recomputed(dataset, cluster):
+    """SIGKILL one busy worker process mid-run: the nanny restarts it, the result is the same."""
+    particles, images, labels = dataset
+    client, _ = cluster
+    pids = client.run(os.getpid)
+    killed = []
+
+    def kill_busy_worker(count):
+        if killed:
+            return
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            busy = [w for w, tasks in client.processing().items() if tasks]
+            if busy:
+                os.kill(pids[busy[0]], signal.SIGKILL)
+                killed.append(busy[0])
+                return
+            time.sleep(0.01)
+
+    accs = reconstruct_sums(
+        client,
+        particles,
+        settings=SETTINGS,
+        chunk_size=12,
+        labels=labels,
+        progress=kill_busy_worker,
+    )
+    assert killed, "no worker was busy to be killed"
+    _assert_same(accs, _serial(particles, images, labels))
+
+
+@pytest.mark.parametrize(("n", "chunk_size", "n_workers"), [(600, 256, 3), (300, 1000, 1)])
+def test_distributed_simulate_equals_simulate_dataset(cluster, tmp_path, n, chunk_size, n_workers):
+    """Blocks made by the workers, written into a shared memory-mapped stack, are the dataset."""
+    import mrcfile
+
+    from cryoglass.distributed import SimulateSettings, simulate_stack
+    from cryoglass.simulate import ParticleDistributions, calibrate_noise_std, simulate_dataset
+    from cryoglass.simulate.phantom import gaussian_map
+
+    client, _ = cluster
+    g = torch.Generator().manual_seed(3)
+    centers = (torch.rand(6, 3, generator=g) - 0.5) * 10
+    volume = gaussian_map(
+        centers, shape=(BOX, BOX, BOX), pixel_size_angstrom=PIXEL, sigma_angstrom=2.5
+    )
+    write_mrc(tmp_path / "truth.mrc", volume, pixel_size_angstrom=PIXEL)
+    dist = ParticleDistributions(shift_scale_angstrom=2.0, astigmatism_angstrom=300.0)
+    noise = calibrate_noise_std(
+        volume, pixel_size_angstrom=PIXEL, snr=0.5, distributions=dist, seed=5
+    )
+    settings = SimulateSettings(
+        volume_path=str(tmp_path / "truth.mrc"),
+        n=n,
+        pixel_size_angstrom=PIXEL,
+        distributions=dist,
+        noise_std=noise,
+        seed=5,
+    )
+    params, examples = simulate_stack(
+        client, tmp_path / "p.mrcs", settings=settings, box=BOX, chunk_size=chunk_size
+    )
+    chunks = list(
+        simulate_dataset(
+            volume, n=n, pixel_size_angstrom=PIXEL, distributions=dist, snr=0.5, seed=5
+        )
+    )
+    expected = torch.cat([c.images for c in chunks])
+    with mrcfile.open(tmp_path / "p.mrcs") as mrc:
+        written = torch.from_numpy(np.array(mrc.data))
+        assert mrc.header.nz == n and abs(float(mrc.voxel_size.x) - PIXEL) < 1e-4
+        assert abs(float(mrc.header.dmean) - float(expected.double().mean())) < 1e-5
+    torch.testing.assert_close(written, expected, rtol=1e-6, atol=1e-6)
+    assert torch.equal(params.euler_deg, torch.cat([c.parameters.euler_deg for c in chunks]))
+    np.testing.assert_allclose(examples[0], expected[:8].numpy(), rtol=1e-6, atol=1e-6)
+    assert not list(tmp_path.glob(".*.tmp"))
