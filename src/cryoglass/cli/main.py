@@ -30,6 +30,8 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("project", "project"),
     ("simulate", "simulate"),
     ("reconstruct", "reconstruct"),
+    ("class2d", "class2d"),
+    ("select", "select"),
     ("ctf", "ctf"),
     ("fsc", "fsc"),
     ("postprocess", "postprocess"),

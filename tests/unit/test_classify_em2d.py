@@ -1,0 +1,193 @@
+"""2D classification by EM: recovery of known views, EM properties, conventions, errors."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+import torch
+
+from cryoglass.classify import (
+    Class2DSettings,
+    adjusted_rand_index,
+    classify_2d,
+    inplane_error_deg,
+    rotate_images,
+)
+from cryoglass.classify.synthetic import simulate_views
+from cryoglass.demo import model_map
+from cryoglass.fourier import shift_image
+from cryoglass.projection import project
+
+N, PIXEL = 32, 5.0
+VIEWS = torch.tensor([[0.0, 0.0], [0.0, 90.0], [45.0, 60.0]])
+
+
+@pytest.fixture(scope="module")
+def volume() -> torch.Tensor:
+    return model_map(box=N, pixel_size_angstrom=PIXEL, sigma_angstrom=5.0)[0]
+
+
+@pytest.fixture(scope="module")
+def noisy(volume):
+    """360 particles of 3 views at SNR 0.1 with random psi, shifts up to 10 Å and CTF."""
+    return simulate_views(
+        volume,
+        view_euler_deg=VIEWS,
+        n=360,
+        pixel_size_angstrom=PIXEL,
+        snr=0.1,
+        generator=torch.Generator().manual_seed(3),
+        shift_range_angstrom=10.0,
+    )
+
+
+SETTINGS = Class2DSettings(
+    n_classes=3,
+    pixel_size_angstrom=PIXEL,
+    psi_step_deg=10.0,
+    offset_range_angstrom=10.0,
+    particle_diameter_angstrom=140.0,
+)
+
+
+@pytest.fixture(scope="module")
+def result(noisy):
+    return classify_2d(
+        noisy.images,
+        settings=SETTINGS,
+        iterations=10,
+        ctf=noisy.ctf,
+        generator=torch.Generator().manual_seed(0),
+    )
+
+
+def _ncc(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    a = a - a.mean((-2, -1), keepdim=True)
+    b = b - b.mean((-2, -1), keepdim=True)
+    return (a * b).sum((-2, -1)) / (a.norm(dim=(-2, -1)) * b.norm(dim=(-2, -1)))
+
+
+def test_recovers_views_and_inplane_angles(noisy, result):
+    labels = result.assignments.class_index
+    assert adjusted_rand_index(noisy.labels, labels) >= 0.95
+    errors = inplane_error_deg(result.assignments.psi_deg, noisy.euler_deg[:, 2], labels)
+    assert float(errors.median()) <= SETTINGS.psi_step_deg
+    occupancy = torch.bincount(labels, minlength=3).float() / labels.numel()
+    assert torch.allclose(result.model.class_prior.cpu(), occupancy, atol=0.05)
+
+
+def test_star_pose_aligns_particle_to_its_class(noisy, result):
+    """RELION's meaning: translate by +origin, then undo the in-plane rotation (rotate by −psi)."""
+    a = result.assignments
+    # the clean projections without CTF, posed exactly as the particles
+    clean = project(
+        noisy_volume_cache["volume"],
+        euler_deg=noisy.euler_deg.float(),
+        shift_angstrom=noisy.shift_angstrom.float(),
+        pixel_size_angstrom=PIXEL,
+    )
+    recentred = shift_image(clean, a.shift_angstrom, pixel_size_angstrom=PIXEL)
+    aligned = rotate_images(recentred, -a.psi_deg)
+    wrong = rotate_images(recentred, a.psi_deg)  # the opposite rotation convention
+    classes = result.model.classes[a.class_index]
+    good, bad = _ncc(aligned, classes), _ncc(wrong, classes)
+    assert float(good.median()) > 0.9
+    assert float((good > bad).float().mean()) > 0.9
+    # origins point back to the true centre: the class frame is fixed up to one shift per class
+    residual = (a.shift_angstrom - noisy.shift_angstrom).float()
+    for c in range(3):
+        rows = a.class_index == c
+        spread = residual[rows] - residual[rows].median(0).values
+        assert float(spread.norm(dim=1).median()) <= PIXEL * 1.5
+
+
+noisy_volume_cache: dict = {}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _keep_volume(volume):
+    noisy_volume_cache["volume"] = volume
+
+
+def test_log_likelihood_does_not_decrease_in_plain_em(noisy):
+    plain = replace(
+        SETTINGS,
+        tau2_fudge=None,
+        mask_classes=False,
+        recenter=False,
+        reseed_below=0.0,
+        adaptive_shells=None,
+    )
+    run = classify_2d(noisy.images[:120], settings=plain, iterations=5, ctf=noisy.ctf[:120])
+    values = torch.tensor([e["log_likelihood"] for e in run.log], dtype=torch.float64)
+    steps = values[1:] - values[:-1]
+    assert bool((steps >= -1e-6 * values.abs()[1:]).all()), values.tolist()
+    assert float(values[-1] - values[0]) > 0
+
+
+def test_one_class_noise_free_converges_to_the_view(volume):
+    data = simulate_views(
+        volume,
+        view_euler_deg=VIEWS[1:2],
+        n=60,
+        pixel_size_angstrom=PIXEL,
+        snr=None,
+        generator=torch.Generator().manual_seed(5),
+        shift_range_angstrom=5.0,
+    )
+    settings = replace(SETTINGS, n_classes=1, psi_step_deg=5.0, mask_classes=False)
+    run = classify_2d(data.images, settings=settings, iterations=6, ctf=data.ctf)
+    average = run.model.classes[0]
+    # the average is the view up to one in-plane rotation and shift: search them
+    angles = torch.arange(0.0, 360.0, 1.0)
+    turned = rotate_images(average, angles)
+    view = data.views[0]
+    f = torch.fft.rfft2(turned) * torch.fft.rfft2(view).conj()
+    corr = torch.fft.irfft2(f, s=(N, N)).amax((-2, -1))
+    norm = (turned - turned.mean()).norm(dim=(-2, -1)) * (view - view.mean()).norm()
+    best = float((corr / norm).max())
+    assert best > 0.97
+
+
+def test_batch_size_does_not_change_the_result(noisy):
+    a = classify_2d(
+        noisy.images[:60],
+        settings=replace(SETTINGS, batch_size=7),
+        iterations=2,
+        ctf=noisy.ctf[:60],
+    )
+    b = classify_2d(
+        noisy.images[:60],
+        settings=replace(SETTINGS, batch_size=60),
+        iterations=2,
+        ctf=noisy.ctf[:60],
+    )
+    assert torch.allclose(
+        a.model.classes, b.model.classes, rtol=1e-3, atol=1e-4 * float(b.model.classes.abs().max())
+    )
+    assert torch.equal(a.assignments.class_index, b.assignments.class_index)
+
+
+def test_pruning_logs_discarded_mass(noisy):
+    run = classify_2d(
+        noisy.images[:60],
+        settings=replace(SETTINGS, prune_fraction=1e-3),
+        iterations=2,
+        ctf=noisy.ctf[:60],
+    )
+    lost = run.log[-1]["pruned_mass_mean"]
+    assert 0.0 < lost < 0.05
+
+
+def test_rejects_bad_input(noisy):
+    with pytest.raises(ValueError, match="must not exceed the number of particles"):
+        classify_2d(noisy.images[:2], settings=SETTINGS, iterations=1)
+    with pytest.raises(ValueError, match=r"shape \(n, N, N\)"):
+        classify_2d(noisy.images[:10, :, :30], settings=SETTINGS, iterations=1)
+    with pytest.raises(ValueError, match="offset range"):
+        classify_2d(
+            noisy.images[:10],
+            settings=replace(SETTINGS, offset_range_angstrom=N * PIXEL),
+            iterations=1,
+        )
