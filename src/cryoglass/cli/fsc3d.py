@@ -103,7 +103,7 @@ def main(
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the results as JSON."),
 ) -> None:
-    """Conical FSC (3DFSC, Tan et al. 2017): directional resolution, sphericity, 3DFSC map.
+    """Conical FSC (3DFSC): directional resolution, sphericity and the 3DFSC map (Tan 2017).
 
     Writes OUT/3dfsc.mrc (each Fourier voxel holds the FSC of its cone; centred, DC at
     box/2), OUT/histogram.png (directional resolutions with the global FSC), OUT/fsc.png,
