@@ -5,7 +5,11 @@ amplitude (uniform), uniform poses, CTF, SNR 0.1.  Reports seconds per epoch and
 latent means, true amplitude) for cryoglass (256×3 encoder/decoder), cryoDRGN with the same
 architecture, and cryoDRGN's default model (1024×3, 1 epoch).
 
-Run:  /work/venv/bin/python benchmarks/bench_vae.py [--n 1000] [--size 64] [--epochs 2]
+Both programs run with the same number of CPU threads (``--threads``: torch.set_num_threads here,
+OMP_NUM_THREADS/MKL_NUM_THREADS for the cryoDRGN subprocess).
+
+Run:  /work/venv/bin/python benchmarks/bench_vae.py [--n 1000] [--size 64] [--epochs 1] \
+      [--threads 1]
 """
 
 from __future__ import annotations
@@ -43,7 +47,10 @@ def pc1_correlation(latents: np.ndarray, truth: np.ndarray) -> float:
     return abs(float(np.corrcoef(pc1, truth)[0, 1]))
 
 
-def run_cryodrgn(folder: Path, *, epochs: int, zdim: int, dims: int | None) -> tuple[float, float]:
+def run_cryodrgn(
+    folder: Path, *, epochs: int, zdim: int, dims: int | None, threads: int
+) -> tuple[float, np.ndarray]:
+    """Wall time per epoch (start-up included) and the last epoch's latents of train_vae."""
     out = folder / f"drgn_{dims or 'default'}"
     args = [
         str(CRYODRGN),
@@ -71,12 +78,16 @@ def run_cryodrgn(folder: Path, *, epochs: int, zdim: int, dims: int | None) -> t
             "--dec-layers",
             "3",
         ]
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     start = time.perf_counter()
-    proc = subprocess.run(args, capture_output=True, text=True)
+    proc = subprocess.run(args, capture_output=True, text=True, env=env)
     seconds = time.perf_counter() - start
+    print(
+        f"  (cryodrgn {dims or 'default'}: {seconds:.1f} s wall for {epochs} epoch(s))", flush=True
+    )
     if proc.returncode != 0:
         raise RuntimeError(proc.stderr[-2000:])
-    with open(out / f"z.{epochs - 1}.pkl", "rb") as handle:  # cryoDRGN 4 names epochs from 0
+    with open(out / "z.pkl", "rb") as handle:  # cryoDRGN 4: the final epoch's latents
         z = pickle.load(handle)
     return seconds / epochs, z
 
@@ -85,10 +96,12 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, default=1000)
     parser.add_argument("--size", type=int, default=64)
-    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--zdim", type=int, default=8)
     parser.add_argument("--skip-default", action="store_true")
     a = parser.parse_args()
+    torch.set_num_threads(a.threads)
     print(
         f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
         f"torch {torch.__version__}, threads {torch.get_num_threads()}, "
@@ -139,17 +152,22 @@ def main() -> None:
         ours = float(np.mean([h["seconds"] for h in history]))
         rho_ours = pc1_correlation(latents[-1], amp.numpy())
         print(
-            f"cryoglass vae (256x3, batch 8):      {ours:8.1f} s/epoch   |rho(PC1, a)| = {rho_ours:.3f}"
+            f"cryoglass vae (256x3, batch 8):      {ours:8.1f} s/epoch   "
+            f"|rho(PC1, a)| = {rho_ours:.3f}"
         )
         if CRYODRGN.exists():
-            t_same, z_same = run_cryodrgn(folder, epochs=a.epochs, zdim=a.zdim, dims=256)
+            t_same, z_same = run_cryodrgn(
+                folder, epochs=a.epochs, zdim=a.zdim, dims=256, threads=a.threads
+            )
             rho_same = pc1_correlation(z_same, amp.numpy())
             print(
                 f"cryodrgn train_vae (256x3, batch 8): {t_same:8.1f} s/epoch   "
                 f"|rho(PC1, a)| = {rho_same:.3f}   ratio {t_same / ours:.1f}x"
             )
             if not a.skip_default:
-                t_def, z_def = run_cryodrgn(folder, epochs=1, zdim=a.zdim, dims=None)
+                t_def, z_def = run_cryodrgn(
+                    folder, epochs=1, zdim=a.zdim, dims=None, threads=a.threads
+                )
                 rho_def = pc1_correlation(z_def, amp.numpy())
                 print(
                     f"cryodrgn train_vae (default 1024x3): {t_def:8.1f} s/epoch   "

@@ -226,4 +226,4 @@ def test_demo_section(tmp_path):
     assert (tmp_path / "vae_latent_pca.png").stat().st_size > 1000
     assert sections[0].figures[0][0] == "vae_latent_pca.png"
     ari = float(dict(sections[0].table)["k-means (K = 2) vs truth, adjusted Rand index"])
-    assert -1.0 <= ari <= 1.0  # too few epochs here to separate reliably (see the slow ARI test)
+    assert ari >= 0.9  # the two conformations are recovered from the latents alone

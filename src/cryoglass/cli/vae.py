@@ -247,7 +247,8 @@ def train(
             fail(f"{path}: checkpoint has another architecture: {', '.join(clash)}")
         if model.config.image_size != d:
             fail(
-                f"{star}: images are {d}x{d} but the model in {path} is for {model.config.image_size}"
+                f"{star}: images are {d}x{d} but the model in {path} is for "
+                f"{model.config.image_size}x{model.config.image_size}"
             )
         saved = TrainConfig(**payload["train_config"])
         train_config = TrainConfig(**{**saved.__dict__, "epochs": epochs})
@@ -491,7 +492,8 @@ def volumes(
         points = torch.as_tensor(np.asarray(array, dtype=np.float32)).reshape(-1, array.shape[-1])
         if points.shape[1] != model.config.zdim:
             fail(
-                f"{z_file}: points have {points.shape[1]} dims, the model zdim is {model.config.zdim}"
+                f"{z_file}: points have {points.shape[1]} dims, "
+                f"the model zdim is {model.config.zdim}"
             )
     else:
         z = _latents(folder, epoch)
@@ -569,7 +571,8 @@ def select(
 ) -> None:
     """A star subset by k-means cluster or index list, with latents as star columns.
 
-    Example: cryoglass vae select vae01 --kmeans-labels vae01/analyze.20/labels.npy --classes 0,3 --out sel.star
+    Example: cryoglass vae select vae01 --kmeans-labels vae01/analyze.20/labels.npy \\
+    --classes 0,3 --out sel.star
     """
     import dataclasses
 

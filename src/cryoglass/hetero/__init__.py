@@ -35,6 +35,7 @@ from cryoglass.hetero.slices import FourierPoints, fourier_points, slice_coordin
 from cryoglass.hetero.synthetic import (
     BlobModel,
     SyntheticParticles,
+    arm_model,
     blob_model,
     blob_particles,
     two_state_amplitudes,
@@ -63,6 +64,7 @@ __all__ = [
     "TrainConfig",
     "VAEConfig",
     "adjusted_rand_index",
+    "arm_model",
     "blob_model",
     "blob_particles",
     "build_model",

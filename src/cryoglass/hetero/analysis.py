@@ -324,7 +324,8 @@ def adjusted_rand_index(labels_a: torch.Tensor, labels_b: torch.Tensor) -> float
     -----
     From the contingency table ``n_ij``, with ``a_i``, ``b_j`` its row and column sums:
     :math:`\\mathrm{ARI} = \\frac{\\sum \\binom{n_{ij}}{2} - E}{\\tfrac12[\\sum\\binom{a_i}{2}
-    + \\sum\\binom{b_j}{2}] - E}`, :math:`E = \\sum\\binom{a_i}{2}\\sum\\binom{b_j}{2}/\\binom{n}{2}`.
+    + \\sum\\binom{b_j}{2}] - E}`, with
+    :math:`E = \\sum\\binom{a_i}{2}\\sum\\binom{b_j}{2}/\\binom{n}{2}`.
     """
     a = torch.unique(torch.as_tensor(labels_a), return_inverse=True)[1]
     b = torch.unique(torch.as_tensor(labels_b), return_inverse=True)[1]

@@ -7,7 +7,8 @@ vector ``z``) to the value of the structure's 3D Fourier transform there,
 
 so one network stands for a whole family of volumes.  ``γ`` is a sinusoidal positional
 encoding (the network could not represent fast oscillations of ``k`` from the raw coordinates).
-A real volume has a Hermitian transform, :math:`\\hat V(-\\mathbf k) = \\overline{\\hat V(\\mathbf k)}`;
+A real volume has a Hermitian transform,
+:math:`\\hat V(-\\mathbf k) = \\overline{\\hat V(\\mathbf k)}`;
 the decoder enforces it by evaluating ``g`` only on the half-space ``k_z > 0`` (ties broken on
 ``k_y``, then ``k_x``) and conjugating for the other half.
 

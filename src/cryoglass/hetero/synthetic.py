@@ -30,6 +30,7 @@ from cryoglass.simulate.phantom import gaussian_map
 __all__ = [
     "BlobModel",
     "SyntheticParticles",
+    "arm_model",
     "blob_model",
     "blob_particles",
     "two_state_amplitudes",
@@ -106,6 +107,41 @@ def blob_model(
     radii = radius_angstrom * torch.rand(n_blobs, generator=generator, dtype=_F64) ** (1 / 3)
     moving = torch.arange(n_blobs) < n_moving
     return BlobModel(directions[:n_blobs] * radii[:, None], moving, directions[-1], sigma_angstrom)
+
+
+def arm_model(*, separation_angstrom: float, sigma_angstrom: float) -> BlobModel:
+    """A compact core of four blobs and a one-blob arm sliding out along x.
+
+    Parameters
+    ----------
+    separation_angstrom : float
+        ``s``: the arm touches the core at amplitude ``−s/2`` and sits ``s`` further out at
+        ``+s/2`` (so :func:`two_state_amplitudes` with this separation gives a closed and an
+        open state).
+    sigma_angstrom : float
+        Blob width ``σ``.
+
+    Returns
+    -------
+    BlobModel
+        Direction ``x``; core centres ``σ·(−1, 0, 0), σ·(−⅓, ±⅚, 0), σ·(−½, 0, ⅚)``; arm at
+        ``x = σ/3 + s/2`` for amplitude 0.
+
+    Notes
+    -----
+    A large, mostly pose-independent change (the particle's extent along the arm): a quick,
+    reliable test case for latent-space separation (demos, lessons), unlike random blobs
+    whose small moving part can hide behind the rest in many views.
+    """
+    core = torch.tensor(
+        [[-1.0, 0.0, 0.0], [-1 / 3, 5 / 6, 0.0], [-1 / 3, -5 / 6, 0.0], [-0.5, 0.0, 5 / 6]],
+        dtype=_F64,
+    )
+    arm = torch.tensor([[1 / 3, 0.0, 0.0]], dtype=_F64)
+    centers = sigma_angstrom * torch.cat([core, arm])
+    centers[-1, 0] += separation_angstrom / 2
+    moving = torch.tensor([False, False, False, False, True])
+    return BlobModel(centers, moving, torch.tensor([1.0, 0.0, 0.0], dtype=_F64), sigma_angstrom)
 
 
 @dataclass(frozen=True, eq=False)

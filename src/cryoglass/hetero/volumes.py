@@ -4,7 +4,10 @@ The decoder predicts ``V̂_z(k) / s`` (``s`` = the model's ``fourier_scale``).  
 centred, unnormalised DFTs of cryoglass, the 2D transform of a projection (a sum over voxels
 along z) equals the 3D transform of the map on the slice, so
 
-.. math:: V_z = \\mathcal F^{-1}_{3D}\\big[s\\, \\hat V_z(\\mathbf k)\\, [|\\mathbf k| < k_{Ny}]\\big]
+.. math::
+
+    V_z = \\mathcal F^{-1}_{3D}\\big[s\\, \\hat V_z(\\mathbf k)\\,
+          [|\\mathbf k| < k_{Ny}]\\big]
 
 is the map in the units of the images (a projection of it reproduces the particles before
 the CTF).  Outside the Nyquist sphere the decoder was never trained; those values are zero.

@@ -1,0 +1,1 @@
+"""Demo sections, one module per topic, called by `cryoglass demo`."""
