@@ -12,8 +12,8 @@ import torch
 
 from cryoglass.validate import fourier_shell_correlation, resolution_at_threshold
 
-PIXEL = 2.6
-BOX = 64
+PIXEL = 1.3  # the defaults of `cryoglass demo`
+BOX = 128
 
 
 def _read(path: Path) -> np.ndarray:
@@ -22,6 +22,7 @@ def _read(path: Path) -> np.ndarray:
 
 
 def test_demo_pipeline_from_model_to_sharpened_map(tmp_path: Path):
+    """The default demo, as the README runs it (about 20 s on 2 idle cores)."""
     out = tmp_path / "demo"
     proc = subprocess.run(
         [
@@ -84,5 +85,8 @@ def test_demo_pipeline_from_model_to_sharpened_map(tmp_path: Path):
     resolution = float(
         resolution_at_threshold(fsc, threshold=0.5, box_size=BOX, pixel_size_angstrom=PIXEL)
     )
-    assert resolution < 4 * PIXEL, resolution
+    assert resolution < 5 * PIXEL, resolution
     assert _read(out / "postprocess.mrc").shape == (BOX,) * 3
+    # the topic sections (2D classes, orientations, normal modes, VAE) are in the report
+    for title in ("2D classification", "orientation", "ormal mode", "VAE"):
+        assert title.lower() in report.lower(), title
