@@ -25,22 +25,7 @@ def test_demo_pipeline_from_model_to_sharpened_map(tmp_path: Path):
     """The default demo, as the README runs it (about 20 s on 2 idle cores)."""
     out = tmp_path / "demo"
     proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "cryoglass",
-            "demo",
-            "--out",
-            str(out),
-            "--box",
-            str(BOX),
-            "--pixel-size",
-            str(PIXEL),
-            "--n-particles",
-            "1500",
-            "--topics",
-            "none",
-        ],
+        [sys.executable, "-m", "cryoglass", "demo", "--out", str(out)],
         capture_output=True,
         text=True,
         timeout=900,
