@@ -33,8 +33,11 @@ def _plots(out: Path, result) -> None:
         )
     ax.set(xlabel="directional resolution at FSC = 0.143 [1/Å]", ylabel="% of cones")
     ax2 = ax.twinx()
-    mean = result.cone_fsc.mean(0).numpy()
-    std = result.cone_fsc.std(0).numpy()
+    # a cone with no voxels in a (low) shell has FSC exactly 0: leave it out of the curves
+    cones = torch.where(result.cone_fsc == 0, torch.nan, result.cone_fsc)
+    mean_t = cones.nanmean(0)
+    mean = mean_t.numpy()
+    std = ((cones - mean_t) ** 2).nanmean(0).sqrt().numpy()
     ax2.plot(freq, result.global_fsc.numpy(), color="#d62728", lw=2.5, label="global FSC")
     ax2.plot(freq, mean + std, "g--", lw=1, label="directional FSC ± 1 SD")
     ax2.plot(freq, mean - std, "g--", lw=1)
@@ -51,7 +54,7 @@ def _plots(out: Path, result) -> None:
 
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for i in torch.linspace(0, result.cone_fsc.shape[0] - 1, 60).long().tolist():
-        ax.plot(freq, result.cone_fsc[i].numpy(), color="0.7", lw=0.5)
+        ax.plot(freq, cones[i].numpy(), color="0.7", lw=0.5)
     ax.plot(freq, result.global_fsc.numpy(), color="k", lw=2, label="global FSC")
     for level in (0.143, 0.5):
         ax.axhline(level, color="0.5", ls="--", lw=0.7)
