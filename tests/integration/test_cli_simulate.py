@@ -208,7 +208,7 @@ def test_model_input(tmp_path):
         (["--n", "5", "--views", "vmf:abc"], "needs a number"),
         (["--n", "5", "--views", "star:/nonexistent.star"], "not found"),
         (["--n", "5", "--defocus-min-um", "3", "--defocus-max-um", "1"], "min"),
-        (["--n", "5", "--multislice"], "--model"),
+        (["--n", "5", "--multislice", "--slice-thickness-angstrom", "3"], "whole multiple"),
     ],
 )
 def test_bad_input_errors(map_path, tmp_path, extra, message):

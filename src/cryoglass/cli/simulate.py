@@ -405,10 +405,14 @@ def main(
         0.1, "--amplitude-contrast", help="Amplitude contrast Q0."
     ),
     multislice: bool = typer.Option(
-        False, "--multislice", help="Multislice image formation (with --model)."
+        False,
+        "--multislice",
+        help="Multislice image formation (the map read as a potential in volts).",
     ),
     slice_thickness_angstrom: float = typer.Option(
-        2.0, "--slice-thickness-angstrom", help="Multislice slice thickness [Å]."
+        2.0,
+        "--slice-thickness-angstrom",
+        help="Multislice slice thickness [Å], a whole multiple of the pixel size.",
     ),
     seed: int = typer.Option(0, "--seed", help="Seed of the whole dataset."),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda (cuda:0, ...)."),
@@ -436,7 +440,17 @@ def main(
     origins in Å, defocus, phase shift, rlnRandomSubset), poses.pkl and ctf.pkl (cryoDRGN),
     truth.mrc (the map at the output box and pixel size) and report.html.  The pixel size is
     the map header's; --apix resamples the map to another one.  The same --seed gives the
-    same dataset whatever --chunk-size.  DIR must be empty or new (--overwrite replaces the
+    same dataset whatever --chunk-size.
+
+    With --multislice each particle's map is rotated to its pose (trilinear) and the electron
+    wave is propagated through it in slices of --slice-thickness-angstrom (a whole multiple
+    of the pixel size), imaged with the particle's lens (defocus measured from the
+    particle's centre plane) and written in the same units and sign as the projection
+    images, so that for a thin weak particle both agree; noise is added the same way.  The
+    map must be a Coulomb potential in volts: --model makes one; a --volume map is assumed
+    to be one (a density in other units gives a wrongly scaled phase).
+
+    DIR must be empty or new (--overwrite replaces the
     files above and leaves others alone); inputs are never overwritten.
 
     \b
@@ -474,13 +488,10 @@ def main(
     distributed = workers is not None or scheduler is not None
     if distributed and device != "cpu":
         fail("--workers/--scheduler simulate on the workers' CPUs; drop --device")
-    if multislice and model_path is None:
-        fail("--multislice needs --model (a map has no atoms to slice)")
-    if multislice:
-        fail(
-            "--multislice: multislice datasets are not available yet in `cryoglass simulate`; "
-            "drop --multislice for the projection (weak-phase) approximation"
-        )
+    if multislice and not slice_thickness_angstrom > 0:
+        fail(f"--slice-thickness-angstrom {slice_thickness_angstrom}: must be > 0 Å")
+    if multislice and distributed:
+        fail("--multislice runs in this process only; drop --workers/--scheduler")
     inputs = [p for p in (volume_path, model_path) if p is not None]
     if views.startswith("star:"):
         inputs.append(Path(views[5:]))
@@ -506,6 +517,12 @@ def main(
         volume, pixel = _load_model(model_path, apix, box)
         source = str(model_path)
     box = volume.shape[-1]
+    voxels_per_slice = slice_thickness_angstrom / pixel
+    if multislice and abs(voxels_per_slice - round(voxels_per_slice)) > 1e-6:
+        fail(
+            f"--slice-thickness-angstrom {slice_thickness_angstrom}: must be a whole multiple "
+            f"of the pixel size {pixel:g} Å (choose it or --apix accordingly)"
+        )
     distributions = ParticleDistributions(
         views=view_spec,
         defocus_min_um=defocus_min_um,
@@ -547,6 +564,7 @@ def main(
                 seed=seed,
                 device=target,
                 keep_clean=True,
+                multislice_thickness_angstrom=slice_thickness_angstrom if multislice else None,
             )
             with Progress(transient=True) as progress:
                 task = progress.add_task("simulating", total=n)
@@ -571,6 +589,9 @@ def main(
         "noise": f"snr {snr}" if snr is not None else (f"dose {dose} e/A^2" if dose else "none"),
         "defocus_um": [defocus_min_um, defocus_max_um],
         "views": views,
+        "image_formation": (
+            f"multislice ({slice_thickness_angstrom:g} A slices)" if multislice else "projection"
+        ),
         "seed": seed,
         "device": str(target),
         "seconds": round(elapsed, 3),

@@ -34,6 +34,26 @@ added before the CTF) and noise ``n_i``:
   rescaled back to map units, ``y = −ĉ √(1 − Q0²) / (2 σ_e p)``: protein white as in RELION,
   and ``y`` in the same units as with ``snr`` (so ``relion_reconstruct`` returns the map's
   scale).
+
+Image formation with ``multislice_thickness_angstrom`` (multislice path)
+------------------------------------------------------------------------
+The map is read as a Coulomb potential in volts.  Each particle's map is rotated to its pose in
+real space, ``V_i(x) = V(A_iᵀ x)`` (trilinear, as
+:func:`cryoglass.projection.project_real_space`), and the wave is propagated through it along
++z by :func:`cryoglass.simulate.multislice.multislice_image` (slices of the given thickness,
+2/3-Nyquist band limit, lens phase ``χ₀`` with the particle's defocus, astigmatism, Cs, phase
+shift and its B-factor as the wave envelope ``exp(−Bk²/4)``).  **Defocus is measured from the
+particle's centre plane** ``z = 0`` (voxel ``N//2`` of the rotated map, the rotation centre):
+the plane where the projection path puts the whole particle, so both paths share one focus.
+The intensity ``I_i`` (vacuum 1) is turned into the projection path's units,
+
+.. math:: s_i = \frac{1 - I_i}{2\sigma_e p / \sqrt{1 - Q_0^2}},
+
+the inverse of the dose path's contrast above (protein white; for a thin weak specimen
+``s_i`` equals the projection path's ``CTF · projection``), then moved to its origin
+(``s_i(r) ← s_i(r + o_i)``, a Fourier shift by ``−o_i``).  Background and noise follow exactly
+as above (the ``snr`` σ is calibrated on block 0's multislice images).  The CTF ``scale`` field
+is not applied (the dataset always draws 1).
 """
 
 from __future__ import annotations
@@ -46,7 +66,10 @@ from dataclasses import dataclass, field, replace
 import torch
 
 from cryoglass.ctf.params import CTFParams
+from cryoglass.fourier.grids import coordinate_grid
+from cryoglass.fourier.shift import shift_image
 from cryoglass.geometry.euler import euler_to_matrix
+from cryoglass.interpolate.grid import interpolate_grid
 from cryoglass.projection.fourier_slice import VolumeFourier, prepare_volume_fourier
 from cryoglass.projection.project import project_prepared
 from cryoglass.simulate.distributions import (
@@ -59,7 +82,11 @@ from cryoglass.simulate.distributions import (
     random_defocus,
     random_shifts,
 )
-from cryoglass.simulate.image import interaction_constant_rad_per_volt_angstrom
+from cryoglass.simulate.image import (
+    fft_frequencies,
+    interaction_constant_rad_per_volt_angstrom,
+)
+from cryoglass.simulate.multislice import multislice_image
 from cryoglass.simulate.noise import (
     add_gaussian_noise,
     add_shot_noise,
@@ -76,6 +103,8 @@ __all__ = [
     "block_generator",
     "calibrate_noise_std",
     "dataset_parameters",
+    "multislice_particle_images",
+    "rotate_map",
     "particle_diameter_angstrom",
     "sample_parameters",
     "simulate_dataset",
@@ -337,19 +366,171 @@ def _clean_images(
     )
     if background is None:
         return images
+    return images + _ctf_background(
+        ctf, prepared.size, pixel_size_angstrom, background, background_generator
+    )
+
+
+def _ctf_background(ctf, box, pixel_size_angstrom, background, generator) -> torch.Tensor:
+    """The CTF-filtered smooth background ``C ⊛ b`` of a batch (CTF tensors on the device)."""
     from cryoglass.ctf.correct import multiply_ctf
 
+    device, dtype = ctf.defocus_u_angstrom.device, ctf.defocus_u_angstrom.dtype
     field_ = gaussian_random_field(
-        len(parameters),
-        box=prepared.size,
+        ctf.defocus_u_angstrom.shape[0],
+        box=box,
         pixel_size_angstrom=pixel_size_angstrom,
         correlation_length_angstrom=background.correlation_length_angstrom,
         std=background.std,
-        generator=background_generator,
+        generator=generator,
         device=device,
         dtype=dtype,
     )
-    return images + multiply_ctf(field_, ctf, pixel_size_angstrom=pixel_size_angstrom)
+    return multiply_ctf(field_, ctf, pixel_size_angstrom=pixel_size_angstrom)
+
+
+#: Working memory [bytes] for rotated maps (≈ 24 B per voxel and particle): sets the sub-batch.
+_ROTATION_MEMORY_BYTES = 2**28
+
+
+def _scalar(values: torch.Tensor, name: str) -> float:
+    """The one value of a per-particle field that must be the same for all (one optics group)."""
+    values = torch.as_tensor(values)
+    first = float(values.reshape(-1)[0])
+    if not bool((values == first).all()):
+        raise ValueError(f"multislice needs one {name} for all particles, got several")
+    return first
+
+
+def _check_slice_thickness(thickness: float, pixel: float) -> None:
+    ratio = thickness / pixel
+    if not (thickness > 0 and round(ratio) >= 1 and abs(ratio - round(ratio)) <= 1e-6):
+        raise ValueError(
+            f"multislice slice thickness {thickness} Å must be a positive whole multiple of the "
+            f"pixel size {pixel} Å"
+        )
+
+
+def rotate_map(volume: torch.Tensor, rotations: torch.Tensor) -> torch.Tensor:
+    """A map at each pose, ``V_rot(x) = V(Aᵀx)`` (trilinear; zero outside the box).
+
+    Parameters
+    ----------
+    volume : Tensor (N, N, N)
+        Map indexed [z, y, x], origin at N//2.
+    rotations : Tensor (B, 3, 3)
+        RELION matrices ``A``.
+
+    Returns
+    -------
+    Tensor (B, N, N, N)
+        Summing over axis 1 gives :func:`cryoglass.projection.project_real_space`.
+    """
+    n = volume.shape[-1]
+    image_frame = coordinate_grid((n, n, n), device=volume.device, dtype=volume.dtype)
+    rotations = rotations.to(device=volume.device, dtype=volume.dtype)
+    map_frame = torch.einsum("zyxj,bjk->bzyxk", image_frame, rotations)  # rows: uᵀA = (Aᵀu)ᵀ
+    return interpolate_grid(volume, map_frame, method="linear")
+
+
+def multislice_particle_images(
+    volume_volt: torch.Tensor,
+    parameters: ParticleParameters,
+    *,
+    pixel_size_angstrom: float,
+    slice_thickness_angstrom: float,
+    batch_size: int | None = None,
+) -> torch.Tensor:
+    r"""Noise-free multislice images of particles, in the projection path's units and sign.
+
+    Parameters
+    ----------
+    volume_volt : Tensor (N, N, N)
+        Coulomb potential [V], origin at N//2 (computations use its device and dtype).
+    parameters : ParticleParameters
+        B particles (one voltage and one amplitude contrast for all).
+    pixel_size_angstrom : float
+    slice_thickness_angstrom : float
+        A whole multiple of the pixel size.
+    batch_size : int, optional
+        Particles rotated at once (memory only; default from a 256 MiB budget).
+
+    Returns
+    -------
+    Tensor (B, N, N)
+        ``s = (1 − I)·√(1 − Q0²) / (2σ_e p)``: protein white, and ``≈ CTF · Σ_z V`` (the
+        projection path's clean image) for a thin weak specimen.
+
+    Notes
+    -----
+    Per particle: ``V_i(x) = V(A_iᵀx)`` (:func:`rotate_map`); ``I_i`` =
+    :func:`cryoglass.simulate.multislice.multislice_image` with the particle's lens and the
+    wave envelope ``exp(−B_i k²/4)``, defocus measured from the particle's centre plane
+    ``z = 0``; ``s_i`` moved by ``−o_i`` (RELION origin: ``image(r) = centred(r + o)``).
+    See the module docstring.
+
+    References
+    ----------
+    Kirkland, E. J. (2020). Advanced Computing in Electron Microscopy, 3rd ed., ch. 6.
+    https://doi.org/10.1007/978-3-030-33260-0
+    """
+    _check_slice_thickness(slice_thickness_angstrom, pixel_size_angstrom)
+    n = volume_volt.shape[-1]
+    device, dtype = volume_volt.device, volume_volt.dtype
+    voltage = _scalar(parameters.ctf.voltage_kv, "voltage_kv")
+    q0 = _scalar(parameters.ctf.amplitude_contrast, "amplitude_contrast")
+    per_unit = _contrast_per_unit(voltage, q0, pixel_size_angstrom)
+    k = fft_frequencies(n, pixel_size_angstrom=pixel_size_angstrom, device=device, dtype=dtype)
+    k2 = (k * k).sum(dim=-1)
+    batch_size = batch_size or max(1, _ROTATION_MEMORY_BYTES // (24 * n**3))
+    images = []
+    for start in range(0, len(parameters), batch_size):
+        part = parameters[start : start + batch_size]
+        ctf = replace(
+            part.ctf.as_tensors(device=device, dtype=dtype),
+            voltage_kv=voltage,
+            amplitude_contrast=q0,
+        )
+        rotated = rotate_map(volume_volt, euler_to_matrix(part.euler_deg).to(device, dtype))
+        intensity = multislice_image(
+            rotated,
+            ctf,
+            pixel_size_angstrom=pixel_size_angstrom,
+            slice_thickness_angstrom=slice_thickness_angstrom,
+            envelope=torch.exp(-0.25 * ctf.bfactor_a2[:, None, None] * k2),
+        )
+        images.append(
+            shift_image(
+                (1 - intensity) / per_unit,
+                -part.shift_angstrom.to(device=device, dtype=dtype),
+                pixel_size_angstrom=pixel_size_angstrom,
+            )
+        )
+    return torch.cat(images)
+
+
+def _multislice_clean_images(
+    volume: torch.Tensor,
+    parameters: ParticleParameters,
+    *,
+    pixel_size_angstrom: float,
+    slice_thickness_angstrom: float,
+    background: IceBackground | None,
+    background_generator: torch.Generator | None,
+) -> torch.Tensor:
+    """:func:`multislice_particle_images` (+ the CTF-filtered background, as the projection)."""
+    images = multislice_particle_images(
+        volume,
+        parameters,
+        pixel_size_angstrom=pixel_size_angstrom,
+        slice_thickness_angstrom=slice_thickness_angstrom,
+    )
+    if background is None:
+        return images
+    ctf = parameters.ctf.as_tensors(device=images.device, dtype=images.dtype)
+    return images + _ctf_background(
+        ctf, volume.shape[-1], pixel_size_angstrom, background, background_generator
+    )
 
 
 def calibrate_noise_std(
@@ -427,6 +608,7 @@ def simulate_dataset(
     pad: int = 2,
     device: torch.device | str | None = None,
     keep_clean: bool = False,
+    multislice_thickness_angstrom: float | None = None,
 ) -> Iterator[SimulatedChunk]:
     """Simulate particle images chunk by chunk (never all in memory), reproducibly.
 
@@ -460,6 +642,9 @@ def simulate_dataset(
         Where images are computed (default: the volume's device).
     keep_clean : bool
         Also return the noise-free images in each chunk (``SimulatedChunk.clean``).
+    multislice_thickness_angstrom : float, optional
+        Form images by multislice with slices this thick [Å] (a whole multiple of the pixel
+        size; the map is then a potential in V) instead of the projection approximation.
 
     Yields
     ------
@@ -475,6 +660,22 @@ def simulate_dataset(
     distributions = distributions or ParticleDistributions()
     device = torch.device(device) if device is not None else volume.device
     volume = volume.to(device=device, dtype=torch.float32)
+    if multislice_thickness_angstrom is not None:
+        yield from _simulate_multislice(
+            volume,
+            n=n,
+            pixel_size_angstrom=pixel_size_angstrom,
+            distributions=distributions,
+            snr=snr,
+            dose_e_per_a2=dose_e_per_a2,
+            mask_diameter_angstrom=mask_diameter_angstrom,
+            background=background,
+            chunk_size=chunk_size,
+            seed=seed,
+            keep_clean=keep_clean,
+            slice_thickness_angstrom=multislice_thickness_angstrom,
+        )
+        return
     prepared = prepare_volume_fourier(volume, pad=pad)
     noise_std, clean0 = None, None
     if snr is not None:
@@ -495,12 +696,8 @@ def simulate_dataset(
             mask_diameter_angstrom,
             clean0,
         )
-    # Weak-phase contrast per unit of (CTF-filtered) projection: c = −2 σ_e p s / √(1 − Q0²).
-    contrast_per_unit = (
-        2
-        * interaction_constant_rad_per_volt_angstrom(distributions.voltage_kv)
-        * pixel_size_angstrom
-        / math.sqrt(1 - distributions.amplitude_contrast**2)
+    contrast_per_unit = _contrast_per_unit(
+        distributions.voltage_kv, distributions.amplitude_contrast, pixel_size_angstrom
     )
 
     def make_block(j: int) -> tuple[torch.Tensor, torch.Tensor, ParticleParameters]:
@@ -517,22 +714,52 @@ def simulate_dataset(
                 background=background,
                 background_generator=block_generator(seed, j, _BACKGROUND, device=device),
             )
-        generator = block_generator(seed, j, _NOISE, device=device)
-        if noise_std is not None:
-            # noise for the whole block, so that a particle's noise does not depend on n
-            zeros = clean.new_zeros((BLOCK_SIZE, *clean.shape[1:]))
-            noise = add_gaussian_noise(zeros, noise_std=noise_std, generator=generator)
-            return clean + noise[:count], clean, parameters
-        if dose_e_per_a2 is not None:
-            measured = add_shot_noise(
-                -contrast_per_unit * clean,
-                dose_e_per_a2=dose_e_per_a2,
-                pixel_size_angstrom=pixel_size_angstrom,
-                generator=generator,
-            )
-            return -measured / contrast_per_unit, clean, parameters
-        return clean, clean, parameters
+        noisy = _add_noise(
+            clean,
+            generator=block_generator(seed, j, _NOISE, device=device),
+            noise_std=noise_std,
+            dose_e_per_a2=dose_e_per_a2,
+            pixel_size_angstrom=pixel_size_angstrom,
+            contrast_per_unit=contrast_per_unit,
+        )
+        return noisy, clean, parameters
 
+    yield from _stream_chunks(make_block, n=n, chunk_size=chunk_size, keep_clean=keep_clean)
+
+
+def _contrast_per_unit(voltage_kv: float, amplitude_contrast: float, pixel: float) -> float:
+    """Weak-phase contrast per unit of (CTF-filtered) projection: c = −2 σ_e p s / √(1 − Q0²)."""
+    return (
+        2
+        * interaction_constant_rad_per_volt_angstrom(voltage_kv)
+        * pixel
+        / math.sqrt(1 - amplitude_contrast**2)
+    )
+
+
+def _add_noise(
+    clean, *, generator, noise_std, dose_e_per_a2, pixel_size_angstrom, contrast_per_unit
+):
+    """The noisy images of a block's (possibly truncated) clean images."""
+    count = clean.shape[0]
+    if noise_std is not None:
+        # noise for the whole block, so that a particle's noise does not depend on n
+        zeros = clean.new_zeros((BLOCK_SIZE, *clean.shape[1:]))
+        noise = add_gaussian_noise(zeros, noise_std=noise_std, generator=generator)
+        return clean + noise[:count]
+    if dose_e_per_a2 is not None:
+        measured = add_shot_noise(
+            -contrast_per_unit * clean,
+            dose_e_per_a2=dose_e_per_a2,
+            pixel_size_angstrom=pixel_size_angstrom,
+            generator=generator,
+        )
+        return -measured / contrast_per_unit
+    return clean
+
+
+def _stream_chunks(make_block, *, n: int, chunk_size: int, keep_clean: bool):
+    """Cut chunks from blocks ``make_block(j) -> (noisy, clean, parameters)``, one cached."""
     cache: dict[int, tuple[torch.Tensor, torch.Tensor, ParticleParameters]] = {}
     for start in range(0, n, chunk_size):
         stop = min(start + chunk_size, n)
@@ -550,3 +777,66 @@ def simulate_dataset(
         yield SimulatedChunk(
             start, torch.cat(images), ParticleParameters.concatenate(params), clean_out
         )
+
+
+def _simulate_multislice(
+    volume,
+    *,
+    n,
+    pixel_size_angstrom,
+    distributions,
+    snr,
+    dose_e_per_a2,
+    mask_diameter_angstrom,
+    background,
+    chunk_size,
+    seed,
+    keep_clean,
+    slice_thickness_angstrom,
+) -> Iterator[SimulatedChunk]:
+    """:func:`simulate_dataset` with multislice images (same blocks, streams and noise)."""
+    _check_slice_thickness(slice_thickness_angstrom, pixel_size_angstrom)
+    device = volume.device
+
+    def clean_images(j: int, parameters: ParticleParameters, with_background: bool):
+        return _multislice_clean_images(
+            volume,
+            parameters,
+            pixel_size_angstrom=pixel_size_angstrom,
+            slice_thickness_angstrom=slice_thickness_angstrom,
+            background=background if with_background else None,
+            background_generator=block_generator(seed, j, _BACKGROUND, device=device),
+        )
+
+    noise_std, clean0 = None, None
+    if snr is not None:
+        clean0 = clean_images(0, _block_parameters(distributions, seed, 0), False)
+        diameter = mask_diameter_angstrom or particle_diameter_angstrom(
+            volume, pixel_size_angstrom=pixel_size_angstrom
+        )
+        mask = circular_mask(
+            volume.shape[-1], diameter_px=diameter / pixel_size_angstrom, device=device
+        )
+        noise_std = noise_std_for_snr(clean0, snr=snr, mask=mask)
+    contrast_per_unit = _contrast_per_unit(
+        distributions.voltage_kv, distributions.amplitude_contrast, pixel_size_angstrom
+    )
+
+    def make_block(j: int) -> tuple[torch.Tensor, torch.Tensor, ParticleParameters]:
+        count = min(BLOCK_SIZE, n - j * BLOCK_SIZE)
+        parameters = _block_parameters(distributions, seed, j)[:count]
+        if j == 0 and clean0 is not None and background is None:
+            clean = clean0[:count]  # already simulated for the noise calibration
+        else:
+            clean = clean_images(j, parameters, True)
+        noisy = _add_noise(
+            clean,
+            generator=block_generator(seed, j, _NOISE, device=device),
+            noise_std=noise_std,
+            dose_e_per_a2=dose_e_per_a2,
+            pixel_size_angstrom=pixel_size_angstrom,
+            contrast_per_unit=contrast_per_unit,
+        )
+        return noisy, clean, parameters
+
+    yield from _stream_chunks(make_block, n=n, chunk_size=chunk_size, keep_clean=keep_clean)
