@@ -102,10 +102,20 @@ __all__ = [
     "Class2DModel",
     "Class2DResult",
     "Class2DSettings",
+    "EStepStats",
+    "check_inputs",
     "classify_2d",
     "default_batch_size",
     "em_iteration",
+    "estep_model",
+    "estep_statistics",
     "initial_model",
+    "initial_mstep",
+    "initial_poses",
+    "initial_statistics",
+    "iteration_log",
+    "merge_stats",
+    "mstep",
     "tensor_batches",
 ]
 
@@ -226,6 +236,49 @@ class Class2DResult:
     model: Class2DModel
     assignments: Assignments
     log: list[dict] = field(default_factory=list)
+
+
+@dataclass(frozen=True, eq=False)
+class EStepStats:
+    """Sufficient statistics of an E-step: everything the M-step needs from the images.
+
+    Sums over the particles of one E-step pass, kept in the frame of each rotated class
+    (pose row ``c·J + j``; ``F = N·(N//2 + 1)`` flattened rfft2 coefficients).  Statistics of
+    disjoint sets of particles add (:func:`merge_stats`), so an E-step can be split into chunks
+    (on different processes) and give the statistics of the whole set.
+
+    Attributes
+    ----------
+    num : Tensor (K·J, F), complex64
+        ``Σ_s e^{+2πik·s} Σ_i w_{icjs} C_i X_i`` (CTF-weighted image sums).
+    den : Tensor (K·J, F), float32
+        ``Σ_{is} w_{icjs} C_i²``.
+    weight : Tensor (K·J,), float64
+        Posterior mass ``Σ_{is} w_{icjs}`` per class and angle.
+    power : Tensor (F,), float64
+        ``Σ_i |X_i|²`` (for σ²).
+    mean : Tensor (F,), complex128
+        ``Σ_i X_i``.
+    count : int
+        Number of images.
+    log_likelihood : float
+        ``Σ_i log p(X_i | model)`` over the E-step band.
+    pruned_mass_sum, pruned_mass_max : float
+        Sum and maximum over images of the posterior mass dropped by pruning.
+    max_shell : int
+        Highest Fourier shell the E-step used (the same for every chunk of one iteration).
+    """
+
+    num: torch.Tensor
+    den: torch.Tensor
+    weight: torch.Tensor
+    power: torch.Tensor
+    mean: torch.Tensor
+    count: int
+    log_likelihood: float
+    pruned_mass_sum: float
+    pruned_mass_max: float
+    max_shell: int
 
 
 # ----------------------------------------------------------------------------- shared pieces
@@ -568,7 +621,7 @@ def _expectation(
         if progress is not None:
             progress(int(indices.shape[0]))
     extra = {
-        "pruned_mass_mean": lost_total / max(n_particles, 1),
+        "pruned_mass_sum": lost_total,
         "pruned_mass_max": lost_max,
         "estep_max_shell": band.max_shell,
     }
@@ -578,7 +631,9 @@ def _expectation(
 # ----------------------------------------------------------------------------- M-step
 
 
-def _back_rotated(sums: _Sums, grid: _Grid, n_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _back_rotated(
+    sums: _Sums | EStepStats, grid: _Grid, n_classes: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Σ_j of the sums turned back to the class frame: numerator (K, F), denominator (K, F)."""
     size, n_angles = grid.size, grid.psi_deg.shape[0]
     back = -grid.psi_deg[None, :]
@@ -596,7 +651,7 @@ def _finish_classes(averages: torch.Tensor, grid: _Grid) -> torch.Tensor:
     return classes if grid.mask is None else classes * grid.mask
 
 
-def _noise_power(sums: _Sums, classes: torch.Tensor, grid: _Grid) -> torch.Tensor:
+def _noise_power(sums: _Sums | EStepStats, classes: torch.Tensor, grid: _Grid) -> torch.Tensor:
     """σ² per shell: the expected residual of the E-step's posteriors with the new classes."""
     rotated = _rotated_fourier(classes, grid)
     residual = sums.power.float() + (
@@ -639,7 +694,7 @@ def _resolution(
 
 def _maximization(
     model: Class2DModel,
-    sums: _Sums,
+    sums: _Sums | EStepStats,
     *,
     settings: Class2DSettings,
     grid: _Grid,
@@ -721,7 +776,12 @@ def _recentred(classes: torch.Tensor, settings: Class2DSettings) -> torch.Tensor
 # ----------------------------------------------------------------------------- public API
 
 
-def _check(n_particles: int, size: int, settings: Class2DSettings) -> None:
+def check_inputs(n_particles: int, size: int, settings: Class2DSettings) -> None:
+    """Raise ValueError for settings that cannot classify ``n_particles`` images of ``size`` px.
+
+    K must be between 1 and the number of particles, the offset range non-negative and below
+    half the box, ``tau2_fudge`` positive, ``prune_fraction`` in [0, 1).
+    """
     if settings.n_classes < 1:
         raise ValueError(f"number of classes must be ≥ 1, got {settings.n_classes}")
     if settings.n_classes > n_particles:
@@ -771,13 +831,70 @@ def initial_model(
     Class2DModel
         ``iteration = 0``; σ² from the images' power spectrum minus that of their mean.
     """
-    _check(n_particles, image_size, settings)
+    check_inputs(n_particles, image_size, settings)
+    poses = initial_poses(n_particles, settings=settings, generator=generator)
+    stats = initial_statistics(
+        batches, poses=poses, image_size=image_size, ctf=ctf, settings=settings, device=device
+    )
+    return initial_mstep(stats, image_size=image_size, settings=settings)
+
+
+def initial_poses(
+    n_particles: int, *, settings: Class2DSettings, generator: torch.Generator
+) -> torch.Tensor:
+    """Random start of each particle: pose row ``c·J + j`` (balanced classes, random angle).
+
+    Parameters
+    ----------
+    n_particles : int
+    settings : Class2DSettings
+    generator : torch.Generator
+        CPU generator (draws ``randperm`` for the classes, then ``randint`` for the angles).
+
+    Returns
+    -------
+    Tensor (n_particles,), int64
+    """
+    k = settings.n_classes
+    n_angles = psi_angles_deg(settings.psi_step_deg).shape[0]
+    label = torch.randperm(n_particles, generator=generator) % k  # balanced random subsets
+    angle = torch.randint(n_angles, (n_particles,), generator=generator)
+    return label * n_angles + angle
+
+
+def initial_statistics(
+    batches: Batches,
+    *,
+    poses: torch.Tensor,
+    image_size: int,
+    ctf: CTFParams | None,
+    settings: Class2DSettings,
+    device: torch.device | str = "cpu",
+) -> EStepStats:
+    """Sums of the initial averages: each image counted fully at its random start pose.
+
+    Parameters
+    ----------
+    batches : iterable of (indices (B,), images (B, N, N))
+        One pass over (some of) the particles.
+    poses : Tensor (n,), int64
+        Pose row of each particle (:func:`initial_poses`), indexed like the batches.
+    image_size : int
+    ctf : CTFParams or None
+        Fields of shape (n,), indexed like the batches.
+    settings : Class2DSettings
+    device : torch.device or str
+
+    Returns
+    -------
+    EStepStats
+        As an E-step whose posteriors are 1 at the given pose (no translation); statistics of
+        chunks add (:func:`merge_stats`).
+    """
     device = torch.device(device)
     grid = _grid(settings, image_size, device)
     k, n_angles = settings.n_classes, grid.psi_deg.shape[0]
-    label = torch.randperm(n_particles, generator=generator) % k  # balanced random subsets
-    angle = torch.randint(n_angles, (n_particles,), generator=generator)
-    pose = (label * n_angles + angle).to(device)
+    pose = poses.to(device)
     sums = _Sums.empty(k * n_angles, grid.half_weight.shape[0], device)
     for indices, images in batches:
         xf = _fourier(images.to(device=device, dtype=torch.float32))
@@ -788,8 +905,26 @@ def initial_model(
         sums.num.index_add_(0, rows, xf * c)
         sums.den.index_add_(0, rows, c**2)
         sums.weight += torch.bincount(rows, minlength=k * n_angles).double()
-    mean = sums.mean / max(sums.count, 1)
-    spectrum = sums.power / max(sums.count, 1) - (mean.real**2 + mean.imag**2)
+    extra = {"pruned_mass_sum": 0.0, "pruned_mass_max": 0.0, "estep_max_shell": image_size // 2}
+    return _stats(sums, 0.0, extra)
+
+
+def initial_mstep(stats: EStepStats, *, image_size: int, settings: Class2DSettings) -> Class2DModel:
+    """The initial model from :func:`initial_statistics` of all particles.
+
+    Averages with a Wiener constant (10 % of the mean CTF² weight; no τ² yet), uniform class
+    priors, and σ² from the images' power spectrum minus that of their mean.
+
+    Returns
+    -------
+    Class2DModel
+        ``iteration = 0``.
+    """
+    device = stats.num.device
+    grid = _grid(settings, image_size, device)
+    k = settings.n_classes
+    mean = stats.mean / max(stats.count, 1)
+    spectrum = stats.power / max(stats.count, 1) - (mean.real**2 + mean.imag**2)
     sigma2 = _shell_mean(spectrum.float(), grid).clamp_min(1e-30)
     start = Class2DModel(
         classes=torch.zeros(k, image_size, image_size, device=device),
@@ -798,8 +933,176 @@ def initial_model(
         tau2=torch.ones(k, image_size // 2 + 1, device=device),
         resolution_angstrom=torch.zeros(k, device=device),
     )
-    model = _maximization(start, sums, settings=settings, grid=grid, wiener_fraction=0.1)
+    model = _maximization(start, stats, settings=settings, grid=grid, wiener_fraction=0.1)
     return replace(model, class_prior=start.class_prior, sigma2=sigma2, iteration=0)
+
+
+def estep_model(model: Class2DModel, settings: Class2DSettings) -> tuple[Class2DModel, list[int]]:
+    """The model an iteration's E-step uses: empty classes re-seeded, averages re-centred.
+
+    Done before the E-step (not after the M-step) so that the averages an iteration returns
+    match the alignments it returns.  Nothing changes for the initial model (``iteration = 0``).
+
+    Parameters
+    ----------
+    model : Class2DModel
+    settings : Class2DSettings
+
+    Returns
+    -------
+    model : Class2DModel
+    reseeded : list of int
+        1-based classes re-seeded by splitting the most populated class.
+    """
+    if model.iteration == 0:
+        return model, []
+    grid = _grid(settings, model.classes.shape[-1], model.classes.device)
+    current, reseeded = _reseed(model, settings, grid)
+    if settings.recenter:
+        current = replace(current, classes=_recentred(current.classes, settings))
+    return current, reseeded
+
+
+def _stats(sums: _Sums, log_likelihood: float, extra: dict) -> EStepStats:
+    return EStepStats(
+        num=sums.num,
+        den=sums.den,
+        weight=sums.weight,
+        power=sums.power,
+        mean=sums.mean,
+        count=sums.count,
+        log_likelihood=log_likelihood,
+        pruned_mass_sum=extra["pruned_mass_sum"],
+        pruned_mass_max=extra["pruned_mass_max"],
+        max_shell=extra["estep_max_shell"],
+    )
+
+
+def estep_statistics(
+    model: Class2DModel,
+    batches: Batches,
+    *,
+    n_particles: int,
+    ctf: CTFParams | None,
+    settings: Class2DSettings,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[EStepStats, Assignments]:
+    """E-step over some particles: their sufficient statistics and most probable poses.
+
+    Parameters
+    ----------
+    model : Class2DModel
+        The E-step model (from :func:`estep_model`), fixed during the pass.
+    batches : iterable of (indices (B,), images (B, N, N))
+        One pass over the particles; ``indices`` in ``[0, n_particles)`` (positions in this
+        set, e.g. in one chunk of a larger set).
+    n_particles : int
+        Length of the returned assignments.
+    ctf : CTFParams or None
+        Fields of shape (n_particles,), indexed like the batches (None: no CTF).
+    settings : Class2DSettings
+    progress : callable, optional
+        Called with the number of images after each batch.
+
+    Returns
+    -------
+    stats : EStepStats
+        Sums over the images the batches covered (``stats.count`` of them).
+    assignments : Assignments
+        Of length ``n_particles`` (rows not covered stay zero).
+
+    Notes
+    -----
+    The posterior of image ``i`` depends only on the model and on ``X_i``, so the statistics
+    of disjoint chunks computed separately and added (:func:`merge_stats`) equal those of one
+    pass over all images, up to float rounding.
+    """
+    grid = _grid(settings, model.classes.shape[-1], model.classes.device)
+    sums, assignments, extra = _expectation(
+        model,
+        batches,
+        n_particles=n_particles,
+        ctf=ctf,
+        settings=settings,
+        grid=grid,
+        progress=progress,
+    )
+    return _stats(sums, float(assignments.log_likelihood.sum()), extra), assignments
+
+
+def merge_stats(*parts: EStepStats) -> EStepStats:
+    """Statistics of the union of disjoint sets of particles: the sums added.
+
+    Parameters
+    ----------
+    *parts : EStepStats
+        From E-steps under one model (same K, J, box and frequency band).
+
+    Returns
+    -------
+    EStepStats
+    """
+    if not parts:
+        raise ValueError("merge_stats needs at least one EStepStats")
+    shells = {p.max_shell for p in parts}
+    if len(shells) != 1:
+        raise ValueError(f"statistics come from E-steps with different bands (max shell {shells})")
+    first = parts[0]
+    for p in parts[1:]:
+        if p.num.shape != first.num.shape:
+            raise ValueError(f"statistics shapes differ: {tuple(p.num.shape)} vs {first.num.shape}")
+    total = lambda name: sum((getattr(p, name) for p in parts[1:]), getattr(first, name))  # noqa: E731
+    return EStepStats(
+        num=total("num"),
+        den=total("den"),
+        weight=total("weight"),
+        power=total("power"),
+        mean=total("mean"),
+        count=sum(p.count for p in parts),
+        log_likelihood=sum(p.log_likelihood for p in parts),
+        pruned_mass_sum=sum(p.pruned_mass_sum for p in parts),
+        pruned_mass_max=max(p.pruned_mass_max for p in parts),
+        max_shell=first.max_shell,
+    )
+
+
+def mstep(model: Class2DModel, stats: EStepStats, *, settings: Class2DSettings) -> Class2DModel:
+    """M-step: new classes, priors, σ², τ² and resolutions from the E-step statistics.
+
+    Parameters
+    ----------
+    model : Class2DModel
+        The model the E-step used (its σ² and τ² set the regularisation).
+    stats : EStepStats
+        Of all particles (merged over chunks).
+    settings : Class2DSettings
+
+    Returns
+    -------
+    Class2DModel
+        ``iteration = model.iteration + 1``.
+
+    Notes
+    -----
+    ``A_c = Σ_j R_j^{-1} Num_{cj} / (Σ_j R_j^{-1} Den_{cj} + σ²/(2 T τ²_c))``,
+    ``π_c = Σ_j weight_{cj} / n``; see the module docstring.
+    """
+    grid = _grid(settings, model.classes.shape[-1], model.classes.device)
+    return _maximization(model, stats, settings=settings, grid=grid)
+
+
+def iteration_log(new: Class2DModel, stats: EStepStats, reseeded: list[int]) -> dict:
+    """The log entry of an iteration (see :func:`em_iteration`)."""
+    return {
+        "iteration": new.iteration,
+        "log_likelihood": stats.log_likelihood,
+        "occupancies": [float(v) for v in new.class_prior.cpu()],
+        "resolution_angstrom": [float(v) for v in new.resolution_angstrom.cpu()],
+        "reseeded": reseeded,
+        "pruned_mass_mean": stats.pruned_mass_sum / max(stats.count, 1),
+        "pruned_mass_max": stats.pruned_mass_max,
+        "estep_max_shell": stats.max_shell,
+    }
 
 
 def em_iteration(
@@ -812,6 +1115,9 @@ def em_iteration(
     progress: Callable[[int], None] | None = None,
 ) -> tuple[Class2DModel, Assignments, dict]:
     """One expectation–maximisation round.
+
+    ``estep_model`` → ``estep_statistics`` → ``mstep``; a distributed run does the same with
+    the E-step cut into chunks whose statistics are merged (:func:`merge_stats`).
 
     Parameters
     ----------
@@ -839,34 +1145,15 @@ def em_iteration(
         ``estep_max_shell``.
     """
     size = model.classes.shape[-1]
-    _check(n_particles, size, settings)
-    grid = _grid(settings, size, model.classes.device)
-    current, reseeded = model, []
-    if model.iteration > 0:  # before the E-step, so the returned averages match the alignments
-        current, reseeded = _reseed(model, settings, grid)
-        if settings.recenter:
-            current = replace(current, classes=_recentred(current.classes, settings))
-    sums, assignments, extra = _expectation(
-        current,
-        batches,
-        n_particles=n_particles,
-        ctf=ctf,
-        settings=settings,
-        grid=grid,
-        progress=progress,
+    check_inputs(n_particles, size, settings)
+    current, reseeded = estep_model(model, settings)
+    stats, assignments = estep_statistics(
+        current, batches, n_particles=n_particles, ctf=ctf, settings=settings, progress=progress
     )
-    if sums.count != n_particles:
-        raise ValueError(f"batches covered {sums.count} images, expected {n_particles}")
-    new = _maximization(current, sums, settings=settings, grid=grid)
-    log = {
-        "iteration": new.iteration,
-        "log_likelihood": float(assignments.log_likelihood.sum()),
-        "occupancies": [float(v) for v in new.class_prior.cpu()],
-        "resolution_angstrom": [float(v) for v in new.resolution_angstrom.cpu()],
-        "reseeded": reseeded,
-        **extra,
-    }
-    return new, assignments, log
+    if stats.count != n_particles:
+        raise ValueError(f"batches covered {stats.count} images, expected {n_particles}")
+    new = mstep(current, stats, settings=settings)
+    return new, assignments, iteration_log(new, stats, reseeded)
 
 
 def classify_2d(

@@ -240,6 +240,15 @@ def main(
         False, "--continue", help="Resume from DIR's last completed iteration."
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing DIR's results."),
+    workers: int | None = typer.Option(
+        None, "--workers", min=1, help="Run the E-steps on a local Dask cluster of N processes."
+    ),
+    scheduler: str | None = typer.Option(
+        None, "--scheduler", help="Run the E-steps on an existing Dask cluster (tcp://host:8786)."
+    ),
+    chunk_size: int = typer.Option(
+        2048, "--chunk-size", min=1, help="Particles per Dask task (with --workers/--scheduler)."
+    ),
     json_output: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
 ) -> None:
     """Classify particle images into K 2D classes by maximum likelihood, like RELION's Class2D.
@@ -251,14 +260,22 @@ def main(
     (input rows + rlnClassNumber, rlnAnglePsi, rlnOriginX/YAngst, rlnMaxValueProbDistribution,
     rlnLogLikeliContribution), DIR/model.json (per-iteration log) and DIR/report.html.
 
+    With --workers N (a local Dask cluster) or --scheduler ADDRESS (an existing one, see
+    docs/scaling.md) each iteration's E-step runs on the workers, --chunk-size particles per
+    task read from the shared stack; the client merges the statistics and does the M-step
+    (same result as one process up to float rounding; --continue works the same way).
+
     \b
     Example:
       cryoglass class2d particles.star --classes 20 --iterations 25 --out class2d \\
           --particle-diameter-angstrom 150 --psi-step-deg 10 --offset-range-angstrom 15
+      cryoglass class2d particles.star -K 20 --out class2d --workers 4 --chunk-size 4096
     the RELION equivalent is
       relion_refine --i particles.star --o class2d/run --K 20 --iter 25 --ctf \\
           --particle_diameter 150 --psi_step 10 --offset_range 5 --tau2_fudge 2
     """
+    import contextlib
+
     import torch
     from rich.progress import Progress
 
@@ -276,6 +293,11 @@ def main(
         fail("--continue and --overwrite exclude each other")
     if out.is_dir() and any(out.iterdir()) and not (continue_run or overwrite):
         fail(f"{out}: folder is not empty; pass --continue to resume or --overwrite to restart")
+    if workers is not None and scheduler is not None:
+        fail("give --workers N (a local cluster) or --scheduler ADDRESS, not both")
+    distributed = workers is not None or scheduler is not None
+    if distributed and device != "cpu":
+        fail("--workers/--scheduler run the E-step on the workers' CPUs; drop --device")
     try:
         target = torch.device(device)
         torch.empty(0, device=target)
@@ -323,30 +345,73 @@ def main(
                 "resolution_angstrom": model.resolution_angstrom.to(target),
             }
         )
-    with ParticleStack(particles) as stack, Progress(transient=True) as progress:
+    memory = None
+    with contextlib.ExitStack() as resources:
+        stack = resources.enter_context(ParticleStack(particles))
+        client = chunks = None
+        if distributed:
+            from cryoglass.distributed import make_chunks
+            from cryoglass.distributed.commands import dask_session
+
+            echo = lambda text: typer.echo(text, err=True)  # noqa: E731
+            try:
+                client = resources.enter_context(dask_session(workers, scheduler, echo=echo))
+            except (OSError, TimeoutError) as error:
+                fail(f"--scheduler {scheduler}: cannot connect ({error})")
+            chunks = make_chunks(particles, chunk_size=chunk_size)
+        progress = resources.enter_context(Progress(transient=True))
         try:
             if model is None:
                 task = progress.add_task("initial classes", total=n)
-                model = initial_model(
-                    stack.iter_batches(batch),
-                    n_particles=n,
-                    image_size=size,
-                    ctf=ctf_params,
-                    settings=settings,
-                    generator=torch.Generator().manual_seed(seed),
-                    device=target,
-                )
+                generator = torch.Generator().manual_seed(seed)
+                if client is None:
+                    model = initial_model(
+                        stack.iter_batches(batch),
+                        n_particles=n,
+                        image_size=size,
+                        ctf=ctf_params,
+                        settings=settings,
+                        generator=generator,
+                        device=target,
+                    )
+                else:
+                    from cryoglass.distributed import class2d_initial_model
+
+                    model = class2d_initial_model(
+                        client,
+                        particles,
+                        settings=settings,
+                        ctf=ctf,
+                        batch_size=batch,
+                        chunk_size=chunk_size,
+                        generator=generator,
+                        progress=lambda k, task=task: progress.update(task, advance=k),
+                    )
                 progress.update(task, completed=n)
             for _ in range(model.iteration, iterations):
                 task = progress.add_task(f"iteration {model.iteration + 1}/{iterations}", total=n)
-                model, assignments, entry = em_iteration(
-                    model,
-                    stack.iter_batches(batch),
-                    n_particles=n,
-                    ctf=ctf_params,
-                    settings=settings,
-                    progress=lambda k, task=task: progress.update(task, advance=k),
-                )
+                advance = lambda k, task=task: progress.update(task, advance=k)  # noqa: E731
+                if client is None:
+                    model, assignments, entry = em_iteration(
+                        model,
+                        stack.iter_batches(batch),
+                        n_particles=n,
+                        ctf=ctf_params,
+                        settings=settings,
+                        progress=advance,
+                    )
+                else:
+                    from cryoglass.distributed import class2d_iteration
+
+                    model, assignments, entry = class2d_iteration(
+                        client,
+                        chunks,
+                        model,
+                        settings=settings,
+                        ctf=ctf,
+                        batch_size=batch,
+                        progress=advance,
+                    )
                 log.append(entry)
                 _save_state(out, model, assignments, log, meta)
                 occ = " ".join(f"{v:.2f}" for v in entry["occupancies"])
@@ -357,6 +422,10 @@ def main(
                 )
         except ValueError as error:
             fail(f"{star}: {error}")
+        if client is not None:
+            from cryoglass.distributed.commands import memory_summary
+
+            memory = memory_summary(client)
     if assignments is None:
         fail(f"{out}: already at iteration {model.iteration}; ask for more --iterations")
     write_mrc(
@@ -379,6 +448,8 @@ def main(
             str(out / f) for f in ("classes.mrcs", "particles.star", "model.json", "report.html")
         ],
     }
+    if memory is not None:
+        summary["memory"] = memory
     from cryoglass.report.html import write_text_atomic
 
     write_text_atomic(out / "model.json", json.dumps({**meta, **summary}, indent=2) + "\n")

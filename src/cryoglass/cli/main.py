@@ -42,6 +42,7 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("nma", "nma"),
     ("nma-dataset", "nma_dataset"),
     ("vae", "vae"),
+    ("stack", "stack"),
     ("serve", "serve"),
     ("lessons", "lessons"),
 )

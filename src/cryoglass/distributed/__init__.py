@@ -8,10 +8,11 @@ single-process result whatever the chunking or the number of workers.
 * :mod:`~cryoglass.distributed.cluster` — ``open_client(workers=N | scheduler=ADDRESS)``,
   ``peak_memory``.
 * :mod:`~cryoglass.distributed.tasks` — chunk tasks (``reconstruct_chunk``, ``simulate_chunk``,
-  ``stack_sums_chunk``) and ``make_chunks``.
+  ``stack_sums_chunk``, ``class2d_chunk``) and ``make_chunks``.
 * :mod:`~cryoglass.distributed.reduce` — ``add_sums``, checkpoints.
 * :mod:`~cryoglass.distributed.jobs` — ``run_chunks`` (submit, reduce as completed,
-  checkpoint) and the jobs ``reconstruct_sums``, ``simulate_stack``, ``stack_sums``.
+  checkpoint) and the jobs ``reconstruct_sums``, ``simulate_stack``, ``stack_sums``,
+  ``class2d_iteration`` (E-step on the workers, M-step on the client).
 
 This is an orchestration layer (like ``cli/``): it takes file paths because workers must open
 the files themselves; the science stays in :mod:`cryoglass.reconstruct` and friends.
@@ -20,6 +21,9 @@ the files themselves; the science stays in :mod:`cryoglass.reconstruct` and frie
 from cryoglass.distributed.cluster import ClusterInfo, open_client, peak_memory, peak_rss_bytes
 from cryoglass.distributed.jobs import (
     RunStats,
+    class2d_estep,
+    class2d_initial_model,
+    class2d_iteration,
     reconstruct_sums,
     run_chunks,
     simulate_stack,
@@ -29,15 +33,21 @@ from cryoglass.distributed.reduce import (
     PartialSums,
     accumulator_from_sums,
     accumulator_to_sums,
+    add_estep_sums,
     add_sums,
+    estep_from_sums,
+    estep_to_sums,
     fingerprint,
     load_checkpoint,
     save_checkpoint,
 )
 from cryoglass.distributed.tasks import (
+    Class2DTask,
     ParticleChunk,
     ReconstructSettings,
     SimulateSettings,
+    class2d_chunk,
+    class2d_initial_chunk,
     make_chunks,
     reconstruct_chunk,
     simulate_blocks,
@@ -46,6 +56,7 @@ from cryoglass.distributed.tasks import (
 )
 
 __all__ = [
+    "Class2DTask",
     "ClusterInfo",
     "ParticleChunk",
     "PartialSums",
@@ -54,7 +65,15 @@ __all__ = [
     "SimulateSettings",
     "accumulator_from_sums",
     "accumulator_to_sums",
+    "add_estep_sums",
     "add_sums",
+    "class2d_chunk",
+    "class2d_estep",
+    "class2d_initial_chunk",
+    "class2d_initial_model",
+    "class2d_iteration",
+    "estep_from_sums",
+    "estep_to_sums",
     "fingerprint",
     "load_checkpoint",
     "make_chunks",

@@ -6,10 +6,11 @@ address, run the job under a rich progress bar over chunks, collect peak memory.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
-__all__ = ["distributed_reconstruct", "distributed_simulate", "memory_summary"]
+__all__ = ["dask_session", "distributed_reconstruct", "distributed_simulate", "memory_summary"]
 
 
 def memory_summary(client) -> dict:
@@ -24,6 +25,29 @@ def memory_summary(client) -> dict:
         "peak_rss_workers_mib": {a: round(b / mib, 1) for a, b in report["workers_bytes"].items()},
         "peak_rss_source": "VmHWM (Linux; else ru_maxrss) of the client and each live worker",
     }
+
+
+@contextlib.contextmanager
+def dask_session(
+    workers: int | None,
+    scheduler: str | None,
+    *,
+    memory_limit: str | None = None,
+    echo: Callable[[str], None] = print,
+) -> Iterator[object]:
+    """A Dask client for a command that submits several rounds of tasks (class2d iterations).
+
+    Prints where the work runs and the dashboard address; yields the client.
+    """
+    from cryoglass.distributed.cluster import open_client
+
+    with open_client(workers=workers, scheduler=scheduler, memory_limit=memory_limit) as (
+        client,
+        info,
+    ):
+        where = f"local cluster, {info.workers} worker processes" if info.local else scheduler
+        echo(f"dask: {where}; dashboard {info.dashboard or '(none)'}")
+        yield client
 
 
 def _run(

@@ -8,8 +8,9 @@ reports progress.  A worker that dies takes its running and queued chunks with i
 scheduler sends them to the remaining (or restarted) workers, and since results are only
 added once, the total is the same.
 
-The job functions (:func:`reconstruct_sums`, :func:`simulate_stack`, :func:`stack_sums`) build
-the chunks and the settings and turn the total into cryoglass objects.
+The job functions (:func:`reconstruct_sums`, :func:`simulate_stack`, :func:`stack_sums`,
+:func:`class2d_iteration`) build the chunks and the settings and turn the total into cryoglass
+objects.
 """
 
 from __future__ import annotations
@@ -41,7 +42,16 @@ from cryoglass.distributed.tasks import (
     stack_sums_chunk,
 )
 
-__all__ = ["RunStats", "reconstruct_sums", "run_chunks", "simulate_stack", "stack_sums"]
+__all__ = [
+    "RunStats",
+    "class2d_estep",
+    "class2d_initial_model",
+    "class2d_iteration",
+    "reconstruct_sums",
+    "run_chunks",
+    "simulate_stack",
+    "stack_sums",
+]
 
 CHECKPOINT_NAME = "partial_sums.npz"
 
@@ -70,6 +80,7 @@ def run_chunks(
     progress: Callable[[int], None] | None = None,
     stats: RunStats | None = None,
     workers: Sequence[str] | None = None,
+    combine: Callable[[PartialSums | None, PartialSums, ParticleChunk], PartialSums] | None = None,
 ) -> PartialSums:
     """Run ``function(chunk, settings)`` on every chunk and return the sum of the results.
 
@@ -94,6 +105,9 @@ def run_chunks(
         Filled with the number of computed and resumed chunks.
     workers : sequence of str, optional
         Addresses of the workers allowed to run the tasks (default: any).
+    combine : callable, optional
+        ``combine(total, part, chunk) -> total`` adds one chunk's result into the running
+        total (``total`` is None for the first); default :func:`add_sums`.
 
     Returns
     -------
@@ -128,7 +142,7 @@ def run_chunks(
     try:
         for future, part in as_completed(futures, with_results=True):
             chunk = futures.pop(future)
-            total = add_sums(total, part)
+            total = add_sums(total, part) if combine is None else combine(total, part, chunk)
             del part
             future.release()
             done.add(chunk.chunk_id)
@@ -332,3 +346,174 @@ def simulate_stack(
         raise
     parameters = ParticleParameters.concatenate([r["parameters"] for r in results])
     return parameters, results[0]["examples"]
+
+
+def class2d_estep(
+    client,
+    chunks: Sequence[ParticleChunk],
+    model,
+    *,
+    settings,
+    ctf: bool,
+    batch_size: int,
+    progress: Callable[[int], None] | None = None,
+    stats: RunStats | None = None,
+    workers: Sequence[str] | None = None,
+):
+    """The E-step of 2D classification on a Dask cluster: merged statistics and assignments.
+
+    The model is scattered to every worker once (it is small: K class averages and a few
+    spectra); each task reads its chunk's images and returns the chunk's
+    :class:`~cryoglass.classify.em2d.EStepStats` and assignments, which are added / placed at
+    the chunk's rows as they arrive.
+
+    Parameters
+    ----------
+    client : dask.distributed.Client
+    chunks : sequence of ParticleChunk
+        From :func:`make_chunks` over the whole particle set (consecutive, covering it).
+    model : cryoglass.classify.Class2DModel
+        The E-step model (:func:`cryoglass.classify.em2d.estep_model`).
+    settings : cryoglass.classify.Class2DSettings
+    ctf : bool
+    batch_size : int
+        Images per E-step batch inside a task.
+    progress, stats, workers
+        See :func:`run_chunks`.
+
+    Returns
+    -------
+    stats : EStepStats
+        Of all particles, equal to one single-process pass up to float rounding.
+    assignments : Assignments
+        Of all particles, in order.
+    """
+    from cryoglass.distributed.reduce import add_estep_sums, estep_from_sums
+    from cryoglass.distributed.tasks import Class2DTask, class2d_chunk
+
+    n = sum(len(chunk) for chunk in chunks)
+    task = Class2DTask.from_model(model, settings=settings, ctf=ctf, batch_size=batch_size)
+    shared = client.scatter(task, broadcast=True, hash=False)
+    job = fingerprint({"kind": "class2d", "n": n, "iteration": model.iteration})
+    try:
+        total = run_chunks(
+            client,
+            class2d_chunk,
+            chunks,
+            settings=shared,
+            job=job,
+            progress=progress,
+            stats=stats,
+            workers=workers,
+            combine=lambda total, part, chunk: add_estep_sums(
+                total, part, start=chunk.start, n_particles=n
+            ),
+        )
+    finally:
+        shared.release()
+    return estep_from_sums(total)
+
+
+def class2d_iteration(
+    client,
+    chunks: Sequence[ParticleChunk],
+    model,
+    *,
+    settings,
+    ctf: bool,
+    batch_size: int,
+    progress: Callable[[int], None] | None = None,
+    stats: RunStats | None = None,
+    workers: Sequence[str] | None = None,
+):
+    """One EM iteration of 2D classification with the E-step on a Dask cluster.
+
+    The same composition as :func:`cryoglass.classify.em_iteration` —
+    ``estep_model`` (client) → E-step statistics (workers, :func:`class2d_estep`) → ``mstep``
+    (client) — so the result equals the single-process iteration up to float rounding,
+    whatever the chunking or the number of workers.
+
+    Parameters
+    ----------
+    client, chunks, settings, ctf, batch_size, progress, stats, workers
+        See :func:`class2d_estep`.
+    model : cryoglass.classify.Class2DModel
+        Current parameters (on the CPU).
+
+    Returns
+    -------
+    (Class2DModel, Assignments, dict)
+        As :func:`cryoglass.classify.em_iteration`.
+    """
+    from cryoglass.classify.em2d import check_inputs, estep_model, iteration_log, mstep
+
+    n = sum(len(chunk) for chunk in chunks)
+    check_inputs(n, model.classes.shape[-1], settings)
+    current, reseeded = estep_model(model, settings)
+    estats, assignments = class2d_estep(
+        client,
+        chunks,
+        current,
+        settings=settings,
+        ctf=ctf,
+        batch_size=batch_size,
+        progress=progress,
+        stats=stats,
+        workers=workers,
+    )
+    if estats.count != n:
+        raise ValueError(f"chunks covered {estats.count} images, expected {n}")
+    new = mstep(current, estats, settings=settings)
+    return new, assignments, iteration_log(new, estats, reseeded)
+
+
+def class2d_initial_model(
+    client,
+    particles,
+    *,
+    settings,
+    ctf: bool,
+    batch_size: int,
+    chunk_size: int,
+    generator,
+    progress: Callable[[int], None] | None = None,
+    workers: Sequence[str] | None = None,
+):
+    """The seeded initial model of 2D classification with its pass over the images on a cluster.
+
+    The client draws every particle's random start pose
+    (:func:`cryoglass.classify.em2d.initial_poses`, the same draws as one process), the
+    workers sum their chunks' images at those poses, and the client finishes the model
+    (:func:`cryoglass.classify.em2d.initial_mstep`).
+
+    Returns
+    -------
+    cryoglass.classify.Class2DModel
+        Equal to :func:`cryoglass.classify.initial_model` up to float rounding.
+    """
+    from cryoglass.classify.em2d import check_inputs, initial_mstep, initial_poses
+    from cryoglass.distributed.reduce import add_estep_sums, estep_from_sums
+    from cryoglass.distributed.tasks import Class2DTask, class2d_initial_chunk
+
+    n, size = len(particles), particles.image_size
+    check_inputs(n, size, settings)
+    poses = initial_poses(n, settings=settings, generator=generator)
+    chunks = make_chunks(particles, chunk_size=chunk_size, labels=poses.numpy())
+    task = Class2DTask(settings, {}, 0, bool(ctf), int(batch_size))
+    job = fingerprint({"kind": "class2d-initial", "n": n})
+    total = run_chunks(
+        client,
+        class2d_initial_chunk,
+        chunks,
+        settings=task,
+        job=job,
+        progress=progress,
+        workers=workers,
+        combine=lambda total, part, chunk: add_estep_sums(
+            total, part, start=chunk.start, n_particles=n
+        ),
+    )
+    stats, _ = estep_from_sums(total)
+    if stats.count != n:
+        raise ValueError(f"chunks covered {stats.count} images, expected {n}")
+    return initial_mstep(stats, image_size=size, settings=settings)

@@ -31,7 +31,10 @@ __all__ = [
     "PartialSums",
     "accumulator_from_sums",
     "accumulator_to_sums",
+    "add_estep_sums",
     "add_sums",
+    "estep_from_sums",
+    "estep_to_sums",
     "fingerprint",
     "load_checkpoint",
     "save_checkpoint",
@@ -155,3 +158,111 @@ def load_checkpoint(path: str | os.PathLike, *, job: str) -> tuple[PartialSums, 
         done = {int(i) for i in data[_DONE]}
         total = {key: data[key] for key in data.files if key not in (_DONE, _FINGERPRINT)}
     return total, done
+
+
+# ----------------------------------------------------------------------------- 2D classification
+
+_ESTEP_SUMS = (
+    "num",
+    "den",
+    "weight",
+    "power",
+    "mean",
+    "count",
+    "log_likelihood",
+    "pruned_mass_sum",
+)
+_ASSIGNMENT_FIELDS = (
+    "class_index",
+    "psi_deg",
+    "shift_angstrom",
+    "max_probability",
+    "log_likelihood",
+)
+
+
+def estep_to_sums(stats, assignments=None) -> PartialSums:
+    """A chunk's :class:`~cryoglass.classify.em2d.EStepStats` and assignments as numpy arrays.
+
+    ``assignments`` None (the initial model's pass): statistics only.
+
+    Keys ``stats/<name>`` are added over chunks, ``max/pruned_mass_max`` is maximised,
+    ``same/max_shell`` must agree, and ``rows/<field>`` hold the chunk's per-particle
+    assignments (placed at the chunk's rows by :func:`add_estep_sums`).
+    """
+    sums: PartialSums = {}
+    for name in _ESTEP_SUMS:
+        value = getattr(stats, name)
+        sums[f"stats/{name}"] = (
+            value.detach().cpu().numpy() if hasattr(value, "detach") else np.asarray(value)
+        )
+    sums["max/pruned_mass_max"] = np.asarray(stats.pruned_mass_max, np.float64)
+    sums["same/max_shell"] = np.asarray(stats.max_shell, np.int64)
+    for name in _ASSIGNMENT_FIELDS if assignments is not None else ():
+        sums[f"rows/{name}"] = getattr(assignments, name).detach().cpu().numpy()
+    return sums
+
+
+def add_estep_sums(
+    total: PartialSums | None, part: PartialSums, *, start: int, n_particles: int
+) -> PartialSums:
+    """Add one chunk's E-step sums into ``total`` (updated in place and returned).
+
+    Parameters
+    ----------
+    total : PartialSums or None
+        Running total (None: start one with full-length assignment arrays).
+    part : PartialSums
+        From :func:`estep_to_sums` for the particles ``start … start + len − 1``.
+    start : int
+        First row of the chunk in the whole set.
+    n_particles : int
+        Size of the whole set.
+    """
+    rows = len(part["rows/class_index"]) if "rows/class_index" in part else 0
+    if start < 0 or start + rows > n_particles:
+        raise ValueError(f"chunk rows {start}…{start + rows - 1} outside 0…{n_particles - 1}")
+    if total is None:
+        total = {k: np.array(v, copy=True) for k, v in part.items() if not k.startswith("rows/")}
+        for key, value in part.items():
+            if key.startswith("rows/"):
+                total[key] = np.zeros((n_particles, *value.shape[1:]), dtype=value.dtype)
+    else:
+        if int(total["same/max_shell"]) != int(part["same/max_shell"]):
+            raise ValueError("E-step sums of one iteration used different frequency bands")
+        for key, value in part.items():
+            if key.startswith("stats/") and total[key].ndim:
+                np.add(total[key], value, out=total[key])
+            elif key.startswith("stats/"):
+                total[key] = np.asarray(total[key] + value)
+            elif key.startswith("max/"):
+                total[key] = np.maximum(total[key], value)
+    for key, value in part.items():
+        if key.startswith("rows/"):
+            total[key][start : start + rows] = value
+    return total
+
+
+def estep_from_sums(sums: PartialSums):
+    """``(EStepStats, Assignments or None)`` held in reduced E-step sums (torch, CPU)."""
+    from cryoglass.classify.em2d import Assignments, EStepStats
+
+    def tensor(key: str) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(sums[key]))
+
+    stats = EStepStats(
+        num=tensor("stats/num"),
+        den=tensor("stats/den"),
+        weight=tensor("stats/weight"),
+        power=tensor("stats/power"),
+        mean=tensor("stats/mean"),
+        count=int(sums["stats/count"]),
+        log_likelihood=float(sums["stats/log_likelihood"]),
+        pruned_mass_sum=float(sums["stats/pruned_mass_sum"]),
+        pruned_mass_max=float(sums["max/pruned_mass_max"]),
+        max_shell=int(sums["same/max_shell"]),
+    )
+    if "rows/class_index" not in sums:
+        return stats, None
+    assignments = Assignments(**{name: tensor(f"rows/{name}") for name in _ASSIGNMENT_FIELDS})
+    return stats, assignments

@@ -13,6 +13,8 @@ returns partial sums as numpy arrays (:mod:`cryoglass.distributed.reduce`).
   of a preallocated memory-mapped MRC stack.
 * :func:`stack_sums_chunk` — ``Σ x`` and ``Σ x²`` of the images (mean/variance image), the
   cheapest out-of-core pass (used to check bounded memory).
+* :func:`class2d_chunk` — the E-step sufficient statistics of 2D classification
+  (:func:`cryoglass.classify.em2d.estep_statistics`) and the chunk's per-particle assignments.
 """
 
 from __future__ import annotations
@@ -29,9 +31,12 @@ import torch
 from cryoglass.distributed.reduce import PartialSums, accumulator_to_sums
 
 __all__ = [
+    "Class2DTask",
     "ParticleChunk",
     "ReconstructSettings",
     "SimulateSettings",
+    "class2d_chunk",
+    "class2d_initial_chunk",
     "make_chunks",
     "reconstruct_chunk",
     "simulate_blocks",
@@ -402,3 +407,131 @@ def simulate_chunk(
         if examples
         else None,
     }
+
+
+# ----------------------------------------------------------------------------- 2D classification
+
+_MODEL_FIELDS = ("classes", "class_prior", "sigma2", "tau2", "resolution_angstrom")
+
+
+@dataclass(frozen=True, eq=False)
+class Class2DTask:
+    """What every E-step task of one class2d iteration needs besides its particles.
+
+    Scattered to the workers once per iteration (``client.scatter(..., broadcast=True)``), so
+    the model travels once per worker, not once per chunk.
+
+    Attributes
+    ----------
+    settings : cryoglass.classify.Class2DSettings
+    model : dict of str → ndarray
+        The E-step model's tensors (``classes``, ``class_prior``, ``sigma2``, ``tau2``,
+        ``resolution_angstrom``) as numpy arrays.
+    iteration : int
+        ``model.iteration``.
+    ctf : bool
+        Use the particles' CTF.
+    batch_size : int
+        Images per E-step batch inside a task (memory knob).
+    """
+
+    settings: object
+    model: dict
+    iteration: int
+    ctf: bool
+    batch_size: int
+
+    @staticmethod
+    def from_model(model, *, settings, ctf: bool, batch_size: int) -> Class2DTask:
+        """Pack a :class:`cryoglass.classify.Class2DModel` (moved to the CPU)."""
+        arrays = {name: getattr(model, name).detach().cpu().numpy() for name in _MODEL_FIELDS}
+        return Class2DTask(settings, arrays, int(model.iteration), bool(ctf), int(batch_size))
+
+    def to_model(self):
+        """The :class:`cryoglass.classify.Class2DModel` (CPU tensors)."""
+        from cryoglass.classify.em2d import Class2DModel
+
+        tensors = {k: torch.from_numpy(np.array(v, copy=True)) for k, v in self.model.items()}
+        return Class2DModel(**tensors, iteration=self.iteration)
+
+
+def class2d_chunk(chunk: ParticleChunk, task: Class2DTask) -> PartialSums:
+    """E-step of one chunk: its sufficient statistics and per-particle assignments.
+
+    Parameters
+    ----------
+    chunk : ParticleChunk
+        Particles (with CTF when ``task.ctf``); images read from their files.
+    task : Class2DTask
+
+    Returns
+    -------
+    PartialSums
+        :func:`cryoglass.distributed.reduce.estep_to_sums` of
+        :func:`cryoglass.classify.em2d.estep_statistics` over the chunk (assignment rows in
+        chunk order).
+
+    Notes
+    -----
+    The CTF is expanded to float64 per particle as ``cryoglass class2d`` does, so each image's
+    posterior is the one the single-process E-step computes.
+    """
+    from cryoglass.classify.em2d import estep_statistics
+    from cryoglass.distributed.reduce import estep_to_sums
+    from cryoglass.io import ParticleStack
+    from cryoglass.io.particles import expand_ctf
+
+    particles = chunk.particles
+    ctf = None
+    if task.ctf:
+        if particles.ctf is None:
+            raise ValueError(f"chunk {chunk.chunk_id}: particles have no CTF parameters")
+        ctf = expand_ctf(particles.ctf, len(particles))
+    with ParticleStack(particles) as stack:
+        stats, assignments = estep_statistics(
+            task.to_model(),
+            stack.iter_batches(task.batch_size),
+            n_particles=len(particles),
+            ctf=ctf,
+            settings=task.settings,
+        )
+    return estep_to_sums(stats, assignments)
+
+
+def class2d_initial_chunk(chunk: ParticleChunk, task: Class2DTask) -> PartialSums:
+    """Sums of the initial class averages over one chunk (``chunk.labels`` = start pose rows).
+
+    Parameters
+    ----------
+    chunk : ParticleChunk
+        Its ``labels`` hold each particle's pose row from
+        :func:`cryoglass.classify.em2d.initial_poses`.
+    task : Class2DTask
+        Settings, CTF flag and batch size (``task.model`` unused).
+
+    Returns
+    -------
+    PartialSums
+        :func:`cryoglass.distributed.reduce.estep_to_sums` of
+        :func:`cryoglass.classify.em2d.initial_statistics` (no assignment rows).
+    """
+    from cryoglass.classify.em2d import initial_statistics
+    from cryoglass.distributed.reduce import estep_to_sums
+    from cryoglass.io import ParticleStack
+    from cryoglass.io.particles import expand_ctf
+
+    particles = chunk.particles
+    ctf = None
+    if task.ctf:
+        if particles.ctf is None:
+            raise ValueError(f"chunk {chunk.chunk_id}: particles have no CTF parameters")
+        ctf = expand_ctf(particles.ctf, len(particles))
+    with ParticleStack(particles) as stack:
+        stats = initial_statistics(
+            stack.iter_batches(task.batch_size),
+            poses=torch.from_numpy(np.asarray(chunk.labels, dtype=np.int64)),
+            image_size=particles.image_size,
+            ctf=ctf,
+            settings=task.settings,
+        )
+    return estep_to_sums(stats)
