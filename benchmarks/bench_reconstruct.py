@@ -7,15 +7,25 @@
    Goal: ratio ≤ 0.5 at equal or better FSC-to-truth.
 2. In-process: ``cryoglass.reconstruct.reconstruct`` of 1000 × 128² images without CTF
    (accumulate + finalize, images already in memory).  Goal ≤ 1 s.
-3. Optional peer (``--aspire``): ASPIRE 0.14's ``MeanEstimator`` (least squares by conjugate
-   gradients in a Fourier–Bessel basis) on the first ``--aspire-count`` of those images, run
-   with /work/peers's Python; its rotations are RELION's A transposed
-   (``Rotation.from_euler(radians(rot, tilt, psi))``); cryoglass is timed on the same images.
+3. Optional peers (``--aspire``, ``--cryodrgn``), run at ``--peer-size`` (default 64: the true
+   map Fourier-cropped) on ``--peer-count`` projections with white noise (``--peer-noise``
+   × the signal's standard deviation), in the same run:
+
+   * ASPIRE 0.14's ``MeanEstimator`` (least squares by conjugate gradients in a Fourier–Bessel
+     basis) in-process in /work/peers's Python, no CTF; its rotations are RELION's A transposed
+     (``Rotation.from_euler(radians(rot, tilt, psi))``); cryoglass is timed on the same images.
+   * cryoDRGN's ``cryodrgn backproject_voxel`` command (whole process, /work/peers/bin), with
+     CTF and origin shifts: particles.mrcs, poses.pkl and ctf.pkl written by cryoglass.io
+     (``write_cryodrgn_poses``/``write_cryodrgn_ctf`` convert the conventions); cryoDRGN's CTF
+     has the opposite sign to RELION's, so images made with RELION's CTF are what it expects
+     with its default data inversion (``--uninvert-data`` gives the negated map: checked, FSC
+     −0.99); ``--no-half-maps``.  cryoglass's
+     ``reconstruct`` (in-process) runs on the same images, poses and CTFs.
 
 ``relion_reconstruct`` is single-threaded, so both programs run with ``--threads`` threads
 (OMP_NUM_THREADS, default 1) for a like-for-like comparison.
 
-Run: python benchmarks/bench_reconstruct.py [--count 4000] [--threads 1] [--aspire]
+Run: python benchmarks/bench_reconstruct.py [--count 4000] [--threads 1] [--aspire] [--cryodrgn]
 """
 
 from __future__ import annotations
@@ -112,7 +122,7 @@ def _fsc05(path: Path, truth) -> float:
     return float(resolution)
 
 
-def _in_process(count: int, threads: int, folder: Path, aspire: bool, aspire_count: int) -> None:
+def _in_process(count: int, threads: int, folder: Path) -> None:
     import torch
 
     from cryoglass.geometry import random_rotations
@@ -126,31 +136,72 @@ def _in_process(count: int, threads: int, folder: Path, aspire: bool, aspire_cou
     rotations = random_rotations(count, generator=g)
     images = project(truth, rotations, pixel_size_angstrom=PIXEL)
     reconstruct(images[:64], rotations[:64])  # warm-up (allocator, FFT plans)
-    times = []
+    times, cpu = [], []
     for _ in range(3):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         volume = reconstruct(images, rotations, pixel_size_angstrom=PIXEL)
         times.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
     from cryoglass.validate import fsc_against_reference
 
     _, res = fsc_against_reference(volume.double(), truth.double(), pixel_size_angstrom=PIXEL)
     print(
         f"in-process cryoglass reconstruct, {count} × {N}² no CTF ({threads} thread(s)): "
-        f"median {sorted(times)[1]:.2f} s (goal ≤ 1 s); FSC-to-truth@0.5 {float(res):.2f} Å"
+        f"median {sorted(times)[1]:.2f} s (goal ≤ 1 s), CPU time {sorted(cpu)[1]:.2f} s; "
+        f"FSC-to-truth@0.5 {float(res):.2f} Å"
     )
-    peer = Path("/work/peers/bin/python")
-    if not aspire or not peer.exists():
-        print("ASPIRE MeanEstimator: not run (pass --aspire; needs /work/peers)")
-        return
-    from cryoglass.geometry import matrix_to_euler
 
-    count_a = min(aspire_count, count)
-    sub_images, sub_rotations = images[:count_a], rotations[:count_a]
+
+PEERS = Path("/work/peers/bin")
+
+
+def _peer_data(truth, count: int, size: int, noise: float, seed: int = 2):
+    """Fourier-cropped truth (size³), random poses, origins, CTFs and the projections, plus
+    white noise of ``noise`` × the standard deviation of the noise-free projections."""
+    import torch
+
+    from cryoglass.ctf import CTFParams
+    from cryoglass.fourier import resize_fourier
+    from cryoglass.geometry import matrix_to_euler, random_rotations
+    from cryoglass.projection import project
+
+    pixel = PIXEL * N / size
+    small = resize_fourier(truth.double(), (size, size, size)).float()
+    g = torch.Generator().manual_seed(seed)
+    rotations = random_rotations(count, generator=g)
+    shift = (torch.rand(count, 2, generator=g) - 0.5) * 4 * pixel
+    du = 8000 + 17000 * torch.rand(count, generator=g)
+    ctf = CTFParams(
+        defocus_u_angstrom=du,
+        defocus_v_angstrom=du - 1500 * torch.rand(count, generator=g),
+        astigmatism_angle_deg=360 * torch.rand(count, generator=g) - 180,
+    )
+    plain = project(small, rotations, pixel_size_angstrom=pixel)
+    with_ctf = project(small, rotations, shift_angstrom=shift, ctf=ctf, pixel_size_angstrom=pixel)
+    sigma = noise * float(plain.std())
+    plain = plain + sigma * torch.randn(plain.shape, generator=g)
+    with_ctf = with_ctf + sigma * torch.randn(with_ctf.shape, generator=g)
+    euler = matrix_to_euler(rotations.double())
+    return small, pixel, rotations, euler, shift, ctf, plain, with_ctf
+
+
+def _timed(function):
     t0 = time.perf_counter()
-    ours = reconstruct(sub_images, sub_rotations, pixel_size_angstrom=PIXEL)
-    t_ours = time.perf_counter() - t0
-    np.save(folder / "images.npy", sub_images.numpy())
-    np.save(folder / "angles.npy", matrix_to_euler(sub_rotations.double()).numpy())
+    out = function()
+    return time.perf_counter() - t0, out
+
+
+def _aspire(folder: Path, images, euler, small, pixel: float, threads: int) -> None:
+    import torch
+
+    from cryoglass.reconstruct import reconstruct
+    from cryoglass.validate import fsc_against_reference
+
+    t_ours, ours = _timed(
+        lambda: reconstruct(images, euler_deg=euler.float(), pixel_size_angstrom=pixel)
+    )
+    np.save(folder / "images.npy", images.numpy())
+    np.save(folder / "angles.npy", euler.numpy())
     script = (
         "import sys, time, json, numpy as np\n"
         "from aspire.image import Image\nfrom aspire.source import ArrayImageSource\n"
@@ -168,7 +219,7 @@ def _in_process(count: int, threads: int, folder: Path, aspire: bool, aspire_cou
     (folder / "aspire_mean.py").write_text(script)
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
     proc = subprocess.run(
-        [str(peer), "aspire_mean.py", "images.npy", "angles.npy", "aspire.npy"],
+        [str(PEERS / "python"), "aspire_mean.py", "images.npy", "angles.npy", "aspire.npy"],
         cwd=folder,
         capture_output=True,
         text=True,
@@ -180,13 +231,92 @@ def _in_process(count: int, threads: int, folder: Path, aspire: bool, aspire_cou
         return
     t_aspire = json.loads(proc.stdout.strip().splitlines()[-1])["seconds"]
     aspire = torch.from_numpy(np.load(folder / "aspire.npy")).double()
-    _, r_aspire = fsc_against_reference(aspire, truth.double(), pixel_size_angstrom=PIXEL)
-    _, r_ours = fsc_against_reference(ours.double(), truth.double(), pixel_size_angstrom=PIXEL)
+    _, r_aspire = fsc_against_reference(aspire, small.double(), pixel_size_angstrom=pixel)
+    _, r_ours = fsc_against_reference(ours.double(), small.double(), pixel_size_angstrom=pixel)
+    size = images.shape[-1]
     print(
-        f"{count_a} × {N}² no CTF: ASPIRE MeanEstimator {t_aspire:.1f} s, FSC-to-truth@0.5 "
-        f"{float(r_aspire):.2f} Å; cryoglass {t_ours:.2f} s, {float(r_ours):.2f} Å; "
-        f"ratio {t_ours / t_aspire:.3f}"
+        f"{images.shape[0]} × {size}² no CTF: ASPIRE MeanEstimator {t_aspire:.1f} s, "
+        f"FSC-to-truth@0.5 {float(r_aspire):.2f} Å; cryoglass {t_ours:.2f} s, "
+        f"{float(r_ours):.2f} Å; ratio {t_ours / t_aspire:.3f}"
     )
+
+
+def _cryodrgn(folder: Path, images, euler, shift, ctf, small, pixel: float, threads: int) -> None:
+
+    from cryoglass.io import read_mrc, write_cryodrgn_ctf, write_cryodrgn_poses, write_mrc
+    from cryoglass.reconstruct import reconstruct
+    from cryoglass.validate import fsc_against_reference
+
+    size = images.shape[-1]
+    t_ours, ours = _timed(
+        lambda: reconstruct(
+            images,
+            euler_deg=euler.float(),
+            shift_angstrom=shift,
+            ctf=ctf,
+            pixel_size_angstrom=pixel,
+        )
+    )
+    write_mrc(
+        folder / "particles.mrcs", images, pixel_size_angstrom=pixel, overwrite=True, stack=True
+    )
+    write_cryodrgn_poses(
+        folder / "poses.pkl",
+        euler,
+        shift,
+        image_size=size,
+        pixel_size_angstrom=pixel,
+        overwrite=True,
+    )
+    write_cryodrgn_ctf(
+        folder / "ctf.pkl", ctf, image_size=size, pixel_size_angstrom=pixel, overwrite=True
+    )
+    command = [
+        str(PEERS / "cryodrgn"),
+        "backproject_voxel",
+        "particles.mrcs",
+        "--poses",
+        "poses.pkl",
+        "--ctf",
+        "ctf.pkl",
+        "--no-half-maps",
+        "-o",
+        "drgn",
+    ]
+    try:
+        t_drgn = _run(command, folder, threads)
+    except RuntimeError as error:
+        print(f"cryoDRGN backproject_voxel failed: {str(error)[-500:]}")
+        return
+    volume, _ = read_mrc(folder / "drgn" / "backproject.mrc")
+    _, r_drgn = fsc_against_reference(volume.double(), small.double(), pixel_size_angstrom=pixel)
+    _, r_ours = fsc_against_reference(ours.double(), small.double(), pixel_size_angstrom=pixel)
+    print(
+        f"{images.shape[0]} × {size}² with CTF + shifts: cryodrgn backproject_voxel (whole "
+        f"process) {t_drgn:.1f} s, FSC-to-truth@0.5 {float(r_drgn):.2f} Å; cryoglass in-process "
+        f"{t_ours:.2f} s, {float(r_ours):.2f} Å; ratio {t_ours / t_drgn:.3f}"
+    )
+
+
+def _peers(args, folder: Path, truth) -> None:
+    """ASPIRE / cryoDRGN at --peer-size on --peer-count images (see the module docstring)."""
+    if not (args.aspire or args.cryodrgn):
+        print("peers: not run (pass --aspire and/or --cryodrgn; needs /work/peers)")
+        return
+    if not PEERS.exists():
+        print("peers: /work/peers not found")
+        return
+    small, pixel, _, euler, shift, ctf, plain, with_ctf = _peer_data(
+        truth, args.peer_count, args.peer_size, args.peer_noise
+    )
+    print(
+        f"peers: {args.peer_count} × {args.peer_size}² projections of the Fourier-cropped map, "
+        f"white noise σ = {args.peer_noise} × signal std, {args.threads} thread(s)"
+    )
+    if args.aspire:
+        _aspire(folder, plain, euler, small, pixel, args.threads)
+    if args.cryodrgn:
+        _cryodrgn(folder, with_ctf, euler, shift, ctf, small, pixel, args.threads)
 
 
 def main() -> None:
@@ -195,7 +325,11 @@ def main() -> None:
     parser.add_argument("--in-process-count", type=int, default=1000)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--aspire", action="store_true")
-    parser.add_argument("--aspire-count", type=int, default=300)
+    parser.add_argument("--cryodrgn", action="store_true")
+    parser.add_argument("--peer-count", type=int, default=1000)
+    parser.add_argument("--peer-size", type=int, default=64)
+    parser.add_argument("--peer-noise", type=float, default=3.0)
+    parser.add_argument("--skip-relion", action="store_true")
     args = parser.parse_args()
     import torch
 
@@ -210,7 +344,9 @@ def main() -> None:
         from cryoglass.io import read_mrc
 
         truth, _ = read_mrc(folder / "map.mrc")
-        if shutil.which("relion_project") is None:
+        if args.skip_relion:
+            print("whole-process comparison skipped (--skip-relion)")
+        elif shutil.which("relion_project") is None:
             print("RELION not installed: whole-process comparison skipped")
         else:
             _run(
@@ -278,7 +414,8 @@ def main() -> None:
                 f"+ 2 half maps + FSC): {t_halves:.2f} s, FSC-to-truth@0.5 {r_halves:.3f} Å, "
                 f"ratio {t_halves / t_rel:.2f}"
             )
-        _in_process(args.in_process_count, args.threads, folder, args.aspire, args.aspire_count)
+        _in_process(args.in_process_count, args.threads, folder)
+        _peers(args, folder, truth)
 
 
 if __name__ == "__main__":

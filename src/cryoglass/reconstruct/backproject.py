@@ -184,8 +184,7 @@ def insert_values(
                 w = torch.ones_like(x).reshape(-1) if point_weight is None else point_weight
                 weight_flat.index_add_(0, index, w.to(weight_flat.dtype))
             continue
-        scaled = torch.view_as_real(values) * corner_weight.to(values.real.dtype)[:, None]
-        data_flat.index_add_(0, index, torch.view_as_complex(scaled))
+        data_flat.index_add_(0, index, values * corner_weight.to(values.real.dtype))
         if weight_flat is not None:
             w = corner_weight if point_weight is None else corner_weight * point_weight
             weight_flat.index_add_(0, index, w.to(weight_flat.dtype))
@@ -278,16 +277,14 @@ def image_slice_values(
     spectrum = torch.fft.rfft2(images).reshape(images.shape[0], -1)
     values = spectrum.index_select(1, _fft_order_index(k, n))
     # the projector multiplies by exp(+2πi k·t/N), t = o/px − N//2 (origin shift and the move of
-    # the origin from index 0 to N//2); undo it with the conjugate ramp
-    translation = torch.full(
-        (images.shape[0], 2), -float(n // 2), device=images.device, dtype=real_dtype
-    )
+    # the origin from index 0 to N//2); undo it with the conjugate ramp, whose N//2 part is the
+    # same for every image (one (P,) vector) and whose origin part is only needed with shifts
+    centre_angle = (2 * torch.pi / n) * float(n // 2) * k.sum(dim=1)
+    values = values * torch.polar(torch.ones_like(centre_angle), centre_angle)
     if shift_angstrom is not None:
-        translation = (
-            translation + shift_angstrom.to(images.device, real_dtype) / pixel_size_angstrom
-        )
-    angle = (-2 * torch.pi / n) * (translation @ k.T)
-    values = values * torch.polar(torch.ones_like(angle), angle)
+        origin = shift_angstrom.to(images.device, real_dtype) / pixel_size_angstrom
+        angle = (-2 * torch.pi / n) * (origin @ k.T)
+        values = values * torch.polar(torch.ones_like(angle), angle)
     if ctf is not None:
         values = values * ctf_slice_values(
             ctf, size=n, pixel_size_angstrom=pixel_size_angstrom, like=images

@@ -464,7 +464,7 @@ def finalize(
     else:  # 1 / total inside the sphere where total > 0, else 0 (no copies of the data)
         tiny = torch.finfo(total.dtype).tiny
         inverse = total.clamp_min_(tiny).reciprocal_().mul_(inside)
-    spectrum = torch.view_as_complex(torch.view_as_real(data) * inverse[..., None])
+    spectrum = data * inverse  # complex · real
     spectrum[:, :, 0] = plane_d * inverse[:, :, 0]
     volume = _centred_inverse_crop(spectrum, size=n)
     if mask == "relion":
@@ -478,14 +478,27 @@ def finalize(
 
 def _centred_inverse_crop(spectrum: torch.Tensor, *, size: int) -> torch.Tensor:
     """Central ``N³`` box (origin at ``N//2``) of ``irfftn`` of a half-spectrum centred on its
-    first two axes (``k_z``, ``k_y`` at index ``M//2``; ``k_x ≥ 0`` from index 0)."""
+    first two axes (``k_z``, ``k_y`` at index ``M//2``; ``k_x ≥ 0`` from index 0).
+
+    The 3D inverse is done axis by axis (``k_z``, ``k_y``, then the real ``k_x`` transform),
+    each output axis cropped to the ``N`` kept rows before the next transform.  For even ``M``
+    the un-centring roll by ``M/2`` is not done on the spectrum: it equals the modulation
+    ``(−1)^(z+y)`` of the real-space result, applied to the cropped box only.
+    """
     m = spectrum.shape[0]
     device = spectrum.device
-    uncentre = torch.remainder(torch.arange(m, device=device) + m // 2, m)
-    spectrum = spectrum.index_select(0, uncentre).index_select(1, uncentre)
-    padded = torch.fft.irfftn(spectrum, s=(m, m, m))
     wrapped = torch.remainder(torch.arange(size, device=device) - size // 2, m)
-    return padded[wrapped[:, None, None], wrapped[None, :, None], wrapped[None, None, :]]
+    if m % 2:
+        uncentre = torch.remainder(torch.arange(m, device=device) + m // 2, m)
+        spectrum = spectrum.index_select(0, uncentre).index_select(1, uncentre)
+    # the inverse transform one axis at a time, keeping only the N output rows of each axis
+    volume = torch.fft.ifft(spectrum, dim=0).index_select(0, wrapped)
+    volume = torch.fft.ifft(volume, dim=1).index_select(1, wrapped)
+    volume = torch.fft.irfft(volume, n=m, dim=2).index_select(2, wrapped)
+    if m % 2 == 0:
+        sign = 1 - 2 * torch.remainder(wrapped, 2).to(volume.dtype)
+        volume = volume * (sign[:, None, None] * sign[None, :, None])
+    return volume
 
 
 def memory_estimate_bytes(
