@@ -181,12 +181,24 @@ def _write_stack(out: Path, chunks, *, n: int, box: int, pixel: float, progress_
     parts, total, total2, low, high = [], 0.0, 0.0, np.inf, -np.inf
     first = None
     try:
+        # The header (and the file's full size) comes from mrcfile; the images are then written
+        # chunk by chunk with plain file writes, so the process holds one chunk at a time (a
+        # memory map would count every written page in the process's resident memory).
         with mrcfile.new_mmap(tmp, shape=(n, box, box), mrc_mode=2, overwrite=True) as mrc:
             mrc.set_image_stack()
             mrc.voxel_size = pixel
+            data_offset = mrc.header.nbytes + int(mrc.header.nsymbt)
+            byte_order = mrc.data.dtype.byteorder
+        image_bytes = box * box * 4
+        with open(tmp, "r+b") as handle:
             for chunk in chunks:
                 images = chunk.images.detach().to("cpu", torch.float32).numpy()
-                mrc.data[chunk.start : chunk.start + len(images)] = images
+                handle.seek(data_offset + chunk.start * image_bytes)
+                handle.write(
+                    np.ascontiguousarray(
+                        images, dtype=np.dtype("f4").newbyteorder(byte_order)
+                    ).tobytes()
+                )
                 total += float(images.sum(dtype=np.float64))
                 total2 += float(np.square(images, dtype=np.float64).sum())
                 low, high = min(low, float(images.min())), max(high, float(images.max()))
@@ -194,8 +206,9 @@ def _write_stack(out: Path, chunks, *, n: int, box: int, pixel: float, progress_
                 if first is None:
                     first = (images[:8].copy(), chunk.clean[:8].detach().cpu())
                 progress_task(len(images))
-            count = n * box * box
-            mean = total / count
+        count = n * box * box
+        mean = total / count
+        with mrcfile.mmap(tmp, mode="r+") as mrc:
             mrc.header.dmin, mrc.header.dmax, mrc.header.dmean = low, high, mean
             mrc.header.rms = float(np.sqrt(max(total2 / count - mean * mean, 0.0)))
         os.replace(tmp, final)
