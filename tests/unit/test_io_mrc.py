@@ -143,3 +143,19 @@ def test_check_pixel_size():
         ValueError, match=r"a\.star vs b\.mrcs: pixel size disagreement.*2\.806.*1\.403"
     ):
         check_pixel_size(2.806, 1.403, source="a.star vs b.mrcs")
+
+
+def test_relion_maps_with_ispg0_are_volumes(tmp_path, generator):
+    """relion_reconstruct writes maps with ispg = 0 and mz = nz: a .mrc of that kind is a
+    volume (axis order undone), the same bytes as .mrcs are a stack, mz = 1 stays a stack."""
+    data = torch.randn(6, 5, 4, generator=generator).numpy()
+    for name, mz in (("map.mrc", 6), ("map.mrcs", 6), ("stack.mrc", 1)):
+        with mrcfile.new(tmp_path / name) as mrc:
+            mrc.set_data(data.copy())
+            mrc.header.ispg = 0
+            mrc.header.mz = mz
+            mrc.voxel_size = 1.5
+    volume, info = read_mrc(tmp_path / "map.mrc")
+    assert not info.is_stack and torch.equal(volume, torch.from_numpy(data))
+    assert read_mrc(tmp_path / "map.mrcs")[1].is_stack
+    assert read_mrc(tmp_path / "stack.mrc")[1].is_stack

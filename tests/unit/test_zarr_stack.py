@@ -119,3 +119,69 @@ def test_zarr_stack_feeds_batches_like_mrc(mrcs, tmp_path):
     parts = [stack.read(torch.arange(s, min(s + 7, 37))) for s in range(0, 37, 7)]
     assert torch.equal(torch.cat(parts), images)
     assert np.isfinite(torch.cat(parts).numpy()).all()
+
+
+def test_star_pointing_at_a_zarr_store_reconstructs_like_the_mrcs(tmp_path):
+    """`stack convert IN.star --star-out` gives a STAR that every command reads like IN."""
+    from cryoglass.cli.main import app
+    from cryoglass.ctf import CTFParams
+    from cryoglass.geometry import matrix_to_euler, random_rotations
+    from cryoglass.io import ParticleStack, read_mrc, read_particles
+
+    g = torch.Generator().manual_seed(5)
+    n, box = 40, 16
+    images = torch.randn(n, box, box, generator=g)
+    write_mrc(tmp_path / "a.mrcs", images[:25], pixel_size_angstrom=PIXEL, stack=True)
+    write_mrc(tmp_path / "b.mrcs", images[25:], pixel_size_angstrom=PIXEL, stack=True)
+    names = [f"{i + 1:06d}@a.mrcs" for i in range(25)] + [f"{i + 1:06d}@b.mrcs" for i in range(15)]
+    particles = make_particle_set(
+        names,
+        pixel_size_angstrom=PIXEL,
+        image_size=box,
+        euler_deg=matrix_to_euler(random_rotations(n, generator=g, dtype=torch.float64)),
+        shift_angstrom=torch.randn(n, 2, generator=g, dtype=torch.float64),
+        ctf=CTFParams(
+            defocus_u_angstrom=torch.full((n,), 12000.0, dtype=torch.float64),
+            defocus_v_angstrom=torch.full((n,), 11000.0, dtype=torch.float64),
+        ),
+        image_root=tmp_path,
+    )
+    star = write_relion_star(tmp_path / "in.star", particles)
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "store").mkdir()
+    store, star_out = tmp_path / "store" / "p.zarr", tmp_path / "sub" / "z.star"
+    runner = CliRunner()
+    ok = runner.invoke(
+        app, ["stack", "convert", str(star), "--out", str(store), "--star-out", str(star_out)]
+    )
+    assert ok.exit_code == 0, ok.output
+    moved = read_particles(star_out)
+    assert [p.name for p in moved.image_files] == ["p.zarr"]
+    assert torch.equal(moved.euler_deg, read_particles(star).euler_deg)
+    with ParticleStack(moved) as stack:
+        assert torch.equal(stack.read(torch.arange(n)), images)
+    maps = []
+    for source, name in ((star, "m.mrc"), (star_out, "z.mrc")):
+        result = runner.invoke(app, ["reconstruct", str(source), "--out", str(tmp_path / name)])
+        assert result.exit_code == 0, result.output
+        maps.append(read_mrc(tmp_path / name)[0])
+    assert torch.equal(maps[0], maps[1])
+    # refusals: overwriting the input, a non-STAR input
+    same = runner.invoke(
+        app,
+        ["stack", "convert", str(star), "--out", str(tmp_path / "x.zarr"), "--star-out", str(star)],
+    )
+    assert same.exit_code != 0 and "overwrite the input" in same.output
+    mrcs = runner.invoke(
+        app,
+        [
+            "stack",
+            "convert",
+            str(tmp_path / "a.mrcs"),
+            "--out",
+            str(tmp_path / "y.zarr"),
+            "--star-out",
+            str(tmp_path / "y.star"),
+        ],
+    )
+    assert mrcs.exit_code != 0 and "needs particles from a .star" in mrcs.output

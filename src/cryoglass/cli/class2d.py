@@ -38,7 +38,7 @@ def _read_particles(star: Path, use_ctf: bool):
         fail(f"{star}: particles have different pixel sizes; 2D classification needs one")
     if use_ctf and particles.ctf is None:
         fail(f"{star}: --ctf needs CTF columns (rlnDefocusU, rlnDefocusV); use --no-ctf")
-    missing = [p for p in particles.image_files if not Path(p).is_file()]
+    missing = [p for p in particles.image_files if not Path(p).exists()]
     if missing:
         fail(f"{star}: {len(missing)} image file(s) missing, e.g. {missing[0]}")
     from cryoglass.io.mrc import read_mrc_header

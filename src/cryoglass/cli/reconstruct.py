@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import typer
@@ -42,7 +43,7 @@ def _read(star: Path, pixel_size: float | None):
             f"{star}: pixel size mismatch between optics groups ({float(pixel.min()):.4f}–"
             f"{float(pixel.max()):.4f} Å); one map needs one pixel size (rescale the particles)"
         )
-    missing = [p for p in particles.image_files if not Path(p).is_file()]
+    missing = [p for p in particles.image_files if not Path(p).exists()]
     if missing:
         fail(
             f"{star}: {len(missing)} image file(s) missing, e.g. {missing[0]} "
@@ -366,6 +367,7 @@ def main(
             )
         except (ValueError, OSError) as error:
             fail(f"{star}: {error}")
+    started = time.perf_counter()
     with ParticleStack(particles) as stack, Progress(transient=True) as progress:
         task = progress.add_task("back-projecting", total=count)
         try:
@@ -407,6 +409,7 @@ def main(
         from cryoglass.distributed.cluster import peak_rss_bytes
 
         summary["peak_rss_mib"] = round(peak_rss_bytes() / 2**20, 1)
+        summary["backprojection_seconds"] = round(time.perf_counter() - started, 2)
     if halves:
         maps = {h: finalize(accs[h], **options).cpu() for h in (1, 2)}
         for h in (1, 2):

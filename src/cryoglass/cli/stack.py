@@ -27,7 +27,7 @@ def _source(path: Path, pixel_size: float | None):
             fail(f"{path}: {error}")
         if len(particles) == 0:
             fail(f"{path}: no particles")
-        missing = [p for p in particles.image_files if not Path(p).is_file()]
+        missing = [p for p in particles.image_files if not Path(p).exists()]
         if missing:
             fail(f"{path}: {len(missing)} image file(s) missing, e.g. {missing[0]}")
         px = particles.pixel_size_angstrom
@@ -52,6 +52,19 @@ def _source(path: Path, pixel_size: float | None):
     fail(f"{path}: expected a .star file or an MRC stack (.mrcs, .mrc)")
 
 
+def _write_zarr_star(particles, store: Path, star_out: Path, *, overwrite: bool) -> None:
+    """``particles`` re-pointed at ``store`` (image i of the set is image i + 1 of the store)."""
+    import os
+
+    from cryoglass.io import write_relion_star
+
+    star_dir = star_out.resolve().parent
+    location = os.path.relpath(store.resolve(), star_dir)
+    names = [f"{i + 1:06d}@{location}" for i in range(len(particles))]
+    moved = particles.with_image_names(names, image_root=star_dir)
+    write_relion_star(star_out, moved, overwrite=overwrite)
+
+
 @app.command("convert")
 def convert(
     source: Path = typer.Argument(..., metavar="IN", help="Particles (.star) or a stack (.mrcs)."),
@@ -62,6 +75,11 @@ def convert(
     pixel_size: float | None = typer.Option(
         None, "--pixel-size-angstrom", help="Pixel size [Å] (default: from the STAR/MRC header)."
     ),
+    star_out: Path | None = typer.Option(
+        None,
+        "--star-out",
+        help="Also write this STAR file: IN's particles pointing at OUT (needs a .star IN).",
+    ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing OUT."),
     json_output: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
 ) -> None:
@@ -70,11 +88,13 @@ def convert(
     The images are read and written --chunk-images at a time, so the stack never has to fit
     in memory.  OUT holds the float32 array OUT/images (n, h, w), chunked by whole images,
     and the pixel size as the group attribute pixel_size_angstrom (docs/scaling.md).  Read it
-    back with cryoglass.io.zarr_stack.open_zarr_stack(OUT).read(indices).
+    back with cryoglass.io.zarr_stack.open_zarr_stack(OUT).read(indices).  With --star-out,
+    a copy of the STAR file whose rlnImageName column points at OUT (N@OUT.zarr, in STAR
+    order) is written too: every command reads particles from it as from the MRC stacks.
 
     \b
     Examples:
-      cryoglass stack convert particles.star --out particles.zarr
+      cryoglass stack convert particles.star --out particles.zarr --star-out zarr.star
       cryoglass stack convert run_it025_data.mrcs --out run.zarr --chunk-images 4096
     """
     import time
@@ -88,6 +108,15 @@ def convert(
         fail(f"{out}: is the input")
     if pixel_size is not None and not pixel_size > 0:
         fail(f"--pixel-size-angstrom must be > 0, got {pixel_size}")
+    if star_out is not None:
+        if source.suffix.lower() != ".star":
+            fail(f"--star-out needs particles from a .star file, got {source}")
+        if star_out.suffix.lower() != ".star":
+            fail(f"--star-out {star_out}: expected a .star file name")
+        if star_out.resolve() == source.resolve():
+            fail(f"--star-out {star_out}: would overwrite the input")
+        if star_out.exists() and not overwrite:
+            fail(f"{star_out}: exists; pass --overwrite to replace it")
     reader, pixel, what = _source(source, pixel_size)
     started = time.perf_counter()
     try:
@@ -104,6 +133,9 @@ def convert(
         fail(f"{source}: {error}")
     seconds = time.perf_counter() - started
     typer.echo(f"wrote {out}: {what}, {shape[1]}×{shape[0]} px, {pixel:g} Å/px", err=True)
+    if star_out is not None:
+        _write_zarr_star(reader.particles, out, star_out, overwrite=overwrite)
+        typer.echo(f"wrote {star_out}: rlnImageName → {out.name}", err=True)
     if json_output:
         print_json(
             {
@@ -113,6 +145,7 @@ def convert(
                 "image_shape": list(shape),
                 "pixel_size_angstrom": pixel,
                 "chunk_images": chunk_images,
+                "star_out": None if star_out is None else str(star_out),
                 "seconds": round(seconds, 3),
                 "peak_rss_mib": round(peak_rss_bytes() / 2**20, 1),
             }

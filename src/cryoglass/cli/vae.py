@@ -65,7 +65,7 @@ def _load_particles(star: Path, poses: Path | None, ctf_pkl: Path | None):
             f"{star}: no poses (rlnAngleRot/Tilt/Psi). The VAE needs known poses: run a "
             "consensus refinement first, or give --poses poses.pkl"
         )
-    missing = [p for p in particles.image_files if not Path(p).is_file()]
+    missing = [p for p in particles.image_files if not Path(p).exists()]
     if missing:
         fail(f"{star}: image file missing: {missing[0]}")
     return particles, float(pixel[0])

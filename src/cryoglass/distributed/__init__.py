@@ -8,7 +8,8 @@ single-process result whatever the chunking or the number of workers.
 * :mod:`~cryoglass.distributed.cluster` — ``open_client(workers=N | scheduler=ADDRESS)``,
   ``peak_memory``.
 * :mod:`~cryoglass.distributed.tasks` — chunk tasks (``reconstruct_chunk``, ``simulate_chunk``,
-  ``stack_sums_chunk``, ``class2d_chunk``) and ``make_chunks``.
+  ``stack_sums_chunk``, ``class2d_chunk``), ``make_chunks`` and ``tune_allocator`` (undoes
+  the slow glibc setting Dask's nanny gives its workers).
 * :mod:`~cryoglass.distributed.reduce` — ``add_sums``, checkpoints.
 * :mod:`~cryoglass.distributed.jobs` — ``run_chunks`` (submit, reduce as completed,
   checkpoint) and the jobs ``reconstruct_sums``, ``simulate_stack``, ``stack_sums``,
@@ -53,6 +54,7 @@ from cryoglass.distributed.tasks import (
     simulate_blocks,
     simulate_chunk,
     stack_sums_chunk,
+    tune_allocator,
 )
 
 __all__ = [
@@ -89,4 +91,5 @@ __all__ = [
     "simulate_stack",
     "stack_sums",
     "stack_sums_chunk",
+    "tune_allocator",
 ]

@@ -53,20 +53,34 @@ def dask_session(
 def _run(
     workers, scheduler, memory_limit, echo: Callable[[str], None], total: int, label: str, job
 ):
+    """Run ``job(client, progress)`` on a cluster; returns ``(result, summary)``.
+
+    ``summary``: :func:`memory_summary` plus ``cluster_start_seconds`` (opening the client and,
+    for ``--workers``, starting the local cluster) and ``distributed_seconds`` (the job itself:
+    submitting the chunks, computing them and reducing their sums).
+    """
+    import time
+
     from rich.progress import Progress
 
     from cryoglass.distributed.cluster import open_client
 
+    started = time.perf_counter()
     with open_client(workers=workers, scheduler=scheduler, memory_limit=memory_limit) as (
         client,
         info,
     ):
+        opened = time.perf_counter()
         where = f"local cluster, {info.workers} worker processes" if info.local else scheduler
         echo(f"dask: {where}; dashboard {info.dashboard or '(none)'}")
         with Progress(transient=True) as progress:
             task = progress.add_task(f"{label} (chunks)", total=total)
             result = job(client, lambda k: progress.update(task, advance=k))
-        return result, memory_summary(client)
+        finished = time.perf_counter()
+        summary = memory_summary(client)
+        summary["cluster_start_seconds"] = round(opened - started, 2)
+        summary["distributed_seconds"] = round(finished - opened, 2)
+        return result, summary
 
 
 def distributed_reconstruct(

@@ -142,6 +142,22 @@ def _check_mode(path: Path, mode: int) -> None:
         raise ValueError(f"{path}: unsupported MRC mode {mode}")
 
 
+def _is_volume_stack(path: Path, mrc: mrcfile.mrcfile.MrcFile) -> bool:
+    """Whether 3D data are a stack of images (``ispg = 0``) rather than a volume.
+
+    RELION 3.1 writes its *maps* (relion_reconstruct, relion_refine) with ``ispg = 0`` too, and
+    tells maps from stacks by the extension: ``.mrcs`` is a stack, ``.mrc``/``.map`` a map.
+    So a ``.mrc``/``.map`` file with ``ispg = 0`` and ``mz = nz > 1`` (one volume of ``nz``
+    sections, as RELION writes it) is read as a volume; stacks written with ``mz = 1`` (as
+    cryoglass and mrcfile write them) stay stacks whatever the extension.
+    """
+    if not mrc.is_image_stack():
+        return False
+    header = mrc.header
+    relion_map = path.suffix.lower() in (".mrc", ".map") and int(header.mz) == int(header.nz) > 1
+    return not relion_map
+
+
 def _header_info(path: Path, mrc: mrcfile.mrcfile.MrcFile, shape: tuple[int, ...]) -> MRCHeaderInfo:
     header = mrc.header
     voxel = mrc.voxel_size
@@ -165,7 +181,7 @@ def _header_info(path: Path, mrc: mrcfile.mrcfile.MrcFile, shape: tuple[int, ...
         dmax=float(header.dmax),
         dmean=float(header.dmean),
         rms=float(header.rms),
-        is_stack=bool(mrc.is_image_stack() or mrc.is_single_image()),
+        is_stack=bool(_is_volume_stack(path, mrc) or mrc.is_single_image()),
     )
 
 
@@ -214,14 +230,15 @@ def read_mrc(path: str | os.PathLike) -> tuple[torch.Tensor, MRCHeaderInfo]:
 
     Notes
     -----
-    Stacks (``ispg = 0``) are never permuted: their third axis counts images.
+    Stacks (``ispg = 0``) are never permuted: their third axis counts images.  RELION's maps
+    (``.mrc`` with ``ispg = 0`` and ``mz = nz``) are volumes (:func:`_is_volume_stack`).
     """
     path = Path(path)
     with _open(path, mmap=False) as mrc:
         _check_mode(path, int(mrc.header.mode))
         array = mrc.data
         axis_order = (int(mrc.header.mapc), int(mrc.header.mapr), int(mrc.header.maps))
-        if array.ndim == 3 and axis_order != (1, 2, 3) and not mrc.is_image_stack():
+        if array.ndim == 3 and axis_order != (1, 2, 3) and not _is_volume_stack(path, mrc):
             array = np.transpose(array, _zyx_permutation(path, axis_order))
         data = _to_float_tensor(path, array)
         info = _header_info(path, mrc, tuple(data.shape))
@@ -235,7 +252,7 @@ def read_mrc_header(path: str | os.PathLike) -> MRCHeaderInfo:
         _check_mode(path, int(mrc.header.mode))
         shape = tuple(int(s) for s in mrc.data.shape)
         axis_order = (int(mrc.header.mapc), int(mrc.header.mapr), int(mrc.header.maps))
-        if len(shape) == 3 and axis_order != (1, 2, 3) and not mrc.is_image_stack():
+        if len(shape) == 3 and axis_order != (1, 2, 3) and not _is_volume_stack(path, mrc):
             shape = tuple(shape[i] for i in _zyx_permutation(path, axis_order))
         return _header_info(path, mrc, shape)
 

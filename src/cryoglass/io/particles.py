@@ -26,6 +26,7 @@ import torch
 
 from cryoglass.ctf.params import CTFParams
 from cryoglass.io.mrc import MRCStack, open_mrc_stack
+from cryoglass.io.zarr_stack import ZarrStack, open_zarr_stack
 
 __all__ = [
     "ParticleSet",
@@ -298,6 +299,10 @@ def expand_ctf(ctf: CTFParams, n: int) -> CTFParams:
 class ParticleStack:
     """Lazy access to a :class:`ParticleSet`'s images, read in batches from memory-mapped MRCs.
 
+    An image file whose name ends in ``.zarr`` is read as a Zarr store written by
+    ``cryoglass stack convert`` (:mod:`cryoglass.io.zarr_stack`), so a STAR file may point at
+    ``000042@particles.zarr`` as it points at ``000042@particles.mrcs``.
+
     Parameters
     ----------
     particles : ParticleSet
@@ -313,7 +318,7 @@ class ParticleStack:
     def __init__(self, particles: ParticleSet, *, max_open_files: int = 32) -> None:
         self.particles = particles
         self.max_open_files = max(1, int(max_open_files))
-        self._open: OrderedDict[int, MRCStack] = OrderedDict()
+        self._open: OrderedDict[int, MRCStack | ZarrStack] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self.particles)
@@ -323,11 +328,15 @@ class ParticleStack:
         """``(image_size, image_size)``."""
         return (self.particles.image_size, self.particles.image_size)
 
-    def _stack(self, file_id: int) -> MRCStack:
+    def _stack(self, file_id: int) -> MRCStack | ZarrStack:
         if file_id in self._open:
             self._open.move_to_end(file_id)
             return self._open[file_id]
-        stack = open_mrc_stack(self.particles.image_files[file_id])
+        path = Path(self.particles.image_files[file_id])
+        if path.suffix.lower() == ".zarr":  # a store of `cryoglass stack convert`
+            stack = open_zarr_stack(path)
+        else:
+            stack = open_mrc_stack(path)
         if stack.image_shape != self.image_shape:
             stack.close()
             raise ValueError(

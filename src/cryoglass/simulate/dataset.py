@@ -543,14 +543,28 @@ def calibrate_noise_std(
     mask_diameter_angstrom: float | None = None,
     pad: int = 2,
     device: torch.device | str | None = None,
+    multislice_thickness_angstrom: float | None = None,
 ) -> float:
     """The Gaussian noise σ that :func:`simulate_dataset` uses for ``snr``.
 
     Computed from the clean images of block 0 (:data:`BLOCK_SIZE` particles) inside a centred
     disc of diameter ``mask_diameter_angstrom`` (default :func:`particle_diameter_angstrom`),
-    with the SNR definition of :mod:`cryoglass.simulate.noise`.
+    with the SNR definition of :mod:`cryoglass.simulate.noise`; from multislice images when
+    ``multislice_thickness_angstrom`` is given (as :func:`simulate_dataset` with it).
     """
     distributions = distributions or ParticleDistributions()
+    if multislice_thickness_angstrom is not None:
+        _check_slice_thickness(multislice_thickness_angstrom, pixel_size_angstrom)
+        volume = volume.to(device=device, dtype=torch.float32)
+        clean0 = _multislice_clean_images(
+            volume,
+            _block_parameters(distributions, seed, 0),
+            pixel_size_angstrom=pixel_size_angstrom,
+            slice_thickness_angstrom=multislice_thickness_angstrom,
+            background=None,
+            background_generator=None,
+        )
+        return _masked_noise_std(clean0, volume, pixel_size_angstrom, snr, mask_diameter_angstrom)
     prepared = prepare_volume_fourier(volume.to(device=device, dtype=torch.float32), pad=pad)
     return _noise_std(
         prepared, volume, distributions, pixel_size_angstrom, snr, seed, mask_diameter_angstrom
@@ -569,10 +583,15 @@ def _noise_std(
             background=None,
             background_generator=None,
         )
+    return _masked_noise_std(clean, volume, pixel, snr, mask_diameter_angstrom)
+
+
+def _masked_noise_std(clean, volume, pixel, snr, mask_diameter_angstrom) -> float:
+    """σ for ``snr`` measured on ``clean`` inside the particle disc."""
     diameter = mask_diameter_angstrom or particle_diameter_angstrom(
         volume, pixel_size_angstrom=pixel
     )
-    mask = circular_mask(prepared.size, diameter_px=diameter / pixel, device=clean.device)
+    mask = circular_mask(clean.shape[-1], diameter_px=diameter / pixel, device=clean.device)
     return noise_std_for_snr(clean, snr=snr, mask=mask)
 
 
@@ -811,13 +830,9 @@ def _simulate_multislice(
     noise_std, clean0 = None, None
     if snr is not None:
         clean0 = clean_images(0, _block_parameters(distributions, seed, 0), False)
-        diameter = mask_diameter_angstrom or particle_diameter_angstrom(
-            volume, pixel_size_angstrom=pixel_size_angstrom
+        noise_std = _masked_noise_std(
+            clean0, volume, pixel_size_angstrom, snr, mask_diameter_angstrom
         )
-        mask = circular_mask(
-            volume.shape[-1], diameter_px=diameter / pixel_size_angstrom, device=device
-        )
-        noise_std = noise_std_for_snr(clean0, snr=snr, mask=mask)
     contrast_per_unit = _contrast_per_unit(
         distributions.voltage_kv, distributions.amplitude_contrast, pixel_size_angstrom
     )
