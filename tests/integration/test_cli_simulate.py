@@ -204,7 +204,7 @@ def test_model_input(tmp_path):
         (["--n", "0"], "at least 1"),
         (["--n", "5", "--snr", "1", "--dose", "10"], "not both"),
         (["--n", "5", "--box", "10"], "box needed is at least"),
-        (["--n", "5", "--views", "spiral"], "expected uniform"),
+        (["--n", "5", "--views", "spiral"], "expected 'uniform'"),
         (["--n", "5", "--views", "vmf:abc"], "needs a number"),
         (["--n", "5", "--views", "star:/nonexistent.star"], "not found"),
         (["--n", "5", "--defocus-min-um", "3", "--defocus-max-um", "1"], "min"),

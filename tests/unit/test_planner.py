@@ -5,7 +5,12 @@ import math
 import pytest
 import torch
 
-from cryoglass.simulate.distributions import TopSideViews, VonMisesFisherViews
+from cryoglass.simulate.distributions import (
+    TopSideViews,
+    TopUniformViews,
+    VonMisesFisherViews,
+    top_uniform_orientations,
+)
 from cryoglass.validate import (
     SSNRModel,
     icosphere,
@@ -104,7 +109,8 @@ def test_tilt_scan_prefers_tilt_for_top_views(generator):
 def test_model_parsing_and_bad_input(generator):
     assert orientation_model("vmf:5") == VonMisesFisherViews(kappa=5.0)
     assert orientation_model("topside:0.7") == TopSideViews(top_fraction=0.7)
-    for bad in ("vmf", "topside:2", "gauss:3", "vmf:x"):
+    assert orientation_model("topuniform:0.85") == TopUniformViews(top_fraction=0.85)
+    for bad in ("vmf", "topside:2", "gauss:3", "vmf:x", "topuniform:-1"):
         with pytest.raises(ValueError, match="model"):
             orientation_model(bad)
     d = _dirs("uniform", 100, generator)
@@ -114,3 +120,19 @@ def test_model_parsing_and_bad_input(generator):
         plan_orientations(d, n_particles=100, tilt_deg=10.0)
     with pytest.raises(ValueError, match="shape"):
         plan_orientations(torch.zeros(5, 2), n_particles=100)
+
+
+def test_top_uniform_views_put_the_fraction_near_z(generator):
+    """topuniform:0.85 → ≈ 85 % of projection directions within 12° of ±z, the rest uniform."""
+    euler = top_uniform_orientations(20_000, top_fraction=0.85, generator=generator)
+    d = projection_directions(euler)
+    near = d[:, 2].abs() >= math.cos(math.radians(12))
+    # 0.85 · 0.984 (|N(0, 5°)| < 12°) + 0.15 · (1 − cos 12°) (uniform cap, both poles)
+    expected = 0.85 * math.erf(12 / (5 * math.sqrt(2))) + 0.15 * (1 - math.cos(math.radians(12)))
+    assert float(near.double().mean()) == pytest.approx(expected, abs=0.01)
+    uniform = projection_directions(
+        top_uniform_orientations(20_000, top_fraction=0.0, generator=generator)
+    )
+    assert float(uniform[:, 2].square().mean()) == pytest.approx(1 / 3, abs=0.01)  # E[z²] = ⅓
+    with pytest.raises(ValueError, match="top_fraction"):
+        top_uniform_orientations(3, top_fraction=1.5, generator=generator)

@@ -1,4 +1,8 @@
-"""Planner predictions vs simulate → reconstruct → 3DFSC (48³, 3000 particles per dataset)."""
+"""3DFSC of reconstructed half maps, and the planner's predictions for the same poses.
+
+simulate → reconstruct (half sets) → 3DFSC at 48³, 3000 particles per dataset, SNR 0.05 (low
+enough that the directional FSCs fall off inside the band instead of all reaching Nyquist).
+"""
 
 import math
 
@@ -25,7 +29,7 @@ def _measure(volume, spec):
             volume,
             n=N,
             pixel_size_angstrom=PIXEL,
-            snr=0.3,
+            snr=0.05,
             seed=3,
             chunk_size=N,
             distributions=ParticleDistributions(
@@ -55,28 +59,48 @@ def _angle(a, b):
     return math.degrees(math.acos(min(1.0, abs(float((a * b).sum())))))
 
 
-@pytest.mark.slow
-def test_planner_agrees_with_simulated_3dfsc():
+Z = torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64)
+
+
+@pytest.fixture(scope="module")
+def runs():
+    """Measured 3DFSC and planner prediction for uniform and top-view-dominated poses."""
     g = torch.Generator().manual_seed(0)
-    centres = (torch.rand(600, 3, generator=g, dtype=torch.float64) - 0.5) * 40.0
+    centres = (torch.rand(600, 3, generator=g, dtype=torch.float64) - 0.5) * (0.6 * BOX * PIXEL)
     volume = gaussian_map(
         centres, shape=(BOX,) * 3, pixel_size_angstrom=PIXEL, sigma_angstrom=2.0
     ).float()
-    measured, predicted = {}, {}
-    for spec in ("uniform", "topside:0.9"):
-        measured[spec], euler = _measure(volume, spec)
-        predicted[spec] = plan_orientations(
+    out = {}
+    for spec in ("uniform", "topuniform:0.85"):
+        measured, euler = _measure(volume, spec)
+        predicted = plan_orientations(
             projection_directions(euler), n_particles=N, box_size=BOX, pixel_size_angstrom=PIXEL
         )
-    top_m, top_p = measured["topside:0.9"], predicted["topside:0.9"]
-    # predicted worst direction: the unsampled kz cone
-    assert _angle(top_p.worst_direction, torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64)) < 30
-    # NOTE: the measured worst direction is NOT z here: the Wiener-regularised reconstruction
-    # sets unsampled voxels to ~0 in both halves, so they drop out of the cone sums and the
-    # FSC along z stays high (the blind spot SCF* was made for).  Open point, see the report.
-    assert (measured["uniform"].sphericity > top_m.sphericity) == (
-        predicted["uniform"].sphericity > top_p.sphericity
-    )
-    assert measured["uniform"].sphericity - top_m.sphericity > 0.03
-    assert top_p.global_resolution_angstrom > predicted["uniform"].global_resolution_angstrom
-    assert top_m.global_resolution_angstrom > measured["uniform"].global_resolution_angstrom
+        out[spec] = (measured, predicted, euler)
+    return out
+
+
+def test_reconstructed_top_view_data_3dfsc(runs):
+    """The issue's test on reconstructed half maps: uniform → sphericity ≥ 0.9; 85 % of views
+    within ~12° of tilt 0 (rest uniform) → sphericity lower by ≥ 0.1, worst direction within
+    30° of z, and a worse global resolution."""
+    uniform, _, _ = runs["uniform"]
+    top, _, euler = runs["topuniform:0.85"]
+    tilt = euler[:, 1]
+    near_top = torch.minimum(tilt, 180 - tilt) < 12
+    assert 0.8 < float(near_top.double().mean()) < 0.9
+    print("sphericity uniform", uniform.sphericity, "top", top.sphericity, top.worst_direction)
+    assert uniform.sphericity >= 0.9
+    assert uniform.sphericity - top.sphericity >= 0.1
+    assert _angle(top.worst_direction, Z) < 30
+    assert _angle(top.best_direction, Z) > 60  # best in the xy plane the top views fill
+    assert top.global_resolution_angstrom > uniform.global_resolution_angstrom
+
+
+def test_planner_agrees_with_simulated_3dfsc(runs):
+    """The planner's predictions for the same poses point the same way as the measurement."""
+    (um, up, _), (tm, tp, _) = runs["uniform"], runs["topuniform:0.85"]
+    assert _angle(tp.worst_direction, Z) < 30
+    assert _angle(tp.worst_direction, tm.worst_direction) < 30
+    assert up.sphericity > tp.sphericity and um.sphericity > tm.sphericity
+    assert tp.global_resolution_angstrom > up.global_resolution_angstrom

@@ -41,7 +41,12 @@ def main(
         None, help="Particles with angles (.star or .cs) whose distribution is planned."
     ),
     model: str | None = typer.Option(
-        None, "--model", help="Named distribution instead of a file: vmf:KAPPA or topside:FRACTION."
+        None,
+        "--model",
+        help=(
+            "Named distribution instead of a file: vmf:KAPPA, topside:FRACTION or "
+            "topuniform:FRACTION."
+        ),
     ),
     n_particles: int = typer.Option(
         ..., "--n-particles", help="Particles to plan for (both halves)."
@@ -88,7 +93,7 @@ def main(
     )
 
     if (star is None) == (model is None):
-        fail("give either a STAR file or --model (vmf:KAPPA or topside:FRACTION), not both")
+        fail("give either a STAR file or --model (vmf:KAPPA, topside:F, topuniform:F), not both")
     if n_particles < 2:
         fail(f"--n-particles must be >= 2, got {n_particles}")
     if box_size < 8 or not apix > 0:

@@ -16,30 +16,11 @@ _FIGURES = ("examples.png", "spectra.png", "orientations.png")
 
 
 def _parse_views(text: str):
-    """``uniform`` | ``vmf:KAPPA`` | ``topside:FRACTION`` | ``star:FILE`` → a views object."""
-    from cryoglass.simulate.distributions import (
-        ResampledViews,
-        TopSideViews,
-        UniformViews,
-        VonMisesFisherViews,
-    )
+    """``uniform`` | ``vmf:KAPPA`` | ``topside:F`` | ``topuniform:F`` | ``star:FILE`` → views."""
+    from cryoglass.simulate.distributions import ResampledViews
+    from cryoglass.validate.planner import orientation_model
 
     kind, _, value = text.partition(":")
-    try:
-        if kind == "uniform" and not value:
-            return UniformViews()
-        if kind == "vmf":
-            kappa = float(value)
-            if not kappa >= 0:
-                raise ValueError
-            return VonMisesFisherViews(kappa=kappa)
-        if kind == "topside":
-            fraction = float(value)
-            if not 0 <= fraction <= 1:
-                raise ValueError
-            return TopSideViews(top_fraction=fraction)
-    except ValueError:
-        fail(f"--views {text}: {kind} needs a number (vmf:KAPPA ≥ 0, topside:FRACTION in [0, 1])")
     if kind == "star" and value:
         from cryoglass.io import read_particles
 
@@ -53,7 +34,10 @@ def _parse_views(text: str):
         if particles.euler_deg is None:
             fail(f"--views {text}: {path} has no rlnAngleRot/Tilt/Psi columns")
         return ResampledViews(euler_deg=particles.euler_deg)
-    fail(f"--views {text}: expected uniform, vmf:KAPPA, topside:FRACTION or star:FILE")
+    try:
+        return orientation_model(text)
+    except ValueError as error:
+        fail(f"--views {text}: {error} (or star:FILE)")
 
 
 def _check_out(out: Path, inputs: list[Path], overwrite: bool) -> None:
@@ -428,7 +412,9 @@ def main(
         0.0, "--bfactor-max-a2", help="Per-particle CTF B-factor uniform in [0, this] [Å²]."
     ),
     views: str = typer.Option(
-        "uniform", "--views", help="uniform | vmf:KAPPA | topside:FRACTION | star:FILE."
+        "uniform",
+        "--views",
+        help="uniform | vmf:KAPPA | topside:FRACTION | topuniform:FRACTION | star:FILE.",
     ),
     voltage_kv: float = typer.Option(300.0, "--voltage-kv", help="Voltage [kV]."),
     cs_mm: float = typer.Option(2.7, "--cs-mm", help="Spherical aberration [mm]."),

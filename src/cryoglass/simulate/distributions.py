@@ -41,6 +41,7 @@ from cryoglass.geometry.rotations import random_rotations
 __all__ = [
     "ResampledViews",
     "TopSideViews",
+    "TopUniformViews",
     "UniformViews",
     "VonMisesFisherViews",
     "direction_to_euler",
@@ -50,6 +51,7 @@ __all__ = [
     "random_shifts",
     "resample_orientations",
     "top_side_orientations",
+    "top_uniform_orientations",
     "uniform_orientations",
     "viewing_direction",
     "vmf_directions",
@@ -270,6 +272,41 @@ def top_side_orientations(
     return torch.stack((rot, tilt, psi), dim=-1)
 
 
+def top_uniform_orientations(
+    n: int, *, top_fraction: float, generator: torch.Generator, jitter_deg: float = 5.0
+) -> torch.Tensor:
+    """Top-view-dominated data: top views (near the map's z axis), the rest uniform on SO(3).
+
+    The usual shape of a preferred-orientation problem (a particle lying flat on the air-water
+    interface, plus a minority of random views): with ``top_fraction = 0.85`` and the default
+    jitter, 85 % of the particles lie within ~12° of tilt 0.
+
+    Parameters
+    ----------
+    n : int
+    top_fraction : float
+        Probability in [0, 1] that a particle is a top view.
+    generator : torch.Generator
+    jitter_deg : float
+        Top views: tilt = |𝒩(0, jitter_deg)| (98 % within 12° for 5°).
+
+    Returns
+    -------
+    Tensor, float64, shape (n, 3)
+        RELION (rot, tilt, psi) [degrees]; rot and psi uniform for the top views.
+    """
+    if not 0.0 <= top_fraction <= 1.0:
+        raise ValueError(f"top_fraction must be in [0, 1], got {top_fraction}")
+    if jitter_deg < 0:
+        raise ValueError(f"jitter_deg must be >= 0, got {jitter_deg}")
+    is_top = torch.rand(n, generator=generator, dtype=_F64) < top_fraction
+    tilt = (jitter_deg * torch.randn(n, generator=generator, dtype=_F64)).abs().clamp(max=180.0)
+    rot = _uniform(n, -180.0, 180.0, generator)
+    psi = _uniform(n, -180.0, 180.0, generator)
+    top = torch.stack((rot, tilt, psi), dim=-1)
+    return torch.where(is_top[:, None], top, uniform_orientations(n, generator=generator))
+
+
 def resample_orientations(
     euler_deg: torch.Tensor, n: int, *, generator: torch.Generator
 ) -> torch.Tensor:
@@ -326,6 +363,20 @@ class TopSideViews:
     def sample(self, n: int, *, generator: torch.Generator) -> torch.Tensor:
         """(n, 3) RELION Euler angles [degrees]."""
         return top_side_orientations(
+            n, top_fraction=self.top_fraction, jitter_deg=self.jitter_deg, generator=generator
+        )
+
+
+@dataclass(frozen=True)
+class TopUniformViews:
+    """Top views plus uniform views (:func:`top_uniform_orientations`)."""
+
+    top_fraction: float
+    jitter_deg: float = 5.0
+
+    def sample(self, n: int, *, generator: torch.Generator) -> torch.Tensor:
+        """(n, 3) RELION Euler angles [degrees]."""
+        return top_uniform_orientations(
             n, top_fraction=self.top_fraction, jitter_deg=self.jitter_deg, generator=generator
         )
 

@@ -75,7 +75,12 @@ from dataclasses import dataclass
 
 import torch
 
-from cryoglass.simulate.distributions import TopSideViews, UniformViews, VonMisesFisherViews
+from cryoglass.simulate.distributions import (
+    TopSideViews,
+    TopUniformViews,
+    UniformViews,
+    VonMisesFisherViews,
+)
 from cryoglass.validate.fsc3d import (
     MIN_CONE_VOXELS,
     crossing_shell,
@@ -231,13 +236,18 @@ class SSNRModel:
 
 
 def orientation_model(spec: str):
-    """Views of a named model: ``"uniform"``, ``"vmf:KAPPA"`` or ``"topside:FRACTION"``.
+    """Views of a named model.
+
+    ``"uniform"``; ``"vmf:KAPPA"`` (von Mises–Fisher around z); ``"topside:FRACTION"`` (top
+    views, the rest side views); ``"topuniform:FRACTION"`` (top views, the rest uniform: the
+    usual preferred-orientation case, e.g. ``topuniform:0.85`` puts 85 % within ~12° of z).
 
     Returns
     -------
-    UniformViews, VonMisesFisherViews or TopSideViews
+    UniformViews, VonMisesFisherViews, TopSideViews or TopUniformViews
         :mod:`cryoglass.simulate.distributions` (``.sample(n, generator=)`` gives poses).
     """
+    expected = "expected 'uniform', 'vmf:KAPPA', 'topside:FRACTION' or 'topuniform:FRACTION'"
     name, _, value = spec.strip().partition(":")
     name = name.lower()
     if name == "uniform" and not value:
@@ -245,18 +255,18 @@ def orientation_model(spec: str):
     try:
         number = float(value)
     except ValueError:
-        raise ValueError(
-            f"model {spec!r}: expected 'uniform', 'vmf:KAPPA' or 'topside:FRACTION'"
-        ) from None
+        what = f"{name} needs a number; " if name in ("vmf", "topside", "topuniform") else ""
+        raise ValueError(f"model {spec!r}: {what}{expected}") from None
     if name == "vmf":
         if not number >= 0:
             raise ValueError(f"model {spec!r}: KAPPA must be >= 0")
         return VonMisesFisherViews(kappa=number)
-    if name == "topside":
+    if name in ("topside", "topuniform"):
         if not 0.0 <= number <= 1.0:
             raise ValueError(f"model {spec!r}: FRACTION must be in [0, 1]")
-        return TopSideViews(top_fraction=number)
-    raise ValueError(f"model {spec!r}: expected 'uniform', 'vmf:KAPPA' or 'topside:FRACTION'")
+        views = TopSideViews if name == "topside" else TopUniformViews
+        return views(top_fraction=number)
+    raise ValueError(f"model {spec!r}: {expected}")
 
 
 def shell_sampling(
