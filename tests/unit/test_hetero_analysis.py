@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 import torch
 
@@ -112,12 +114,18 @@ def test_graph_traversal_disconnected_is_explained(generator):
         graph_traversal(z, [0, 1], k=2)
 
 
-def test_umap_missing_or_working(generator):
-    z, _ = _two_clusters(generator, n=60)
-    try:
-        import umap  # noqa: F401
-    except ImportError:
-        with pytest.raises(ImportError, match="umap-learn"):
-            umap_embedding(z)
-    else:
-        assert umap_embedding(z).shape == (60, 2)
+def test_umap_separates_two_clusters(generator):
+    """umap-learn is a dev dependency: the embedding must keep two clusters apart."""
+    z, truth = _two_clusters(generator, n=60)
+    embedding = umap_embedding(z)
+    assert embedding.shape == (60, 2) and torch.isfinite(embedding).all()
+    labels, _ = kmeans(embedding, 2)
+    assert adjusted_rand_index(labels, truth) == pytest.approx(1.0)
+    assert torch.equal(umap_embedding(z), embedding)  # seeded
+
+
+def test_umap_missing_is_explained(generator, monkeypatch):
+    monkeypatch.setitem(sys.modules, "umap", None)  # as if umap-learn were not installed
+    z, _ = _two_clusters(generator, n=20)
+    with pytest.raises(ImportError, match="umap-learn"):
+        umap_embedding(z)

@@ -305,15 +305,20 @@ def umap_embedding(latents: torch.Tensor, *, seed: int = 0) -> torch.Tensor:
     ImportError
         With an explanation when ``umap-learn`` is not installed.
     """
+    import warnings
+
     try:
-        import umap  # type: ignore[import-not-found]
+        with warnings.catch_warnings():  # "Tensorflow not installed; ParametricUMAP ..."
+            warnings.simplefilter("ignore", ImportWarning)
+            import umap  # type: ignore[import-not-found]
     except ImportError as error:
         raise ImportError(
-            "UMAP needs the optional package umap-learn (pip install umap-learn); "
-            "PCA plots are made without it"
+            "UMAP needs the optional package umap-learn (pip install 'cryoglass[umap]' or "
+            "pip install umap-learn); PCA plots are made without it"
         ) from error
     z = torch.as_tensor(latents, dtype=torch.float64).numpy()
-    reducer = umap.UMAP(n_components=2, random_state=seed)
+    # n_jobs=1: a fixed random_state makes UMAP single-threaded anyway (and warn otherwise)
+    reducer = umap.UMAP(n_components=2, random_state=seed, n_jobs=1)
     return torch.as_tensor(reducer.fit_transform(z), dtype=torch.float64)
 
 
