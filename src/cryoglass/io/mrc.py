@@ -142,7 +142,7 @@ def _check_mode(path: Path, mode: int) -> None:
         raise ValueError(f"{path}: unsupported MRC mode {mode}")
 
 
-def _is_volume_stack(path: Path, mrc: mrcfile.mrcfile.MrcFile) -> bool:
+def _is_image_stack(path: Path, mrc: mrcfile.mrcfile.MrcFile) -> bool:
     """Whether 3D data are a stack of images (``ispg = 0``) rather than a volume.
 
     RELION 3.1 writes its *maps* (relion_reconstruct, relion_refine) with ``ispg = 0`` too, and
@@ -181,7 +181,7 @@ def _header_info(path: Path, mrc: mrcfile.mrcfile.MrcFile, shape: tuple[int, ...
         dmax=float(header.dmax),
         dmean=float(header.dmean),
         rms=float(header.rms),
-        is_stack=bool(_is_volume_stack(path, mrc) or mrc.is_single_image()),
+        is_stack=bool(_is_image_stack(path, mrc) or mrc.is_single_image()),
     )
 
 
@@ -231,14 +231,14 @@ def read_mrc(path: str | os.PathLike) -> tuple[torch.Tensor, MRCHeaderInfo]:
     Notes
     -----
     Stacks (``ispg = 0``) are never permuted: their third axis counts images.  RELION's maps
-    (``.mrc`` with ``ispg = 0`` and ``mz = nz``) are volumes (:func:`_is_volume_stack`).
+    (``.mrc`` with ``ispg = 0`` and ``mz = nz``) are volumes (:func:`_is_image_stack`).
     """
     path = Path(path)
     with _open(path, mmap=False) as mrc:
         _check_mode(path, int(mrc.header.mode))
         array = mrc.data
         axis_order = (int(mrc.header.mapc), int(mrc.header.mapr), int(mrc.header.maps))
-        if array.ndim == 3 and axis_order != (1, 2, 3) and not _is_volume_stack(path, mrc):
+        if array.ndim == 3 and axis_order != (1, 2, 3) and not _is_image_stack(path, mrc):
             array = np.transpose(array, _zyx_permutation(path, axis_order))
         data = _to_float_tensor(path, array)
         info = _header_info(path, mrc, tuple(data.shape))
@@ -252,7 +252,7 @@ def read_mrc_header(path: str | os.PathLike) -> MRCHeaderInfo:
         _check_mode(path, int(mrc.header.mode))
         shape = tuple(int(s) for s in mrc.data.shape)
         axis_order = (int(mrc.header.mapc), int(mrc.header.mapr), int(mrc.header.maps))
-        if len(shape) == 3 and axis_order != (1, 2, 3) and not _is_volume_stack(path, mrc):
+        if len(shape) == 3 and axis_order != (1, 2, 3) and not _is_image_stack(path, mrc):
             shape = tuple(shape[i] for i in _zyx_permutation(path, axis_order))
         return _header_info(path, mrc, shape)
 
