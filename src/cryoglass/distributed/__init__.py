@@ -1,8 +1,9 @@
 """Dask-distributed, out-of-core jobs: reconstruct, simulate and 2D classification on a cluster.
 
 A job is cut into chunks of particles; each chunk is one Dask task that reads its images
-lazily from shared storage (memory-mapped MRC) and returns partial sums; the client adds the
-partial sums as they arrive (:mod:`~cryoglass.distributed.reduce`), which gives the
+lazily from shared storage (memory-mapped MRC) and returns partial sums, which are added — on
+the workers, in one chain of tasks per worker thread, for the large sums of reconstruct; on the
+client as they arrive otherwise (:mod:`~cryoglass.distributed.reduce`) — which gives the
 single-process result whatever the chunking or the number of workers.
 
 * :mod:`~cryoglass.distributed.cluster` — ``open_client(workers=N | scheduler=ADDRESS)``,
@@ -12,8 +13,9 @@ single-process result whatever the chunking or the number of workers.
   the slow glibc setting Dask's nanny gives its workers).
 * :mod:`~cryoglass.distributed.reduce` — ``add_sums``, checkpoints.
 * :mod:`~cryoglass.distributed.jobs` — ``run_chunks`` (submit, reduce as completed,
-  checkpoint) and the jobs ``reconstruct_sums``, ``simulate_stack``, ``stack_sums``,
-  ``class2d_iteration`` (E-step on the workers, M-step on the client).
+  checkpoint), ``run_lanes`` (the same, summed on the workers) and the jobs
+  ``reconstruct_sums``, ``simulate_stack``, ``stack_sums``, ``class2d_iteration``
+  (E-step on the workers, M-step on the client).
 
 This is an orchestration layer (like ``cli/``): it takes file paths because workers must open
 the files themselves; the science stays in :mod:`cryoglass.reconstruct` and friends.
@@ -27,6 +29,7 @@ from cryoglass.distributed.jobs import (
     class2d_iteration,
     reconstruct_sums,
     run_chunks,
+    run_lanes,
     simulate_stack,
     stack_sums,
 )
@@ -85,6 +88,7 @@ __all__ = [
     "reconstruct_chunk",
     "reconstruct_sums",
     "run_chunks",
+    "run_lanes",
     "save_checkpoint",
     "simulate_blocks",
     "simulate_chunk",

@@ -91,42 +91,76 @@ def _table_points(
     return px.abs(), py * sign + centre, pz * sign + centre, sign
 
 
-def _corners(
-    x: torch.Tensor,
-    y: torch.Tensor,
-    z: torch.Tensor,
-    shape: tuple[int, int, int],
-    interpolation: str,
-):
-    """Flat indices and weights of every interpolation corner of the points.
+#: Points splatted per ``index_add_`` call on the CPU: their 8 corners' indices, weights and
+#: values (≈ 1.5 MB) stay in the core's L2 cache, and since the points are sorted by table
+#: position each call writes one short run of the table's memory.
+_SPLAT_BLOCK = 16384
+_CORNERS = tuple((dz, dy, dx) for dz in (0, 1) for dy in (0, 1) for dx in (0, 1))
 
-    Returns ``order`` (the permutation applied to the points, or None) and a list of
-    ``(flat_index, weight)`` pairs, each (n,): one pair with weight ``None`` (= 1) for nearest,
-    8 pairs ``(dz, dy, dx)`` with weights ``(1−f or f)`` per axis for linear.  A loop over the 8
-    corners (not over particles) keeps every array 1-D and contiguous; on the CPU the points are
-    sorted by their table position first, so that the scatter walks memory in order (about 3×
-    faster than random order for a table much larger than the cache).
+
+def _sorted_cells(
+    x: torch.Tensor, y: torch.Tensor, z: torch.Tensor, shape: tuple[int, int, int]
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+    """Flat index of each point's lower corner cell and its fractional offsets.
+
+    Returns ``base`` (n,), ``order`` (the permutation applied to the points, or None) and
+    ``frac`` (3, n) = ``(f_z, f_y, f_x)`` in ``[0, 1)``.  On the CPU the points are sorted by
+    ``base`` so that the scatter walks the table in memory order (about 3× faster than random
+    order for a table much larger than the cache).
     """
     _, height, width = shape
     x, y, z = x.reshape(-1), y.reshape(-1), z.reshape(-1)
-    if interpolation == "nearest":
-        xi, yi, zi = (torch.round(c).long() for c in (x, y, z))
-        return None, [((zi * height + yi) * width + xi, None)]
     itype = torch.int32 if (shape[0] + 1) * height * width < 2**31 - 1 else torch.int64
     xi, yi, zi = x.to(itype), y.to(itype), z.to(itype)  # coordinates >= 0: truncation is floor
-    fx, fy, fz = x - xi, y - yi, z - zi
     base = (zi * height + yi) * width + xi
+    frac = torch.stack((z - zi, y - yi, x - xi))
     order = None
     if base.device.type == "cpu":
         base, order = torch.sort(base)
-        fx, fy, fz = (t.index_select(0, order) for t in (fx, fy, fz))
-    corners = []
-    for dz, wz in ((0, 1 - fz), (1, fz)):
-        for dy, wy in ((0, 1 - fy), (1, fy)):
-            wzy = wz * wy
-            for dx, wx in ((0, 1 - fx), (1, fx)):
-                corners.append((base + ((dz * height + dy) * width + dx), wzy * wx))
-    return order, corners
+        frac = frac.index_select(1, order)
+    return base, order, frac
+
+
+def _splat_linear(
+    data_flat: torch.Tensor,
+    weight_flat: torch.Tensor | None,
+    base: torch.Tensor,
+    frac: torch.Tensor,
+    values: torch.Tensor,
+    point_weight: torch.Tensor | None,
+    shape: tuple[int, int, int],
+) -> None:
+    r"""Add every point to its 8 trilinear corners: ``T[c] += w_c v``, ``W[c] += w_c ω``.
+
+    ``w_c = Π_d (1 − f_d \text{ or } f_d)`` for corner ``c = (d_z, d_y, d_x) ∈ {0, 1}³``.
+    All 8 corners of a block of points go into one ``index_add_`` (one pass over the block's
+    part of the table instead of eight); blocks of :data:`_SPLAT_BLOCK` points on the CPU, all
+    points at once elsewhere.
+    """
+    _, height, width = shape
+    offsets = torch.tensor(
+        [(dz * height + dy) * width + dx for dz, dy, dx in _CORNERS],
+        dtype=base.dtype,
+        device=base.device,
+    )
+    count = base.shape[0]
+    block = _SPLAT_BLOCK if base.device.type == "cpu" else max(count, 1)
+    real = values.real.dtype
+    for start in range(0, count, block):
+        rows = slice(start, start + block)
+        (fz, fy, fx), b = frac[:, rows], min(block, count - start)
+        wx = (1 - fx, fx)
+        w = torch.empty((8, b), dtype=frac.dtype, device=frac.device)  # corner-major rows
+        for c, (dz, dy) in enumerate(((0, 0), (0, 1), (1, 0), (1, 1))):
+            wzy = (fz if dz else 1 - fz) * (fy if dy else 1 - fy)
+            torch.mul(wzy, wx[0], out=w[2 * c])
+            torch.mul(wzy, wx[1], out=w[2 * c + 1])
+        index = (offsets[:, None] + base[None, rows]).reshape(-1)
+        data_flat.index_add_(0, index, (values[None, rows] * w.to(real)).reshape(-1))
+        if weight_flat is not None:
+            if point_weight is not None:
+                w *= point_weight[None, rows]
+            weight_flat.index_add_(0, index, w.reshape(-1).to(weight_flat.dtype))
 
 
 def insert_values(
@@ -173,21 +207,19 @@ def insert_values(
     data_flat = data.view(-1)
     weight_flat = None if weight is None else weight.view(-1)
     point_weight = None if ctf_squared is None else ctf_squared.reshape(-1).to(k.dtype)
-    order, corners = _corners(x, y, z, tuple(data.shape), interpolation)
+    if interpolation == "nearest":
+        xi, yi, zi = (torch.round(c).long().reshape(-1) for c in (x, y, z))
+        index = (zi * data.shape[1] + yi) * data.shape[2] + xi
+        data_flat.index_add_(0, index, values)
+        if weight_flat is not None:
+            w = torch.ones_like(values.real) if point_weight is None else point_weight
+            weight_flat.index_add_(0, index, w.to(weight_flat.dtype))
+        return
+    base, order, frac = _sorted_cells(x, y, z, tuple(data.shape))
     if order is not None:
         values = values.index_select(0, order)
         point_weight = None if point_weight is None else point_weight.index_select(0, order)
-    for index, corner_weight in corners:
-        if corner_weight is None:  # nearest neighbour: weight 1
-            data_flat.index_add_(0, index, values)
-            if weight_flat is not None:
-                w = torch.ones_like(x).reshape(-1) if point_weight is None else point_weight
-                weight_flat.index_add_(0, index, w.to(weight_flat.dtype))
-            continue
-        data_flat.index_add_(0, index, values * corner_weight.to(values.real.dtype))
-        if weight_flat is not None:
-            w = corner_weight if point_weight is None else corner_weight * point_weight
-            weight_flat.index_add_(0, index, w.to(weight_flat.dtype))
+    _splat_linear(data_flat, weight_flat, base, frac, values, point_weight, tuple(data.shape))
 
 
 def insert_slices(
