@@ -67,6 +67,7 @@ def run_cryodrgn(
     threads: int,
     layers: int = 3,
     lr: float | None = None,
+    seed: int = 0,
 ) -> tuple[float, np.ndarray]:
     """Wall time per epoch (start-up included) and the last epoch's latents of train_vae."""
     out = folder / f"drgn_{dims or 'default'}"
@@ -84,6 +85,8 @@ def run_cryodrgn(
         str(epochs),
         "-o",
         str(out),
+        "--seed",
+        str(seed),
     ]
     if dims:
         args += [
@@ -109,6 +112,10 @@ def run_cryodrgn(
         raise RuntimeError(proc.stderr[-2000:])
     with open(out / "z.pkl", "rb") as handle:  # cryoDRGN 4: the final epoch's latents
         z = pickle.load(handle)
+    run_cryodrgn.per_epoch = []  # latents of earlier epochs (z.E.pkl, 0-based E), in order
+    for path in sorted(out.glob("z.*.pkl"), key=lambda p: int(p.name.split(".")[1])):
+        with open(path, "rb") as handle:
+            run_cryodrgn.per_epoch.append(pickle.load(handle))
     # its log: "# =====> Epoch: k ... Finished in H:MM:SS.ffffff" (training pass only, as ours)
     epoch_seconds = [
         sum(float(x) * 60**i for i, x in enumerate(reversed(m.split(":"))))
@@ -124,8 +131,11 @@ def log_text(out: Path) -> str:
     return path.read_text() if path.is_file() else ""
 
 
-def nma_dataset(n: int):
-    """Adenylate kinase along ANM mode 1 (as tests/unit/test_hetero_vae.py), 24² at 3.5 Å."""
+def nma_dataset(n: int, size: int = 24):
+    """Adenylate kinase along ANM mode 1 (as tests/unit/test_hetero_vae.py), 84 Å box.
+
+    ``size`` 24 is the test's 24² at 3.5 Å; other sizes sample the same box more finely.
+    """
     from cryoglass.io import read_structure
     from cryoglass.nma import amplitude_for_rmsd, anm, extend_modes, heterogeneous_dataset
 
@@ -141,7 +151,7 @@ def nma_dataset(n: int):
     modes = anm(atoms.coordinates_angstrom[ca], n_modes=1)
     vectors = extend_modes(modes.eigenvectors[:, :1], torch.tensor([node[k] for k in keys]))
     g = torch.Generator().manual_seed(0)
-    d, px = 24, 3.5
+    d, px = size, 3.5 * 24 / size
     largest = amplitude_for_rmsd(5.0, len(ca))
     amplitudes = largest * (2 * torch.rand(n, 1, generator=g, dtype=torch.float64) - 1)
     data = heterogeneous_dataset(
@@ -163,7 +173,8 @@ def nma_dataset(n: int):
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, default=1000)
-    parser.add_argument("--size", type=int, default=64)
+    parser.add_argument("--size", type=int, default=None, help="default 64 (blobs), 24 (nma)")
+    parser.add_argument("--seed", type=int, default=0, help="network seed of both programs")
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--zdim", type=int, default=8)
@@ -174,13 +185,14 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=1e-4)
     a = parser.parse_args()
     torch.set_num_threads(a.threads)
+    a.size = a.size or (24 if a.dataset == "nma" else 64)
     print(
         f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
         f"torch {torch.__version__}, threads {torch.get_num_threads()}, "
         f"loadavg {open('/proc/loadavg').read().split()[:3]}"
     )
     if a.dataset == "nma":
-        images, euler, shifts, ctf, amp, d, px = nma_dataset(a.n)
+        images, euler, shifts, ctf, amp, d, px = nma_dataset(a.n, a.size)
     else:
         d, px, g = a.size, 3.0, torch.Generator().manual_seed(0)
         model = blob_model(radius_angstrom=0.3 * d * px, sigma_angstrom=2 * px, generator=g)
@@ -216,16 +228,18 @@ def main() -> None:
             enc_layers=a.layers,
             dec_layers=a.layers,
         )
-        vae = build_model(config, seed=0)
+        vae = build_model(config, seed=a.seed)
         latents = []
         history = fit(
             vae,
             data,
-            config=TrainConfig(epochs=a.epochs, learning_rate=a.lr),
+            config=TrainConfig(epochs=a.epochs, learning_rate=a.lr, seed=a.seed),
             on_epoch_end=lambda stats, z: latents.append(z.numpy()),
         )
         ours = float(np.mean([h["seconds"] for h in history]))
         rho_ours = pc1_correlation(latents[-1], amp.numpy())
+        rho_epochs = [round(pc1_correlation(z, amp.numpy()), 3) for z in latents]
+        print(f"  cryoglass |rho| per epoch: {rho_epochs}")
         arch = f"{a.dims}x{a.layers}"
         print(
             f"cryoglass vae ({arch}, batch 8):      {ours:8.2f} s/epoch training pass   "
@@ -241,8 +255,11 @@ def main() -> None:
                 threads=a.threads,
                 layers=a.layers,
                 lr=a.lr,
+                seed=a.seed,
             )
             rho_same = pc1_correlation(z_same, amp.numpy())
+            rho_epochs = [pc1_correlation(z, amp.numpy()) for z in run_cryodrgn.per_epoch]
+            print(f"  cryoDRGN |rho| per epoch: {[round(r, 3) for r in rho_epochs]}")
             print(
                 f"cryodrgn train_vae ({arch}, batch 8): {t_same:8.2f} s/epoch wall (start-up "
                 f"included), {train_same:.2f} s/epoch training pass (its log)   "
@@ -251,7 +268,7 @@ def main() -> None:
             )
             if not a.skip_default:
                 t_def, _, z_def = run_cryodrgn(
-                    folder, epochs=1, zdim=a.zdim, dims=None, threads=a.threads
+                    folder, epochs=1, zdim=a.zdim, dims=None, threads=a.threads, seed=a.seed
                 )
                 rho_def = pc1_correlation(z_def, amp.numpy())
                 print(

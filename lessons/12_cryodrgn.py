@@ -103,7 +103,7 @@ for ax, k in zip(axes, [int(torch.nonzero(state == 0)[0]), int(torch.nonzero(sta
 # modules *is* the schematic:
 
 # %%
-config = VAEConfig(image_size=D, zdim=2, enc_dim=64, dec_dim=64, enc_layers=2, dec_layers=2)
+config = VAEConfig(image_size=D, zdim=2, enc_dim=64, dec_dim=64, enc_layers=1, dec_layers=1)
 model = build_model(config, seed=0)
 print(model)
 for name, part in (("encoder", model.encoder), ("decoder", model.decoder)):

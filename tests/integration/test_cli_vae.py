@@ -69,7 +69,7 @@ def _run(args):
     return runner.invoke(app, [str(a) for a in args])
 
 
-ARCH = ["--enc-dim", 16, "--dec-dim", 32, "--enc-layers", 2, "--dec-layers", 2, "--zdim", 2]
+ARCH = ["--enc-dim", 16, "--dec-dim", 32, "--enc-layers", 1, "--dec-layers", 1, "--zdim", 2]
 
 
 def test_train_continue_analyze_volumes_traverse_select(dataset, tmp_path):

@@ -152,6 +152,30 @@ def test_distributed_equals_single_process(dataset, cluster, n_workers, chunk_si
     _assert_same(accs, _serial(particles, images, labels))
 
 
+def test_lanes_keep_only_their_newest_totals_on_the_workers(dataset, cluster):
+    """Each chain holds at most its newest and running totals: memory does not grow with chunks."""
+    particles, images, labels = dataset
+    client, _ = cluster
+    addresses = sorted(client.scheduler_info()["workers"])[:2]
+
+    def in_memory(dask_scheduler):
+        return sum(ts.state == "memory" for ts in dask_scheduler.tasks.values())
+
+    held = []
+    accs = reconstruct_sums(
+        client,
+        particles,
+        settings=SETTINGS,
+        chunk_size=10,
+        labels=labels,
+        workers=addresses,
+        progress=lambda count: held.append(client.run_on_scheduler(in_memory)),
+    )
+    assert len(held) == 18
+    assert max(held) <= 2 * 2  # two lanes (one per worker thread), ≤ 2 totals each
+    _assert_same(accs, _serial(particles, images, labels))
+
+
 def test_checkpoint_resume_skips_done_chunks(dataset, cluster, tmp_path):
     """Interrupted after two chunks, a rerun in the same work folder computes only the rest."""
     particles, images, labels = dataset

@@ -186,7 +186,7 @@ def test_ctf_at_points_matches_ctf_2d():
 def test_resume_continues_exactly(tmp_path, one_thread):
     particles = _dataset(48, 16, amplitude_scale=0.1, snr=1.0)
     data = _data(particles)
-    config = VAEConfig(image_size=16, zdim=2, enc_dim=32, dec_dim=32, enc_layers=2, dec_layers=2)
+    config = VAEConfig(image_size=16, zdim=2, enc_dim=32, dec_dim=32, enc_layers=1, dec_layers=1)
     train = TrainConfig(epochs=3, batch_size=8, learning_rate=1e-3, seed=5)
     straight = build_model(config, seed=5)
     history = fit(straight, data, config=train)
@@ -240,7 +240,7 @@ def test_zdim0_reconstructs_the_map(one_thread):
     """Homogeneous neural reconstruction from noise-free CTF-filtered images."""
     d, px = 16, 3.0
     particles = _dataset(300, d, amplitude_scale=0.0, snr=None, seed=3)
-    config = VAEConfig(image_size=d, zdim=0, dec_dim=64, dec_layers=3)
+    config = VAEConfig(image_size=d, zdim=0, dec_dim=64, dec_layers=2)
     model = build_model(config, seed=0)
     fit(model, _data(particles), config=TrainConfig(epochs=10, batch_size=8, learning_rate=2e-3))
     volume = generate_volumes(model)[0]
@@ -370,7 +370,7 @@ def test_nma_deformed_dataset_pc1_follows_the_mode_amplitude(shared_data, one_th
     data = ParticleData(
         lambda i: images[i], euler_to_matrix(p.euler_deg).float(), p.shift_angstrom, p.ctf, px, d
     )
-    config = VAEConfig(image_size=d, zdim=1, enc_dim=64, dec_dim=64, enc_layers=2, dec_layers=2)
+    config = VAEConfig(image_size=d, zdim=1, enc_dim=64, dec_dim=64, enc_layers=1, dec_layers=1)
     model = build_model(config, seed=0)
     latents = []
     fit(

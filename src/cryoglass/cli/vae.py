@@ -171,9 +171,13 @@ def train(
     zdim: int | None = typer.Option(None, help="Latent dimension (default 8; 0: homogeneous)."),
     epochs: int = typer.Option(20, "--epochs", "-n", help="Total number of epochs."),
     enc_dim: int | None = typer.Option(None, help="Encoder width (default 256)."),
-    enc_layers: int | None = typer.Option(None, help="Encoder hidden layers (default 3)."),
+    enc_layers: int | None = typer.Option(
+        None, help="Encoder residual layers after the input layer, as cryoDRGN (default 3)."
+    ),
     dec_dim: int | None = typer.Option(None, help="Decoder width (default 256)."),
-    dec_layers: int | None = typer.Option(None, help="Decoder hidden layers (default 3)."),
+    dec_layers: int | None = typer.Option(
+        None, help="Decoder residual layers after the input layer, as cryoDRGN (default 3)."
+    ),
     enc_size: int | None = typer.Option(None, help="Encoder input size [px] (default min(D, 64))."),
     use_ctf: bool = typer.Option(True, "--ctf/--no-ctf", help="Multiply slices by the CTF."),
     batch_size: int = typer.Option(8, help="Images per minibatch."),

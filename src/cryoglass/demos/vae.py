@@ -61,7 +61,7 @@ def run(out: Path, *, seed: int = 0) -> list[Section]:
     rotations = euler_to_matrix(sp.euler_deg).float()
     data = ParticleData(lambda i: images[i], rotations, sp.shift_angstrom, sp.ctf, px, d)
     vae = build_model(
-        VAEConfig(image_size=d, zdim=ZDIM, enc_dim=64, dec_dim=64, enc_layers=2, dec_layers=2),
+        VAEConfig(image_size=d, zdim=ZDIM, enc_dim=64, dec_dim=64, enc_layers=1, dec_layers=1),
         seed=seed,
     )
     latents: list[torch.Tensor] = []

@@ -58,9 +58,10 @@ class VAEConfig:
     enc_size : int
         The encoder sees the re-centred images Fourier-cropped to ``enc_size`` pixels.
     enc_dim, enc_layers : int
-        Width and number of hidden layers of the encoder MLP.
+        Width of the encoder MLP and its number of residual hidden layers after the input
+        layer (cryoDRGN's ``--enc-dim``/``--enc-layers``: same depth for the same numbers).
     dec_dim, dec_layers : int
-        Width and number of hidden layers of the decoder MLP.
+        The same for the decoder MLP.
     n_frequencies : int
         Number of sinusoid frequencies per axis in the positional encoding.
     """
@@ -144,12 +145,17 @@ def hermitian_half(coords: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 class _ResidualMLP(nn.Module):
-    """Linear → ReLU, ``layers`` residual hidden blocks, Linear."""
+    """Linear → ReLU, then ``layers`` residual blocks ``h + ReLU(W h + b)``, then Linear.
+
+    ``layers`` counts the residual hidden blocks after the input layer, as cryoDRGN's
+    ``--enc-layers``/``--dec-layers`` do, so that the same numbers build networks of the same
+    depth and size in both programs.
+    """
 
     def __init__(self, in_dim: int, hidden: int, layers: int, out_dim: int) -> None:
         super().__init__()
         self.inp = nn.Linear(in_dim, hidden)
-        self.hidden = nn.ModuleList(nn.Linear(hidden, hidden) for _ in range(layers - 1))
+        self.hidden = nn.ModuleList(nn.Linear(hidden, hidden) for _ in range(layers))
         self.out = nn.Linear(hidden, out_dim)
 
     def body(self, h: torch.Tensor) -> torch.Tensor:
@@ -170,7 +176,7 @@ class ImageEncoder(nn.Module):
     enc_size : int
         Side of the input images [pixels].
     hidden, layers : int
-        Width and number of hidden layers.
+        Width and number of residual hidden layers after the input layer.
     zdim : int
         Latent dimension (≥ 1).
 
@@ -200,7 +206,7 @@ class FourierDecoder(nn.Module):
     n_frequencies : int
         Positional-encoding frequencies per axis.
     hidden, layers : int
-        Width and number of hidden layers.
+        Width and number of residual hidden layers after the input layer.
     zdim : int
         Latent dimension (0: no latent input).
 
