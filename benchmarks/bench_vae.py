@@ -68,6 +68,7 @@ def run_cryodrgn(
     layers: int = 3,
     lr: float | None = None,
     seed: int = 0,
+    batch: int = 8,
 ) -> tuple[float, np.ndarray]:
     """Wall time per epoch (start-up included) and the last epoch's latents of train_vae."""
     out = folder / f"drgn_{dims or 'default'}"
@@ -87,6 +88,8 @@ def run_cryodrgn(
         str(out),
         "--seed",
         str(seed),
+        "--batch-size",  # cryoDRGN 4's default is 16: always pass ours
+        str(batch),
     ]
     if dims:
         args += [
@@ -175,6 +178,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=1000)
     parser.add_argument("--size", type=int, default=None, help="default 64 (blobs), 24 (nma)")
     parser.add_argument("--seed", type=int, default=0, help="network seed of both programs")
+    parser.add_argument("--batch", type=int, default=8, help="minibatch of both programs")
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--zdim", type=int, default=8)
@@ -209,7 +213,7 @@ def main() -> None:
         images, euler, shifts, ctf = sp.images, sp.euler_deg, sp.shift_angstrom, sp.ctf
     print(
         f"data: {a.dataset}, {len(images)} × {d}² images, zdim {a.zdim}, {a.epochs} epochs, "
-        f"{a.dims}×{a.layers} encoder/decoder, lr {a.lr:g}, batch 8"
+        f"{a.dims}×{a.layers} encoder/decoder, lr {a.lr:g}, batch {a.batch}"
     )
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -233,7 +237,9 @@ def main() -> None:
         history = fit(
             vae,
             data,
-            config=TrainConfig(epochs=a.epochs, learning_rate=a.lr, seed=a.seed),
+            config=TrainConfig(
+                epochs=a.epochs, learning_rate=a.lr, seed=a.seed, batch_size=a.batch
+            ),
             on_epoch_end=lambda stats, z: latents.append(z.numpy()),
         )
         ours = float(np.mean([h["seconds"] for h in history]))
@@ -242,7 +248,7 @@ def main() -> None:
         print(f"  cryoglass |rho| per epoch: {rho_epochs}")
         arch = f"{a.dims}x{a.layers}"
         print(
-            f"cryoglass vae ({arch}, batch 8):      {ours:8.2f} s/epoch training pass   "
+            f"cryoglass vae ({arch}, batch {a.batch}):      {ours:8.2f} s/epoch training pass   "
             f"|rho(PC1, a)| = {rho_ours:.3f}   (per epoch: "
             f"{[round(pc1_correlation(z, amp.numpy()), 3) for z in latents[4::5]]} every 5th)"
         )
@@ -256,19 +262,26 @@ def main() -> None:
                 layers=a.layers,
                 lr=a.lr,
                 seed=a.seed,
+                batch=a.batch,
             )
             rho_same = pc1_correlation(z_same, amp.numpy())
             rho_epochs = [pc1_correlation(z, amp.numpy()) for z in run_cryodrgn.per_epoch]
             print(f"  cryoDRGN |rho| per epoch: {[round(r, 3) for r in rho_epochs]}")
             print(
-                f"cryodrgn train_vae ({arch}, batch 8): {t_same:8.2f} s/epoch wall (start-up "
-                f"included), {train_same:.2f} s/epoch training pass (its log)   "
+                f"cryodrgn train_vae ({arch}, batch {a.batch}): {t_same:8.2f} s/epoch wall "
+                f"(start-up included), {train_same:.2f} s/epoch training pass (its log)   "
                 f"|rho(PC1, a)| = {rho_same:.3f}   ratio {t_same / ours:.1f}x wall, "
                 f"{train_same / ours:.1f}x training"
             )
             if not a.skip_default:
                 t_def, _, z_def = run_cryodrgn(
-                    folder, epochs=1, zdim=a.zdim, dims=None, threads=a.threads, seed=a.seed
+                    folder,
+                    epochs=1,
+                    zdim=a.zdim,
+                    dims=None,
+                    threads=a.threads,
+                    seed=a.seed,
+                    batch=a.batch,
                 )
                 rho_def = pc1_correlation(z_def, amp.numpy())
                 print(

@@ -239,6 +239,22 @@ def test_peak_memory_reports_every_worker(cluster):
     assert report["client_bytes"] > 50 * 2**20
 
 
+def _tick_interval():
+    import dask
+
+    return dask.config.get("distributed.admin.tick.interval")
+
+
+def test_local_cluster_workers_get_the_quiet_config(cluster):
+    """The LocalCluster's workers run with cryoglass's slower watchdog and monitors."""
+    from cryoglass.distributed.cluster import LOCAL_CLUSTER_CONFIG
+
+    client, _ = cluster
+    ticks = client.run(_tick_interval)
+    assert len(ticks) == 3
+    assert set(ticks.values()) == {LOCAL_CLUSTER_CONFIG["distributed.admin.tick.interval"]}
+
+
 def test_killed_worker_chunks_are_recomputed(dataset, cluster):
     """SIGKILL one busy worker process mid-run: the nanny restarts it, the result is the same."""
     particles, images, labels = dataset

@@ -121,6 +121,25 @@ def test_decoder_is_hermitian(generator):
     assert plus.imag.abs().max() > 0
 
 
+@pytest.mark.parametrize("encoding", ["gaussian", "geometric"])
+def test_decoder_encodings_are_hermitian_and_seeded(encoding, generator):
+    config = VAEConfig(image_size=16, zdim=2, enc_dim=16, dec_dim=16, encoding=encoding)
+    a, b = build_model(config, seed=3), build_model(config, seed=3)
+    coords = 2 * torch.rand(2, 40, 3, generator=generator) - 1
+    z = torch.randn(2, 2, generator=generator)
+    assert torch.equal(a.decode(coords, z), b.decode(coords, z))  # seed fixes Ω and weights
+    assert torch.allclose(a.decode(-coords, z), a.decode(coords, z).conj())
+    features = a.decoder.features(coords)
+    assert features.shape == (2, 40, 3 + 6 * config.n_frequencies)
+    if encoding == "gaussian":  # saved with the weights, cryoDRGN's scale σ·D/2 per 0.5 Nyquist
+        omega = a.state_dict()["decoder.frequencies"]
+        assert omega.shape == (3 * config.n_frequencies, 3)
+        assert 0.5 * 16 / 4 * 0.5 < float(omega.std()) < 0.5 * 16 / 4 * 1.5
+        assert not torch.equal(omega, build_model(config, seed=4).decoder.frequencies)
+    with pytest.raises(ValueError, match="encoding"):
+        VAEConfig(image_size=16, encoding="nerf")
+
+
 def test_reparameterize_and_kl(generator):
     mu = torch.tensor([[0.5, -1.0]])
     logvar = torch.tensor([[math.log(0.25), 0.0]])

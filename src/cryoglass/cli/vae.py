@@ -21,7 +21,16 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-_ARCH = ("enc_dim", "enc_layers", "dec_dim", "dec_layers", "zdim", "enc_size")
+_ARCH = (
+    "enc_dim",
+    "enc_layers",
+    "dec_dim",
+    "dec_layers",
+    "zdim",
+    "enc_size",
+    "encoding",
+    "feature_sigma",
+)
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -179,6 +188,14 @@ def train(
         None, help="Decoder residual layers after the input layer, as cryoDRGN (default 3)."
     ),
     enc_size: int | None = typer.Option(None, help="Encoder input size [px] (default min(D, 64))."),
+    encoding: str | None = typer.Option(
+        None,
+        help="Decoder positional encoding: gaussian (random Fourier features, cryoDRGN's "
+        "default) or geometric (default gaussian).",
+    ),
+    feature_sigma: float | None = typer.Option(
+        None, help="σ of the gaussian encoding, as cryoDRGN's --feat-sigma (default 0.5)."
+    ),
     use_ctf: bool = typer.Option(True, "--ctf/--no-ctf", help="Multiply slices by the CTF."),
     batch_size: int = typer.Option(8, help="Images per minibatch."),
     learning_rate: float = typer.Option(1e-3, "--lr", help="Adam step size."),
@@ -214,6 +231,8 @@ def train(
         "dec_dim": dec_dim,
         "dec_layers": dec_layers,
         "enc_size": enc_size,
+        "encoding": encoding,
+        "feature_sigma": feature_sigma,
     }
     particles, pixel = _load_particles(star, poses, ctf_pkl)
     data = _particle_data(particles, pixel)
@@ -262,7 +281,10 @@ def train(
     else:
         values = {k: v for k, v in requested.items() if v is not None}
         values.setdefault("enc_size", min(d, 64))
-        config = VAEConfig(image_size=d, **values)
+        try:
+            config = VAEConfig(image_size=d, **values)
+        except ValueError as error:
+            fail(str(error))
         model = build_model(config, seed=seed, device=device)
         optimizer = None
         start = 0

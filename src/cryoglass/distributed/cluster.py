@@ -45,6 +45,19 @@ class ClusterInfo:
     local: bool
 
 
+#: Dask settings of the LocalClusters cryoglass starts: the event-loop watchdog ticks every
+#: second instead of every 20 ms and the system monitors (CPU, network for the dashboard) poll
+#: every 2 s instead of 0.5 s; the memory monitor that pauses and restarts workers keeps its
+#: 100 ms.  On a laptop the workers get every core, so the client, scheduler and nannies share
+#: cores with them: idle, a 2-worker cluster used 1.85 s of CPU per 20 s with Dask's defaults and
+#: 1.25 s with these (client 0.65 → 0.30 s; measured with /proc on a 2-core machine).  A
+#: cluster reached with ``scheduler=`` keeps its own configuration.
+LOCAL_CLUSTER_CONFIG = {
+    "distributed.admin.tick.interval": "1s",
+    "distributed.admin.system-monitor.interval": "2s",
+}
+
+
 @contextlib.contextmanager
 def open_client(
     *,
@@ -77,6 +90,7 @@ def open_client(
     (Client, ClusterInfo)
         The client is closed (and a LocalCluster shut down) on exit.
     """
+    import dask
     from dask.distributed import Client, LocalCluster
 
     if (workers is None) == (scheduler is None):
@@ -94,15 +108,16 @@ def open_client(
         finally:
             client.close()
         return
-    cluster = LocalCluster(
-        n_workers=workers,
-        processes=True,
-        threads_per_worker=threads_per_worker,
-        host="127.0.0.1",
-        dashboard_address=":0" if dashboard else None,
-        memory_limit=memory_limit if memory_limit is not None else "auto",
-    )
-    client = Client(cluster)
+    with dask.config.set(LOCAL_CLUSTER_CONFIG):  # read by the processes as they start
+        cluster = LocalCluster(
+            n_workers=workers,
+            processes=True,
+            threads_per_worker=threads_per_worker,
+            host="127.0.0.1",
+            dashboard_address=":0" if dashboard else None,
+            memory_limit=memory_limit if memory_limit is not None else "auto",
+        )
+        client = Client(cluster)
     try:
         yield client, ClusterInfo(client.dashboard_link if dashboard else None, workers, True)
     finally:

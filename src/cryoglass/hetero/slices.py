@@ -20,14 +20,15 @@ import torch
 
 from cryoglass.ctf.ctf import ctf_at_frequencies
 from cryoglass.ctf.params import CTFParams
-from cryoglass.fourier.fft import irfft2_centered, rfft2_centered
+from cryoglass.fourier.fft import rfft2_centered
 from cryoglass.fourier.grids import frequency_grid
 from cryoglass.fourier.shift import phase_shift_fourier
 
 __all__ = [
     "FourierPoints",
     "ctf_at_points",
-    "encoder_images",
+    "encoder_features",
+    "encoder_points",
     "fourier_points",
     "image_fourier_values",
     "recentred_spectra",
@@ -154,30 +155,36 @@ def image_fourier_values(spectra: torch.Tensor, points: FourierPoints) -> torch.
     return spectra[..., points.rows, points.cols]
 
 
-def encoder_images(spectra: torch.Tensor, *, image_size: int, enc_size: int) -> torch.Tensor:
-    """Re-centred images Fourier-cropped to ``enc_size`` and masked by a disc, for the encoder.
+def encoder_points(image_size: int, enc_size: int) -> FourierPoints:
+    """The Fourier points the encoder sees: the half-plane points with ``|k| < enc_size/2`` [px]."""
+    return fourier_points(image_size, radius_fraction=min(enc_size, image_size) / image_size)
+
+
+def encoder_features(spectra: torch.Tensor, points: FourierPoints) -> torch.Tensor:
+    """The encoder's input: real and imaginary parts of re-centred spectra at ``points``.
 
     Parameters
     ----------
     spectra : Tensor, complex, shape (B, D, D//2 + 1)
         From :func:`recentred_spectra`.
-    image_size, enc_size : int
-        D and the encoder's image side ``e ≤ D``.
+    points : FourierPoints
+        :func:`encoder_points` (a disc of diameter ``enc_size`` on the half plane: the same
+        information as the image low-passed to ``enc_size`` pixels, without the other half).
 
     Returns
     -------
-    Tensor, real, shape (B, e, e)
-        ``(e/D)² · irfft(crop(spectra))`` (the crop keeps the mean value) inside the disc of
-        diameter ``e``, zero outside.
+    Tensor, real, shape (B, 2P)
+        ``(Re F(k_1) … Re F(k_P), Im F(k_1) … Im F(k_P))``.
+
+    Notes
+    -----
+    cryoDRGN's encoder also reads the images in Fourier space (Hartley values ``Re − Im``
+    inside a disc, over the full plane: the same numbers up to an orthogonal change of basis).
+    An MLP on real-space pixels learnt the latent space much more slowly with the same
+    optimiser at 64² (benchmarks/RESULTS.md, issue 8).
     """
-    d, e = image_size, enc_size
-    if e < d:
-        start = d // 2 - e // 2
-        spectra = spectra[..., start : start + e, : e // 2 + 1]
-    images = irfft2_centered(spectra, width=e) * (e / d) ** 2
-    axis = torch.arange(e, device=images.device, dtype=images.dtype) - e // 2
-    disc = (axis[:, None] ** 2 + axis[None, :] ** 2) <= (e / 2) ** 2
-    return images * disc
+    values = spectra[..., points.rows, points.cols]
+    return torch.cat([values.real, values.imag], dim=-1)
 
 
 def ctf_at_points(

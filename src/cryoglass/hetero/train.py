@@ -43,7 +43,8 @@ from cryoglass.hetero.models import HeteroVAE, VAEConfig, kl_divergence, reparam
 from cryoglass.hetero.slices import (
     FourierPoints,
     ctf_at_points,
-    encoder_images,
+    encoder_features,
+    encoder_points,
     fourier_points,
     image_fourier_values,
     recentred_spectra,
@@ -136,7 +137,7 @@ class Batch:
 
     Attributes
     ----------
-    encoder_input : Tensor (B, e, e)
+    encoder_input : Tensor (B, 2P)
     values : Tensor, complex (B, P)
         Normalised image Fourier values at the points.
     ctf : Tensor (B, P) or None
@@ -202,7 +203,7 @@ def estimate_scales(
     fourier_scale : float
         Parseval-weighted RMS of the Fourier values at ``points``.
     encoder_scale : float
-        Standard deviation of the encoder's input images.
+        Standard deviation of the encoder's input features.
     """
     n = min(len(data), max_images)
     power, weight, enc_sq, enc_count = 0.0, 0.0, 0.0, 0
@@ -212,7 +213,7 @@ def estimate_scales(
         values = image_fourier_values(spectra, points)
         power += float((points.weights * values.abs() ** 2).sum())
         weight += float(points.weights.sum()) * len(indices)
-        enc = encoder_images(spectra, image_size=data.image_size, enc_size=enc_size)
+        enc = encoder_features(spectra, encoder_points(data.image_size, enc_size))
         enc_sq += float((enc**2).sum())
         enc_count += enc.numel()
     return math.sqrt(power / weight) or 1.0, math.sqrt(enc_sq / enc_count) or 1.0
@@ -229,7 +230,7 @@ def prepare_batch(
     """Read, re-centre and normalise the images at ``indices``; slice coordinates and CTF."""
     device = _device_of(model)
     spectra = _spectra(data, indices, device)
-    enc = encoder_images(spectra, image_size=data.image_size, enc_size=model.config.enc_size)
+    enc = encoder_features(spectra, encoder_points(data.image_size, model.config.enc_size))
     values = image_fourier_values(spectra, points) / model.fourier_scale
     ctf = None
     if use_ctf and data.ctf is not None:
@@ -344,8 +345,8 @@ def encode_latents(model: HeteroVAE, data: ParticleData, *, batch_size: int = 25
     for start in range(0, len(data), batch_size):
         indices = torch.arange(start, min(start + batch_size, len(data)))
         spectra = _spectra(data, indices, device)
-        enc = encoder_images(spectra, image_size=data.image_size, enc_size=model.config.enc_size)
-        mu, _ = model.encode(enc / model.encoder_scale)
+        enc = encoder_features(spectra, encoder_points(data.image_size, model.config.enc_size))
+        mu, _ = model.encode(enc.to(device) / model.encoder_scale)
         out.append(mu.float().cpu())
     return torch.cat(out) if out else torch.zeros(0, model.config.zdim)
 
