@@ -44,6 +44,7 @@ from cryoglass.distributed.tasks import (
     reconstruct_chunk,
     simulate_chunk,
     stack_sums_chunk,
+    trim_heap,
 )
 
 __all__ = [
@@ -135,6 +136,7 @@ def run_chunks(
     run = uuid.uuid4().hex[:8]  # fresh keys: a rerun never picks up an old, cancelled task
     futures = {
         client.submit(
+            _call,
             function,
             chunk,
             settings,
@@ -169,9 +171,17 @@ def run_chunks(
     return total
 
 
+def _call(function: Callable, chunk: ParticleChunk, settings):
+    """``function(chunk, settings)``, then the worker's free heap goes back to the kernel."""
+    try:
+        return function(chunk, settings)
+    finally:
+        trim_heap()
+
+
 def _fold(previous: PartialSums | None, function: Callable, chunk: ParticleChunk, settings):
     """``function(chunk, settings)`` plus the lane's running total (a new dict; inputs kept)."""
-    part = function(chunk, settings)
+    part = _call(function, chunk, settings)
     return part if previous is None else add_sums(part, previous)
 
 
@@ -396,7 +406,7 @@ def stack_sums(
     """``Σ x``, ``Σ x²`` and the count of all images, read out of core by the workers."""
     chunks = make_chunks(particles, chunk_size=chunk_size)
     job = fingerprint({"kind": "stack", "files": [str(p) for p in particles.image_files]})
-    return run_lanes(client, _stack_task, chunks, settings=batch_size, job=job, progress=progress)
+    return run_chunks(client, _stack_task, chunks, settings=batch_size, job=job, progress=progress)
 
 
 def simulate_stack(

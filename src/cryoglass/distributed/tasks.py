@@ -51,6 +51,7 @@ __all__ = [
     "simulate_blocks",
     "simulate_chunk",
     "stack_sums_chunk",
+    "trim_heap",
     "tune_allocator",
 ]
 
@@ -85,6 +86,29 @@ def tune_allocator(
         mallopt(_M_MMAP_THRESHOLD, int(mmap_threshold_bytes))
         and mallopt(_M_TRIM_THRESHOLD, int(trim_threshold_bytes))
     )
+
+
+def trim_heap() -> bool:
+    """Hand the heap's free memory back to the kernel (glibc ``malloc_trim(0)``; else no-op).
+
+    Called after every task (:func:`cryoglass.distributed.jobs.run_chunks` and ``run_lanes``):
+    :func:`tune_allocator` keeps up to 128 MiB of freed heap for reuse *within* a task, but Dask
+    judges a worker by its resident memory between tasks and pauses it at 80 % of its limit.  A
+    worker paused by memory it no longer uses never resumes, and the job waits forever (seen
+    with a 640 MiB limit).  Trimming once per task costs a few milliseconds.
+
+    Returns
+    -------
+    bool
+        Whether glibc released memory.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return bool(libc.malloc_trim(0))
+    except (OSError, AttributeError):
+        return False
 
 
 @dataclass(frozen=True, eq=False)
