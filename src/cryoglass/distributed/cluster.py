@@ -46,16 +46,31 @@ class ClusterInfo:
 
 
 #: Dask settings of the LocalClusters cryoglass starts: the event-loop watchdog ticks every
-#: second instead of every 20 ms and the system monitors (CPU, network for the dashboard) poll
-#: every 2 s instead of 0.5 s; the memory monitor that pauses and restarts workers keeps its
-#: 100 ms.  On a laptop the workers get every core, so the client, scheduler and nannies share
-#: cores with them: idle, a 2-worker cluster used 1.85 s of CPU per 20 s with Dask's defaults and
-#: 1.25 s with these (client 0.65 → 0.30 s; measured with /proc on a 2-core machine).  A
-#: cluster reached with ``scheduler=`` keeps its own configuration.
+#: second instead of every 20 ms, the system monitors (CPU, network for the dashboard) poll
+#: every 2 s instead of 0.5 s, and the workers' statistical profiler (which wakes every 10 ms to
+#: sample the task's Python stack for the dashboard's "Profile" page) is off; the memory
+#: monitor that pauses and restarts workers keeps its 100 ms.  On a laptop the workers get every
+#: core, so the client, scheduler and nannies share cores with them: idle, a 2-worker cluster
+#: used 1.85 s of CPU per 20 s with Dask's defaults, 1.25–1.34 s with the first two settings
+#: and 0.49 s with all three (each worker 0.52 → 0.13 s; /proc, on a 2-core machine).
+#:
+#: The workers also start with ``MALLOC_ARENA_MAX=1``: Dask runs tasks in a thread, and glibc
+#: gives a thread its own arena, whose 64 MiB sub-heaps are unmapped as soon as they are free,
+#: whatever the trim threshold of :func:`cryoglass.allocator.tune_allocator`.  A reconstruct
+#: batch then page-faulted its ~150 MB of work buffers in again every time (15,000–21,000 faults
+#: and 0.22–0.25 s per 256 × 128² batch in a thread; 0 faults and 0.18 s with one arena).  With
+#: one thread per worker there is no lock contention to lose.  A cluster reached with
+#: ``scheduler=`` keeps its own configuration (docs/scaling.md says what to set there).
 LOCAL_CLUSTER_CONFIG = {
     "distributed.admin.tick.interval": "1s",
     "distributed.admin.system-monitor.interval": "2s",
+    "distributed.worker.profile.enabled": False,
+    "distributed.nanny.pre-spawn-environ.MALLOC_ARENA_MAX": 1,
 }
+
+
+#: Module every local worker imports as it starts (torch and the task code; see its docstring).
+PRELOAD = "cryoglass.distributed.preload"
 
 
 @contextlib.contextmanager
@@ -73,7 +88,8 @@ def open_client(
     ----------
     workers : int, optional
         Start a LocalCluster of this many worker processes (each with a nanny that restarts it
-        when it dies).  Give this or ``scheduler``.
+        when it dies, :data:`LOCAL_CLUSTER_CONFIG`, and :data:`PRELOAD` imported as it
+        starts).  Give this or ``scheduler``.
     scheduler : str, optional
         Address of a running scheduler (``tcp://host:8786``) or a scheduler file path
         (``*.json``, as written by ``dask scheduler --scheduler-file``).
@@ -116,6 +132,7 @@ def open_client(
             host="127.0.0.1",
             dashboard_address=":0" if dashboard else None,
             memory_limit=memory_limit if memory_limit is not None else "auto",
+            preload=[PRELOAD],
         )
         client = Client(cluster)
     try:

@@ -23,6 +23,7 @@ import math
 import os
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -60,6 +61,9 @@ __all__ = [
 ]
 
 CHECKPOINT_NAME = "partial_sums.npz"
+
+#: Tasks per lane submitted ahead in :func:`run_lanes`: one running, one waiting on the worker.
+_LANE_DEPTH = 2
 
 
 class RunStats:
@@ -171,12 +175,44 @@ def run_chunks(
     return total
 
 
+#: After a task, the worker's free heap goes back to the kernel only when its resident memory is
+#: above this fraction of its Dask memory limit (Dask pauses a worker at 80 %).
+TRIM_FRACTION = 0.5
+
+
+def near_memory_limit(*, fraction: float = TRIM_FRACTION) -> bool:
+    """Whether this Dask worker's resident memory exceeds ``fraction`` of its memory limit.
+
+    False outside a worker and for a worker without a limit.
+    """
+    from distributed import get_worker
+
+    try:
+        limit = get_worker().memory_manager.memory_limit
+    except ValueError:  # not running in a worker
+        return False
+    if not limit:
+        return False
+    import psutil
+
+    return psutil.Process().memory_info().rss > fraction * limit
+
+
 def _call(function: Callable, chunk: ParticleChunk, settings):
-    """``function(chunk, settings)``, then the worker's free heap goes back to the kernel."""
+    """``function(chunk, settings)``; then the free heap is trimmed if memory is getting short.
+
+    Between tasks a worker keeps its freed heap (tables and work buffers, ~250 MB for a
+    reconstruct chunk at box 128) for the next task, which would otherwise page-fault it all in
+    again (:mod:`cryoglass.allocator`).  But Dask judges a worker by its resident memory, pauses
+    it at 80 % of its limit and never resumes a worker paused by memory it no longer uses (a
+    640 MiB limit hung that way), so above :data:`TRIM_FRACTION` of the limit the heap goes back
+    to the kernel (:func:`cryoglass.allocator.trim_heap`, a few ms).
+    """
     try:
         return function(chunk, settings)
     finally:
-        trim_heap()
+        if near_memory_limit():
+            trim_heap()
 
 
 def _fold(previous: PartialSums | None, function: Callable, chunk: ParticleChunk, settings):
@@ -212,11 +248,14 @@ def run_lanes(
     For large partial sums (a reconstruct chunk returns two 100 MB tables per half set at box
     128) sending every chunk's result to the client costs more than computing it on a small
     machine: serialising, copying and adding 200 MB per 2-second task kept the client busy on
-    the cores the workers need.  Here the chunks are dealt to ``lanes`` chains instead — lane
-    ``j`` gets chunks ``j, j + L, j + 2L, …`` — and each task adds its chunk's sums to the
-    running total of its lane's previous task (:func:`_fold`).  Dask runs a task where its
-    input lives, so each lane stays on one worker and only ``L`` totals travel, at the end (and
-    at each checkpoint).  The sum is the same as :func:`run_chunks`' up to float rounding.
+    the cores the workers need.  Here the chunks go to ``lanes`` chains instead, and each task
+    adds its chunk's sums to the running total of its lane's previous task (:func:`_fold`).
+    Dask runs a task where its input lives, so each lane stays on one worker and only ``L``
+    totals travel, at the end (and at each checkpoint).  The lanes pull their chunks: each
+    starts with two, and a lane gets the next chunk in line when one of its tasks finishes, so a
+    faster worker sums more chunks and the lanes end together (a fixed deal of chunks ``j, j +
+    L, …`` to lane ``j`` made every lane wait for the slowest core).  The sum is the same as
+    :func:`run_chunks`' up to float rounding.
 
     A worker that dies loses its lanes' running totals; the scheduler recomputes them from the
     task graph (the lane's chunks are read again), so the result is unchanged.
@@ -246,33 +285,44 @@ def run_lanes(
     stats.resumed = len(done & by_id.keys())
     if progress is not None and done:
         progress(sum(len(by_id[i]) for i in done if i in by_id))
-    todo = [chunk for chunk in chunks if chunk.chunk_id not in done]
+    todo = deque(chunk for chunk in chunks if chunk.chunk_id not in done)
     if lanes is None:
         threads = client.nthreads()
         lanes = sum(n for address, n in threads.items() if workers is None or address in workers)
     lanes = max(1, min(int(lanes), len(todo)))
     run = uuid.uuid4().hex[:8]  # fresh keys: a rerun never picks up an old, cancelled task
     pending = {}  # future → (lane, chunk)
-    for lane in range(lanes):
-        previous = None
-        for chunk in todo[lane::lanes]:
-            previous = client.submit(
-                _fold,
-                previous,
-                function,
-                chunk,
-                settings,
-                key=f"cryoglass-{job[:8]}-{run}-lane{lane}-{chunk.chunk_id}",
-                workers=workers,
-            )
-            pending[previous] = (lane, chunk)
+    newest = [None] * lanes  # each lane's last submitted task
+
+    def feed(lane: int):
+        """Submit the next chunk to ``lane``, after (and adding to) the lane's last task."""
+        chunk = todo.popleft()
+        newest[lane] = client.submit(
+            _fold,
+            newest[lane],
+            function,
+            chunk,
+            settings,
+            key=f"cryoglass-{job[:8]}-{run}-lane{lane}-{chunk.chunk_id}",
+            workers=workers,
+        )
+        pending[newest[lane]] = (lane, chunk)
+        return newest[lane]
+
+    for _ in range(_LANE_DEPTH):
+        for lane in range(lanes):
+            if todo:
+                feed(lane)
     latest = [None] * lanes  # each lane's newest finished total (older ones are released)
     last_save, dirty = time.perf_counter(), False
     try:
-        for future in as_completed(list(pending)):
+        finished = as_completed(list(pending))
+        for future in finished:
             lane, chunk = pending.pop(future)
             if future.status == "error":
                 future.result()  # raises the task's exception
+            if todo:  # the lane that finished first gets the next chunk
+                finished.add(feed(lane))
             if latest[lane] is not None:
                 latest[lane].release()
             latest[lane] = future

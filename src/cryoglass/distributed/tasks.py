@@ -16,27 +16,25 @@ returns partial sums as numpy arrays (:mod:`cryoglass.distributed.reduce`).
 * :func:`class2d_chunk` — the E-step sufficient statistics of 2D classification
   (:func:`cryoglass.classify.em2d.estep_statistics`) and the chunk's per-particle assignments.
 
-Every task first calls :func:`tune_allocator` (once per process).  Dask's nanny starts workers
-with ``MALLOC_TRIM_THRESHOLD_=65536``, which on glibc also freezes the ``mmap`` threshold at
-128 KiB: every tensor larger than that is then a fresh ``mmap`` whose pages are zero-filled on
-first touch, and a reconstruct chunk ran 2.4× slower (6.8 s instead of 2.9 s for 2048 × 128²
-on one thread).  Raising both thresholds back restores the single-process speed.
+Every task first calls :func:`cryoglass.allocator.tune_allocator` (once per process): Dask's
+nanny starts workers with ``MALLOC_TRIM_THRESHOLD_=65536``, which on glibc also freezes the
+``mmap`` threshold at 128 KiB, so that every tensor larger than that is a fresh ``mmap`` whose
+pages are zero-filled on first touch (a reconstruct chunk ran 2.4× slower).  Tasks end with
+:func:`cryoglass.allocator.trim_heap`.
 """
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import dataclasses
 import functools
 import math
 import os
-import sys
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from cryoglass.allocator import trim_heap, tune_allocator
 from cryoglass.distributed.reduce import PartialSums, accumulator_to_sums
 
 __all__ = [
@@ -54,61 +52,6 @@ __all__ = [
     "trim_heap",
     "tune_allocator",
 ]
-
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters (malloc.h)
-
-
-@functools.cache
-def tune_allocator(
-    *, mmap_threshold_bytes: int = 32 * 2**20, trim_threshold_bytes: int = 128 * 2**20
-) -> bool:
-    """Let glibc reuse freed heap memory for tensors (once per process; Linux/glibc only).
-
-    Blocks smaller than ``mmap_threshold_bytes`` come from the heap and are reused after
-    ``free``; up to ``trim_threshold_bytes`` of free heap top is kept instead of being handed back
-    to the kernel.  32 MiB is glibc's own dynamic ceiling for the mmap threshold on 64-bit
-    systems, i.e. what a process gets without Dask's ``MALLOC_TRIM_THRESHOLD_`` setting.
-
-    Returns
-    -------
-    bool
-        Whether the thresholds were set (False off glibc, where nothing is changed).
-    """
-    if not sys.platform.startswith("linux"):
-        return False
-    name = ctypes.util.find_library("c")
-    try:
-        libc = ctypes.CDLL(name or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):  # musl and others: no mallopt
-        return False
-    return bool(
-        mallopt(_M_MMAP_THRESHOLD, int(mmap_threshold_bytes))
-        and mallopt(_M_TRIM_THRESHOLD, int(trim_threshold_bytes))
-    )
-
-
-def trim_heap() -> bool:
-    """Hand the heap's free memory back to the kernel (glibc ``malloc_trim(0)``; else no-op).
-
-    Called after every task (:func:`cryoglass.distributed.jobs.run_chunks` and ``run_lanes``):
-    :func:`tune_allocator` keeps up to 128 MiB of freed heap for reuse *within* a task, but Dask
-    judges a worker by its resident memory between tasks and pauses it at 80 % of its limit.  A
-    worker paused by memory it no longer uses never resumes, and the job waits forever (seen
-    with a 640 MiB limit).  Trimming once per task costs a few milliseconds.
-
-    Returns
-    -------
-    bool
-        Whether glibc released memory.
-    """
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        return bool(libc.malloc_trim(0))
-    except (OSError, AttributeError):
-        return False
 
 
 @dataclass(frozen=True, eq=False)

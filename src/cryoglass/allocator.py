@@ -1,0 +1,91 @@
+"""Process memory: let glibc reuse freed heap for the next batch of tensors.
+
+Batched code frees and re-allocates the same large work tensors for every batch.  With glibc's
+default settings the freed memory at the top of the heap goes back to the kernel as soon as
+more than the *trim threshold* (at most 64 MiB by default) is free, and the next batch takes it
+back page by page, each page zero-filled by the kernel on first touch.  One reconstruct batch
+(256 × 128² images, CTF, one thread) allocates about 150 MB of temporaries: with the default
+settings it page-faulted about 30,000 times per batch and took 0.26–0.29 s; with the heap kept
+(:func:`tune_allocator`) it faulted 0 times and took 0.18–0.20 s, at the same peak resident
+memory (825 MB against 833 MB).  Every ``cryoglass`` command calls :func:`tune_allocator` as
+it starts, and so does every Dask worker (``cryoglass.distributed.preload``); library users
+can call it themselves.  Nothing changes off Linux/glibc.
+
+:func:`trim_heap` hands the kept memory back (glibc ``malloc_trim``): Dask tasks call it when
+they end, because a worker is judged by its resident memory between tasks.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import functools
+import sys
+
+__all__ = ["trim_heap", "tune_allocator"]
+
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters (malloc.h)
+
+
+@functools.cache
+def _libc():
+    """glibc's handle, or None (not Linux, or a C library without ``mallopt``)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    except OSError:
+        return None
+    return libc if hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim") else None
+
+
+@functools.cache
+def tune_allocator(
+    *, mmap_threshold_bytes: int = 32 * 2**20, trim_threshold_bytes: int = 2**30
+) -> bool:
+    """Keep freed heap memory for reuse (once per process; Linux/glibc only).
+
+    Parameters
+    ----------
+    mmap_threshold_bytes : int
+        Blocks of this size and larger get their own ``mmap`` (fresh, zero-filled pages every
+        time); smaller ones come from the heap and are reused after ``free``.  32 MiB is glibc's
+        own ceiling for its dynamic threshold on 64-bit systems, i.e. what a process has
+        anyway unless ``MALLOC_*`` variables were set (Dask's nanny sets
+        ``MALLOC_TRIM_THRESHOLD_=65536``, which freezes this threshold at 128 KiB: a
+        reconstruct chunk then ran 2.4× slower).
+    trim_threshold_bytes : int
+        Free memory at the top of the heap is handed back to the kernel only beyond this much
+        (glibc's default is dynamic, at most 64 MiB, which one batch's temporaries exceed).
+        The peak resident memory does not grow: the kept memory is what the next batch
+        allocates again.  :func:`trim_heap` releases it on demand.
+
+    Returns
+    -------
+    bool
+        Whether the thresholds were set (False off glibc, where nothing is changed).
+    """
+    libc = _libc()
+    if libc is None:
+        return False
+    return bool(
+        libc.mallopt(_M_MMAP_THRESHOLD, int(mmap_threshold_bytes))
+        and libc.mallopt(_M_TRIM_THRESHOLD, int(trim_threshold_bytes))
+    )
+
+
+def trim_heap() -> bool:
+    """Hand the heap's free memory back to the kernel (glibc ``malloc_trim(0)``; else no-op).
+
+    Called after every Dask task (:func:`cryoglass.distributed.run_chunks` and ``run_lanes``):
+    Dask judges a worker by its resident memory between tasks and pauses it at 80 % of its
+    limit, and a worker paused by heap it no longer uses never resumes (seen with a 640 MiB
+    limit).  Trimming once per task costs a few milliseconds.
+
+    Returns
+    -------
+    bool
+        Whether glibc released memory.
+    """
+    libc = _libc()
+    return False if libc is None else bool(libc.malloc_trim(0))
