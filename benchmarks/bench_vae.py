@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from cryoglass.allocator import tune_allocator
 from cryoglass.geometry import euler_to_matrix
 from cryoglass.hetero import (
     ParticleData,
@@ -183,12 +184,17 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--zdim", type=int, default=8)
     parser.add_argument("--skip-default", action="store_true")
+    parser.add_argument("--skip-peer", action="store_true", help="cryoglass only")
     parser.add_argument("--dataset", choices=("blobs", "nma"), default="blobs")
     parser.add_argument("--dims", type=int, default=256)
     parser.add_argument("--layers", type=int, default=3)
     parser.add_argument("--lr", type=float, default=1e-4)
+    parser.add_argument(
+        "--point-fraction", type=float, default=1.0, help="cryoglass only: points decoded per step"
+    )
     a = parser.parse_args()
     torch.set_num_threads(a.threads)
+    tune_allocator()  # as the cryoglass command does when it starts (cryoglass.allocator)
     a.size = a.size or (24 if a.dataset == "nma" else 64)
     print(
         f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
@@ -213,7 +219,8 @@ def main() -> None:
         images, euler, shifts, ctf = sp.images, sp.euler_deg, sp.shift_angstrom, sp.ctf
     print(
         f"data: {a.dataset}, {len(images)} × {d}² images, zdim {a.zdim}, {a.epochs} epochs, "
-        f"{a.dims}×{a.layers} encoder/decoder, lr {a.lr:g}, batch {a.batch}"
+        f"{a.dims}×{a.layers} encoder/decoder, lr {a.lr:g}, batch {a.batch}, cryoglass decodes "
+        f"{a.point_fraction:g} of the points per step"
     )
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -238,7 +245,11 @@ def main() -> None:
             vae,
             data,
             config=TrainConfig(
-                epochs=a.epochs, learning_rate=a.lr, seed=a.seed, batch_size=a.batch
+                epochs=a.epochs,
+                learning_rate=a.lr,
+                seed=a.seed,
+                batch_size=a.batch,
+                point_fraction=a.point_fraction,
             ),
             on_epoch_end=lambda stats, z: latents.append(z.numpy()),
         )
@@ -252,7 +263,9 @@ def main() -> None:
             f"|rho(PC1, a)| = {rho_ours:.3f}   (per epoch: "
             f"{[round(pc1_correlation(z, amp.numpy()), 3) for z in latents[4::5]]} every 5th)"
         )
-        if CRYODRGN.exists():
+        if a.skip_peer:
+            print("cryodrgn not run (--skip-peer)")
+        elif CRYODRGN.exists():
             t_same, train_same, z_same = run_cryodrgn(
                 folder,
                 epochs=a.epochs,

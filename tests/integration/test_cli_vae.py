@@ -214,6 +214,11 @@ def test_bad_inputs(dataset, tmp_path):
         ]
     )
     assert result.exit_code == 2 and "3 poses for 40 particles" in result.output
+    bad = _run(
+        ["train", dataset / "particles.star", "--point-fraction", 0, "--out", tmp_path / "pf"]
+    )
+    assert bad.exit_code == 2 and "point_fraction must be in (0, 1]" in bad.output
+    assert not (tmp_path / "pf").exists()
 
 
 def test_demo_section(tmp_path):

@@ -225,6 +225,63 @@ def test_resume_continues_exactly(tmp_path, one_thread):
         assert torch.equal(a, b)
 
 
+def test_subsample_points_keeps_a_fraction_and_the_kl_weight():
+    """A sorted random subset of the points, values/CTF/coordinates from the same points, and
+    weights rescaled to the full sum (so β·KL/Σw keeps its weight)."""
+    from cryoglass.hetero.train import Batch, subsample_points
+
+    g = torch.Generator().manual_seed(0)
+    count = 101
+    batch = Batch(
+        torch.randn(2, 6, generator=g),
+        torch.randn(2, count, dtype=torch.complex64, generator=g),
+        torch.rand(2, count, generator=g),
+        torch.randn(2, count, 3, generator=g),
+        torch.randint(1, 3, (count,), generator=g).float(),
+    )
+    sub = subsample_points(batch, 0.25, generator=torch.Generator().manual_seed(3))
+    assert sub.values.shape == (2, 25) and sub.coords.shape == (2, 25, 3)
+    # recover the chosen points from the coordinates: each column comes from one point
+    chosen = [int((batch.coords[0] == c).all(-1).nonzero()) for c in sub.coords[0]]
+    assert chosen == sorted(set(chosen))
+    assert torch.equal(sub.values, batch.values[:, chosen])
+    assert torch.equal(sub.ctf, batch.ctf[:, chosen])
+    assert torch.equal(sub.encoder_input, batch.encoder_input)
+    ratio = batch.weights.sum() / batch.weights[chosen].sum()
+    torch.testing.assert_close(sub.weights, batch.weights[chosen] * ratio)
+    torch.testing.assert_close(sub.weights.sum(), batch.weights.sum())
+    again = subsample_points(batch, 0.25, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(again.coords, sub.coords)  # seeded
+    assert subsample_points(batch, 1e-6, generator=g).weights.shape == (1,)  # at least one
+    for bad in (0.0, -0.1, 1.5):
+        with pytest.raises(ValueError, match="point_fraction must be in"):
+            TrainConfig(point_fraction=bad)
+
+
+def test_point_fraction_trains_seeded_and_resumes_exactly(tmp_path, one_thread):
+    """With half the points per step the run repeats exactly (seed, resume) and still learns."""
+    particles = _dataset(48, 16, amplitude_scale=0.1, snr=1.0)
+    data = _data(particles)
+    config = VAEConfig(image_size=16, zdim=2, enc_dim=32, dec_dim=32, enc_layers=1, dec_layers=1)
+    train = TrainConfig(epochs=3, batch_size=8, learning_rate=1e-3, seed=5, point_fraction=0.5)
+    history = fit(build_model(config, seed=5), data, config=train)
+    full = fit(
+        build_model(config, seed=5), data, config=dataclasses.replace(train, point_fraction=1.0)
+    )
+    assert [h["loss"] for h in history] != [h["loss"] for h in full]
+    first = build_model(config, seed=5)
+    optimizer = make_optimizer(first, train)
+    part = fit(first, data, config=dataclasses.replace(train, epochs=2), optimizer=optimizer)
+    path = save_checkpoint(tmp_path / "c.pt", first, optimizer, config=train, epoch=2, history=part)
+    resumed, payload = load_checkpoint(path)
+    optimizer2 = make_optimizer(resumed, train)
+    optimizer2.load_state_dict(payload["optimizer"])
+    rest = fit(resumed, data, config=train, optimizer=optimizer2, start_epoch=payload["epoch"])
+    losses = [h["loss"] for h in history]
+    assert [h["loss"] for h in part + rest] == losses
+    assert losses[2] < losses[0]
+
+
 def test_checkpoint_from_another_architecture_is_refused(tmp_path):
     config = VAEConfig(image_size=16, zdim=2, enc_dim=16, dec_dim=16)
     model = build_model(config, seed=0)

@@ -201,6 +201,11 @@ def train(
     learning_rate: float = typer.Option(1e-3, "--lr", help="Adam step size."),
     beta: float = typer.Option(1.0, help="Weight of the KL term."),
     radius_fraction: float = typer.Option(1.0, help="Fit Fourier points up to this × Nyquist."),
+    point_fraction: float = typer.Option(
+        1.0,
+        help="Decode a random fraction of the Fourier points per step: about that much of "
+        "the decoder's time (0.25: ~4× faster epochs at 64², each learning less).",
+    ),
     seed: int = typer.Option(0, help="Random seed (initialisation, order, noise)."),
     device: str = typer.Option("cpu", help="cpu or cuda (bfloat16 autocast on CUDA)."),
     threads: int | None = typer.Option(None, help="CPU threads for torch (default: torch's)."),
@@ -244,15 +249,19 @@ def train(
         )
     if resume and not done:
         fail(f"{out}: nothing to continue (no checkpoint.E.pt)")
-    train_config = TrainConfig(
-        epochs=epochs,
-        batch_size=batch_size,
-        learning_rate=learning_rate,
-        beta=beta,
-        seed=seed,
-        use_ctf=use_ctf and particles.ctf is not None,
-        radius_fraction=radius_fraction,
-    )
+    try:
+        train_config = TrainConfig(
+            epochs=epochs,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+            beta=beta,
+            seed=seed,
+            use_ctf=use_ctf and particles.ctf is not None,
+            radius_fraction=radius_fraction,
+            point_fraction=point_fraction,
+        )
+    except ValueError as error:
+        fail(f"--point-fraction: {error}")
     history: list[dict] = []
     if resume:
         path, start = _checkpoint(out, None)

@@ -64,6 +64,7 @@ __all__ = [
     "make_optimizer",
     "prepare_batch",
     "save_checkpoint",
+    "subsample_points",
     "train_epoch",
 ]
 
@@ -117,6 +118,10 @@ class TrainConfig:
         Multiply the decoder's slices by the CTF.
     radius_fraction : float
         Fit only Fourier points within this fraction of Nyquist (1: all).
+    point_fraction : float
+        Decode a random subset of this fraction of the Fourier points at each step (1: all;
+        :func:`subsample_points`).  The decoder's work, most of an epoch's time, shrinks in
+        proportion, and every point is still fitted, at other steps.
     amp : bool
         bfloat16 autocast on CUDA (ignored on CPU).
     """
@@ -128,7 +133,12 @@ class TrainConfig:
     seed: int = 0
     use_ctf: bool = True
     radius_fraction: float = 1.0
+    point_fraction: float = 1.0
     amp: bool = True
+
+    def __post_init__(self) -> None:
+        if not 0 < self.point_fraction <= 1:
+            raise ValueError(f"point_fraction must be in (0, 1], got {self.point_fraction}")
 
 
 @dataclass(frozen=True, eq=False)
@@ -241,6 +251,43 @@ def prepare_batch(
     return Batch(enc / model.encoder_scale, values, ctf, coords, points.weights)
 
 
+def subsample_points(batch: Batch, fraction: float, *, generator: torch.Generator) -> Batch:
+    r"""The batch at a random ``fraction`` of its Fourier points (the same for every image).
+
+    The reconstruction term is the weighted mean squared error over the points,
+    ``Σ_k w_k |r_k|² / Σ_k w_k``; over a uniformly random subset ``S`` it is the same mean
+    taken on fewer points, an estimate of the full one, at ``fraction`` of the decoder's cost
+    (stochastic subsampling of the likelihood, as minibatches subsample particles).  The kept
+    weights are rescaled to the full ``Σ_k w_k``, so that the KL term keeps its weight
+    ``β · KL / Σ_k w_k`` relative to the reconstruction.
+
+    Parameters
+    ----------
+    batch : Batch
+    fraction : float
+        In (0, 1]; at least one point is kept.
+    generator : torch.Generator
+        CPU generator that draws the subset (seeded: runs and resumed runs repeat).
+
+    Returns
+    -------
+    Batch
+    """
+    count = batch.weights.shape[0]
+    keep = max(1, round(fraction * count))
+    chosen = torch.randperm(count, generator=generator)[:keep].sort().values
+    chosen = chosen.to(batch.weights.device)
+    weights = batch.weights[chosen]
+    weights = weights * (batch.weights.sum() / weights.sum())
+    return Batch(
+        batch.encoder_input,
+        batch.values[:, chosen],
+        None if batch.ctf is None else batch.ctf[:, chosen],
+        batch.coords[:, chosen],
+        weights,
+    )
+
+
 def batch_loss(
     model: HeteroVAE, batch: Batch, *, beta: float, generator: torch.Generator | None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -317,6 +364,8 @@ def train_epoch(
     for first in range(0, len(data), config.batch_size):
         indices = order[first : first + config.batch_size]
         batch = prepare_batch(model, data, indices, points, use_ctf=config.use_ctf)
+        if config.point_fraction < 1:
+            batch = subsample_points(batch, config.point_fraction, generator=order_gen)
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp):
             loss, rec, kl, _ = batch_loss(model, batch, beta=config.beta, generator=noise_gen)
         optimizer.zero_grad(set_to_none=True)
