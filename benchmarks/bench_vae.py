@@ -185,6 +185,9 @@ def main() -> None:
     parser.add_argument("--zdim", type=int, default=8)
     parser.add_argument("--skip-default", action="store_true")
     parser.add_argument("--skip-peer", action="store_true", help="cryoglass only")
+    parser.add_argument(
+        "--dense-radius", type=float, default=0.3, help="with --point-fraction (× Nyquist)"
+    )
     parser.add_argument("--dataset", choices=("blobs", "nma"), default="blobs")
     parser.add_argument("--dims", type=int, default=256)
     parser.add_argument("--layers", type=int, default=3)
@@ -220,7 +223,7 @@ def main() -> None:
     print(
         f"data: {a.dataset}, {len(images)} × {d}² images, zdim {a.zdim}, {a.epochs} epochs, "
         f"{a.dims}×{a.layers} encoder/decoder, lr {a.lr:g}, batch {a.batch}, cryoglass decodes "
-        f"{a.point_fraction:g} of the points per step"
+        f"{a.point_fraction:g} of the points beyond {a.dense_radius:g} × Nyquist per step"
     )
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -250,6 +253,7 @@ def main() -> None:
                 seed=a.seed,
                 batch_size=a.batch,
                 point_fraction=a.point_fraction,
+                dense_radius_fraction=a.dense_radius,
             ),
             on_epoch_end=lambda stats, z: latents.append(z.numpy()),
         )

@@ -373,10 +373,11 @@ print(f"GMM populations {np.round(p.numpy(), 2)} (true {np.round(true_p, 2)}); "
 #   epoch grows like N × D² (images × Fourier pixels per slice), so 100 000 particles of 128²
 #   cost (100000/N)·(128/16)² times more per epoch. Minutes per epoch is interactive; hours
 #   per epoch needs a good reason. Most of that time is the decoder, evaluated at every Fourier
-#   point of every slice. `TrainConfig(point_fraction=0.25)` (`--point-fraction 0.25`) decodes
-#   a random quarter of the points at each step: the loss is then a mean over fewer points,
-#   noisier but centred on the same value, as a minibatch is for the particles. At 64² with a
-#   256×3 network the epochs got 4× faster and each one learned less (benchmarks/RESULTS.md).
+#   point of every slice. `TrainConfig(point_fraction=0.2)` (`--point-fraction 0.2`) decodes,
+#   at each step, every point below 0.3 × Nyquist (where a conformational change shows most)
+#   and a random fifth of the others, weighted up 5× so the loss stays an unbiased estimate, as
+#   a minibatch is for the particles. At 64² with a 256×3 network the epochs got ~4× faster;
+#   each learned a little less (benchmarks/RESULTS.md).
 # - *Resolution vs junk (10) and subsets (14):* maps from fewer or cleaner particles trade
 #   noise for homogeneity; select subsets with `cryoglass vae select` and reconstruct each
 #   (`cryoglass reconstruct`) to compare at equal particle numbers.

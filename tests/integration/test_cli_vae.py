@@ -217,7 +217,7 @@ def test_bad_inputs(dataset, tmp_path):
     bad = _run(
         ["train", dataset / "particles.star", "--point-fraction", 0, "--out", tmp_path / "pf"]
     )
-    assert bad.exit_code == 2 and "point_fraction must be in (0, 1]" in bad.output
+    assert bad.exit_code == 2 and "--point-fraction must be in (0, 1]" in bad.output
     assert not (tmp_path / "pf").exists()
 
 

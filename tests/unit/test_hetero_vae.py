@@ -227,7 +227,8 @@ def test_resume_continues_exactly(tmp_path, one_thread):
 
 def test_subsample_points_keeps_a_fraction_and_the_kl_weight():
     """A sorted random subset of the points, values/CTF/coordinates from the same points, and
-    weights rescaled to the full sum (so β·KL/Σw keeps its weight)."""
+    weights rescaled to the full sum (so β·KL/Σw keeps its weight); with a dense radius, all
+    points inside it plus a weighted random fraction of the others."""
     from cryoglass.hetero.train import Batch, subsample_points
 
     g = torch.Generator().manual_seed(0)
@@ -253,9 +254,27 @@ def test_subsample_points_keeps_a_fraction_and_the_kl_weight():
     again = subsample_points(batch, 0.25, generator=torch.Generator().manual_seed(3))
     assert torch.equal(again.coords, sub.coords)  # seeded
     assert subsample_points(batch, 1e-6, generator=g).weights.shape == (1,)  # at least one
+    # with a dense radius: every point inside it, a quarter of the others at n/m times the weight
+    radius = batch.coords[0].norm(dim=-1)
+    inside = int((radius < 1.5).sum())
+    outside = count - inside
+    assert 10 < inside < count - 10
+    strat = subsample_points(batch, 0.25, dense_radius=1.5, generator=g)
+    chosen = [int((batch.coords[0] == c).all(-1).nonzero()) for c in strat.coords[0]]
+    assert set(torch.nonzero(radius < 1.5).squeeze(1).tolist()) <= set(chosen)
+    assert len(chosen) == inside + round(0.25 * outside)
+    factor = strat.weights / batch.weights[chosen]
+    is_dense = radius[chosen] < 1.5
+    torch.testing.assert_close(
+        factor[~is_dense] / factor[is_dense][0],
+        torch.full((int((~is_dense).sum()),), outside / round(0.25 * outside)),
+    )
+    torch.testing.assert_close(strat.weights.sum(), batch.weights.sum())
     for bad in (0.0, -0.1, 1.5):
         with pytest.raises(ValueError, match="point_fraction must be in"):
             TrainConfig(point_fraction=bad)
+    with pytest.raises(ValueError, match="dense_radius_fraction must be in"):
+        TrainConfig(dense_radius_fraction=1.5)
 
 
 def test_point_fraction_trains_seeded_and_resumes_exactly(tmp_path, one_thread):

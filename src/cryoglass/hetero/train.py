@@ -119,9 +119,13 @@ class TrainConfig:
     radius_fraction : float
         Fit only Fourier points within this fraction of Nyquist (1: all).
     point_fraction : float
-        Decode a random subset of this fraction of the Fourier points at each step (1: all;
-        :func:`subsample_points`).  The decoder's work, most of an epoch's time, shrinks in
-        proportion, and every point is still fitted, at other steps.
+        At each step decode every Fourier point below ``dense_radius_fraction`` of Nyquist and
+        a random ``point_fraction`` of the others (1: all points; :func:`subsample_points`).
+        The decoder's work, most of an epoch's time, shrinks about in proportion; every point
+        is still fitted, at other steps.
+    dense_radius_fraction : float
+        Radius [fraction of Nyquist] within which ``point_fraction`` keeps every point (the low
+        frequencies, which carry most of the signal of a conformational change).
     amp : bool
         bfloat16 autocast on CUDA (ignored on CPU).
     """
@@ -134,11 +138,16 @@ class TrainConfig:
     use_ctf: bool = True
     radius_fraction: float = 1.0
     point_fraction: float = 1.0
+    dense_radius_fraction: float = 0.3
     amp: bool = True
 
     def __post_init__(self) -> None:
         if not 0 < self.point_fraction <= 1:
             raise ValueError(f"point_fraction must be in (0, 1], got {self.point_fraction}")
+        if not 0 <= self.dense_radius_fraction <= 1:
+            raise ValueError(
+                f"dense_radius_fraction must be in [0, 1], got {self.dense_radius_fraction}"
+            )
 
 
 @dataclass(frozen=True, eq=False)
@@ -251,21 +260,27 @@ def prepare_batch(
     return Batch(enc / model.encoder_scale, values, ctf, coords, points.weights)
 
 
-def subsample_points(batch: Batch, fraction: float, *, generator: torch.Generator) -> Batch:
-    r"""The batch at a random ``fraction`` of its Fourier points (the same for every image).
+def subsample_points(
+    batch: Batch, fraction: float, *, dense_radius: float = 0.0, generator: torch.Generator
+) -> Batch:
+    r"""The batch at its low-frequency points and a random ``fraction`` of the others.
 
     The reconstruction term is the weighted mean squared error over the points,
-    ``Σ_k w_k |r_k|² / Σ_k w_k``; over a uniformly random subset ``S`` it is the same mean
-    taken on fewer points, an estimate of the full one, at ``fraction`` of the decoder's cost
-    (stochastic subsampling of the likelihood, as minibatches subsample particles).  The kept
-    weights are rescaled to the full ``Σ_k w_k``, so that the KL term keeps its weight
-    ``β · KL / Σ_k w_k`` relative to the reconstruction.
+    ``Σ_k w_k |r_k|² / Σ_k w_k``.  Here every point with ``|k| < dense_radius`` (in units of
+    Nyquist) is kept, and of the ``n`` others a uniformly random ``m = round(fraction · n)``,
+    the same for every image of the batch, with weights ``w_k · n / m`` (the inverse of their
+    chance to be drawn): the weighted sum is then an unbiased estimate of the full one
+    (Horvitz–Thompson), at about ``fraction`` of the decoder's cost — stochastic subsampling of
+    the likelihood, as minibatches subsample particles.  Finally the weights are rescaled to the
+    full ``Σ_k w_k``, so that the KL term keeps its weight ``β · KL / Σ_k w_k``.
 
     Parameters
     ----------
     batch : Batch
     fraction : float
-        In (0, 1]; at least one point is kept.
+        In (0, 1]; at least one point beyond ``dense_radius`` is kept.
+    dense_radius : float
+        Radius [fraction of Nyquist] within which every point is kept (0: uniform subsampling).
     generator : torch.Generator
         CPU generator that draws the subset (seeded: runs and resumed runs repeat).
 
@@ -273,11 +288,16 @@ def subsample_points(batch: Batch, fraction: float, *, generator: torch.Generato
     -------
     Batch
     """
-    count = batch.weights.shape[0]
-    keep = max(1, round(fraction * count))
-    chosen = torch.randperm(count, generator=generator)[:keep].sort().values
-    chosen = chosen.to(batch.weights.device)
-    weights = batch.weights[chosen]
+    device = batch.weights.device
+    radius = batch.coords[0].norm(dim=-1)  # |k| / Nyquist: the same for every image's slice
+    dense = radius < dense_radius
+    sparse = torch.nonzero(~dense).squeeze(1)
+    count = sparse.numel()
+    keep = max(1, round(fraction * count)) if count else 0
+    drawn = sparse[torch.randperm(count, generator=generator)[:keep].to(device)]
+    chosen = torch.cat([torch.nonzero(dense).squeeze(1), drawn]).sort().values
+    inverse_chance = count / keep if keep else 1.0
+    weights = batch.weights[chosen] * torch.where(dense[chosen], 1.0, inverse_chance)
     weights = weights * (batch.weights.sum() / weights.sum())
     return Batch(
         batch.encoder_input,
@@ -365,7 +385,12 @@ def train_epoch(
         indices = order[first : first + config.batch_size]
         batch = prepare_batch(model, data, indices, points, use_ctf=config.use_ctf)
         if config.point_fraction < 1:
-            batch = subsample_points(batch, config.point_fraction, generator=order_gen)
+            batch = subsample_points(
+                batch,
+                config.point_fraction,
+                dense_radius=config.dense_radius_fraction,
+                generator=order_gen,
+            )
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp):
             loss, rec, kl, _ = batch_loss(model, batch, beta=config.beta, generator=noise_gen)
         optimizer.zero_grad(set_to_none=True)
