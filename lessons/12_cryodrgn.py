@@ -99,12 +99,14 @@ for ax, k in zip(axes, [int(torch.nonzero(state == 0)[0]), int(torch.nonzero(sta
 #
 # The network first. The encoder is an MLP from the image's Fourier coefficients inside the
 # Nyquist disc (real and imaginary parts, the same numbers cryoDRGN's encoder reads as Hartley
-# values) to 2 × zdim numbers (μ and log σ²); the decoder an MLP from [positional encoding of a
-# 3D Fourier coordinate, z] to the real and imaginary parts of the map's transform there. The
-# positional encoding is cryoDRGN's default: sines and cosines of random projections Ω·k of the
-# coordinate, with Ω drawn once from a Gaussian (Tancik et al. 2020). Small |Ω| means smooth
-# functions of k, i.e. compact objects in real space; the layers build the finer ones. Printing
-# the modules *is* the schematic:
+# values), each multiplied by the sign of the particle's CTF there (*phase flipping*: the CTF's
+# rings change sign at defocus-dependent radii, and flipping gives the same structure the same
+# features at any defocus), to 2 × zdim numbers (μ and log σ²); the decoder an MLP from
+# [positional encoding of a 3D Fourier coordinate, z] to the real and imaginary parts of the
+# map's transform there. The positional encoding is cryoDRGN's default: sines and cosines of
+# random projections Ω·k of the coordinate, with Ω drawn once from a Gaussian (Tancik et al.
+# 2020). Small |Ω| means smooth functions of k, i.e. compact objects in real space; the layers
+# build the finer ones. Printing the modules *is* the schematic:
 
 # %%
 config = VAEConfig(image_size=D, zdim=2, enc_dim=64, dec_dim=64, enc_layers=1, dec_layers=1)

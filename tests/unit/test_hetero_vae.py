@@ -18,6 +18,7 @@ from cryoglass.hetero import (
     blob_model,
     blob_particles,
     build_model,
+    encode_latents,
     fit,
     fourier_points,
     fourier_volume,
@@ -200,6 +201,51 @@ def test_ctf_at_points_matches_ctf_2d():
     grid = ctf_2d(ctf, image_size=32, pixel_size_angstrom=1.5)
     values = ctf_at_points(ctf, points, pixel_size_angstrom=1.5)
     assert torch.allclose(values.double(), grid[:, points.rows, points.cols].double(), atol=2e-4)
+
+
+def test_encoder_input_is_phase_flipped_by_the_ctf():
+    """The encoder reads sign(CTF)·F(k): two images of one object under opposite-sign CTFs
+    (CTF and −CTF) give the same features; without the CTF the features differ in sign."""
+    from cryoglass.hetero.slices import encoder_features, encoder_points
+
+    g = torch.Generator().manual_seed(3)
+    spectrum = torch.randn(1, 16, 9, generator=g, dtype=torch.complex64)
+    points = encoder_points(16, 16)
+    ctf = torch.rand(1, len(points), generator=g) + 0.1  # positive, away from zero
+    plus = encoder_features(spectrum * _grid(ctf, points), points, ctf=ctf)
+    minus = encoder_features(spectrum * _grid(-ctf, points), points, ctf=-ctf)
+    torch.testing.assert_close(plus, minus)
+    torch.testing.assert_close(plus, encoder_features(spectrum * _grid(ctf, points), points))
+    torch.testing.assert_close(encoder_features(spectrum * _grid(-ctf, points), points), -plus)
+
+
+def _grid(values: torch.Tensor, points) -> torch.Tensor:
+    """(B, P) values at the points → a (B, D, D//2+1) grid (1 elsewhere)."""
+    grid = torch.ones(values.shape[0], points.image_size, points.image_size // 2 + 1)
+    grid[:, points.rows, points.cols] = values
+    return grid
+
+
+def test_phase_flip_is_part_of_the_model_and_old_checkpoints_keep_it_off(tmp_path):
+    """A phase-flipping model's latents depend on the CTF (its sign flips the encoder input);
+    a checkpoint without the setting (written before it existed) loads as not flipping, and
+    then the CTF does not change the latents."""
+    particles = _dataset(16, 16, amplitude_scale=0.1, snr=1.0)
+    data, no_ctf = _data(particles), _data(particles, drop_ctf=True)
+    config = VAEConfig(image_size=16, zdim=2, enc_dim=16, dec_dim=16)
+    model = build_model(config, seed=0)
+    assert model.config.phase_flip
+    mu = encode_latents(model, data)
+    assert not torch.allclose(mu, encode_latents(model, no_ctf))
+    optimizer, train = make_optimizer(model, TrainConfig()), TrainConfig()
+    path = save_checkpoint(tmp_path / "c.pt", model, optimizer, config=train, epoch=1, history=[])
+    payload = torch.load(path, weights_only=True)
+    del payload["vae_config"]["phase_flip"]
+    torch.save(payload, tmp_path / "old.pt")
+    old, _ = load_checkpoint(tmp_path / "old.pt")
+    assert not old.config.phase_flip
+    torch.testing.assert_close(encode_latents(old, data), encode_latents(old, no_ctf))
+    torch.testing.assert_close(encode_latents(old, no_ctf), encode_latents(model, no_ctf))
 
 
 def test_resume_continues_exactly(tmp_path, one_thread):

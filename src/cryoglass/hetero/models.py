@@ -75,6 +75,10 @@ class VAEConfig:
         (:func:`positional_encoding`).
     feature_sigma : float
         Width of the Gaussian frequencies, in cryoDRGN's units (its ``--feat-sigma``).
+    phase_flip : bool
+        The encoder reads the images multiplied by the sign of their CTF, when the data has
+        CTF parameters (:func:`cryoglass.hetero.slices.encoder_features`; cryoDRGN does the
+        same).
     """
 
     image_size: int
@@ -87,6 +91,7 @@ class VAEConfig:
     n_frequencies: int = 0  # 0: image_size // 2
     encoding: str = "gaussian"
     feature_sigma: float = 0.5
+    phase_flip: bool = True
 
     def __post_init__(self) -> None:
         for name in ("image_size", "enc_size", "enc_dim", "enc_layers", "dec_dim", "dec_layers"):

@@ -160,7 +160,9 @@ def encoder_points(image_size: int, enc_size: int) -> FourierPoints:
     return fourier_points(image_size, radius_fraction=min(enc_size, image_size) / image_size)
 
 
-def encoder_features(spectra: torch.Tensor, points: FourierPoints) -> torch.Tensor:
+def encoder_features(
+    spectra: torch.Tensor, points: FourierPoints, *, ctf: torch.Tensor | None = None
+) -> torch.Tensor:
     """The encoder's input: real and imaginary parts of re-centred spectra at ``points``.
 
     Parameters
@@ -170,6 +172,9 @@ def encoder_features(spectra: torch.Tensor, points: FourierPoints) -> torch.Tens
     points : FourierPoints
         :func:`encoder_points` (a disc of diameter ``enc_size`` on the half plane: the same
         information as the image low-passed to ``enc_size`` pixels, without the other half).
+    ctf : Tensor, shape (B, P), optional
+        The particles' CTF at ``points`` (:func:`ctf_at_points`): the values are multiplied by
+        its sign (*phase flipping*), as cryoDRGN does.
 
     Returns
     -------
@@ -182,8 +187,15 @@ def encoder_features(spectra: torch.Tensor, points: FourierPoints) -> torch.Tens
     inside a disc, over the full plane: the same numbers up to an orthogonal change of basis).
     An MLP on real-space pixels learnt the latent space much more slowly with the same
     optimiser at 64² (benchmarks/RESULTS.md, issue 8).
+
+    Phase flipping: an image is ``CTF · V̂``, and the CTF's sign alternates in rings whose
+    radii depend on the defocus, so the same structure gives features of opposite sign in
+    particles of different defocus.  ``sign(CTF) · CTF · V̂ = |CTF| · V̂`` removes that: the
+    encoder sees one consistent signal (Wade 1992, https://doi.org/10.1016/0304-3991(92)90016-D).
     """
     values = spectra[..., points.rows, points.cols]
+    if ctf is not None:
+        values = values * torch.sign(ctf)
     return torch.cat([values.real, values.imag], dim=-1)
 
 

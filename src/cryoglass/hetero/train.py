@@ -3,7 +3,8 @@
 For each image ``x`` (re-centred, in Fourier space on the points of
 :func:`~cryoglass.hetero.slices.fourier_points`):
 
-1. the encoder gives ``q(z|x) = 𝒩(μ, diag σ²)``; ``z = μ + σ ε`` (reparameterisation);
+1. the encoder reads the image's Fourier coefficients times the sign of its CTF (phase
+   flipping) and gives ``q(z|x) = 𝒩(μ, diag σ²)``; ``z = μ + σ ε`` (reparameterisation);
 2. the decoder evaluates the volume's transform on the particle's central slice
    ``Aᵀ(k_x, k_y, 0)``; the model image is ``CTF · V̂_z``;
 3. the loss per image is the negative ELBO per Fourier pixel
@@ -207,6 +208,19 @@ def _spectra(data: ParticleData, indices: torch.Tensor, device: torch.device) ->
     return recentred_spectra(images, shift, pixel_size_angstrom=data.pixel_size_angstrom)
 
 
+def _encoder_input(
+    model: HeteroVAE, data: ParticleData, indices: torch.Tensor, spectra: torch.Tensor
+) -> torch.Tensor:
+    """Normalised encoder features of these particles, phase-flipped when the model says so."""
+    points = encoder_points(data.image_size, model.config.enc_size)
+    ctf = None
+    if model.config.phase_flip and data.ctf is not None:
+        ctf = ctf_at_points(
+            data.ctf[indices], points, pixel_size_angstrom=data.pixel_size_angstrom
+        ).to(spectra.device)
+    return encoder_features(spectra, points, ctf=ctf) / model.encoder_scale
+
+
 def estimate_scales(
     data: ParticleData,
     points: FourierPoints,
@@ -249,7 +263,6 @@ def prepare_batch(
     """Read, re-centre and normalise the images at ``indices``; slice coordinates and CTF."""
     device = _device_of(model)
     spectra = _spectra(data, indices, device)
-    enc = encoder_features(spectra, encoder_points(data.image_size, model.config.enc_size))
     values = image_fourier_values(spectra, points) / model.fourier_scale
     ctf = None
     if use_ctf and data.ctf is not None:
@@ -257,7 +270,8 @@ def prepare_batch(
             data.ctf[indices], points, pixel_size_angstrom=data.pixel_size_angstrom
         ).to(device)
     coords = slice_coordinates(data.rotations[indices].to(device), points.frequency_px)
-    return Batch(enc / model.encoder_scale, values, ctf, coords, points.weights)
+    enc = _encoder_input(model, data, indices, spectra)
+    return Batch(enc, values, ctf, coords, points.weights)
 
 
 def subsample_points(
@@ -418,9 +432,7 @@ def encode_latents(model: HeteroVAE, data: ParticleData, *, batch_size: int = 25
     out = []
     for start in range(0, len(data), batch_size):
         indices = torch.arange(start, min(start + batch_size, len(data)))
-        spectra = _spectra(data, indices, device)
-        enc = encoder_features(spectra, encoder_points(data.image_size, model.config.enc_size))
-        mu, _ = model.encode(enc.to(device) / model.encoder_scale)
+        mu, _ = model.encode(_encoder_input(model, data, indices, _spectra(data, indices, device)))
         out.append(mu.float().cpu())
     return torch.cat(out) if out else torch.zeros(0, model.config.zdim)
 
@@ -545,7 +557,8 @@ def load_checkpoint(
         raise ValueError(f"{path}: not a cryoglass VAE checkpoint ({error})") from error
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{path}: not a cryoglass VAE checkpoint (no '{CHECKPOINT_FORMAT}' tag)")
-    config = VAEConfig(**payload["vae_config"])
+    # checkpoints written before VAEConfig.phase_flip existed were trained without it
+    config = VAEConfig(**{"phase_flip": False, **payload["vae_config"]})
     if expected is not None and expected != config:
         diff = [
             f"{k}: checkpoint {v}, requested {getattr(expected, k)}"
