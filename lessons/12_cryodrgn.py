@@ -377,9 +377,11 @@ print(f"GMM populations {np.round(p.numpy(), 2)} (true {np.round(true_p, 2)}); "
 #   per epoch needs a good reason. Most of that time is the decoder, evaluated at every Fourier
 #   point of every slice. `TrainConfig(point_fraction=0.2)` (`--point-fraction 0.2`) decodes,
 #   at each step, every point below 0.3 × Nyquist (where a conformational change shows most)
-#   and a random fifth of the others, weighted up 5× so the loss stays an unbiased estimate, as
-#   a minibatch is for the particles. At 64² with a 256×3 network the epochs got ~4× faster;
-#   each learned a little less (benchmarks/RESULTS.md).
+#   and a random fifth of the others, as a minibatch does for the particles. On average the
+#   high frequencies then count a fifth as much in the loss: they are mostly noise, and the
+#   latent space trains with less of it. Weighting them back up 5× (an unbiased loss) trained
+#   the latent space about half as fast. At 64² with a 256×3 network, `--point-fraction 0.05`
+#   made epochs ~8× faster and learned as much per epoch (benchmarks/RESULTS.md).
 # - *Resolution vs junk (10) and subsets (14):* maps from fewer or cleaner particles trade
 #   noise for homogeneity; select subsets with `cryoglass vae select` and reconstruct each
 #   (`cryoglass reconstruct`) to compare at equal particle numbers.

@@ -123,7 +123,8 @@ class TrainConfig:
         At each step decode every Fourier point below ``dense_radius_fraction`` of Nyquist and
         a random ``point_fraction`` of the others (1: all points; :func:`subsample_points`).
         The decoder's work, most of an epoch's time, shrinks about in proportion; every point
-        is still fitted, at other steps.
+        is still fitted, at other steps, the ones beyond the radius with ``point_fraction``
+        of their weight on average.
     dense_radius_fraction : float
         Radius [fraction of Nyquist] within which ``point_fraction`` keeps every point (the low
         frequencies, which carry most of the signal of a conformational change).
@@ -279,14 +280,25 @@ def subsample_points(
 ) -> Batch:
     r"""The batch at its low-frequency points and a random ``fraction`` of the others.
 
-    The reconstruction term is the weighted mean squared error over the points,
-    ``Σ_k w_k |r_k|² / Σ_k w_k``.  Here every point with ``|k| < dense_radius`` (in units of
-    Nyquist) is kept, and of the ``n`` others a uniformly random ``m = round(fraction · n)``,
-    the same for every image of the batch, with weights ``w_k · n / m`` (the inverse of their
-    chance to be drawn): the weighted sum is then an unbiased estimate of the full one
-    (Horvitz–Thompson), at about ``fraction`` of the decoder's cost — stochastic subsampling of
-    the likelihood, as minibatches subsample particles.  Finally the weights are rescaled to the
-    full ``Σ_k w_k``, so that the KL term keeps its weight ``β · KL / Σ_k w_k``.
+    Every point with ``|k| < dense_radius`` (in units of Nyquist) is kept, and of the others a
+    uniformly random ``round(fraction · n)``, the same for every image of the batch.  The kept
+    points keep their own weights ``w_k``, rescaled together to the full ``Σ_k w_k`` so that
+    the KL term keeps its weight ``β · KL / Σ_k w_k``.  The decoder, most of a step's time,
+    does about ``fraction`` of the work beyond ``dense_radius``.
+
+    What is optimised: a point beyond ``dense_radius`` enters a step with chance ``fraction``,
+    so the expected loss is the full one with those frequencies weighted by ``fraction``
+
+    .. math:: \mathbb E[L] \propto \sum_{|k| < R} w_k |r_k|^2
+              + F \sum_{|k| \ge R} w_k |r_k|^2 ,
+
+    a frequency-weighted Gaussian likelihood.  Each point's residual has the same optimum, so a
+    flexible decoder still fits every frequency (the high ones more slowly); the latent space,
+    carried mostly by the low frequencies, trains with less noise.  Weighting the drawn points
+    up by ``1/F`` instead makes the loss an unbiased estimate of the full one
+    (Horvitz–Thompson), but multiplies the noise of the mostly-noise high frequencies by
+    ``1/F`` in every gradient: at 64² it trained the latent space about twice as slowly per
+    epoch (benchmarks/RESULTS.md, issue 8).
 
     Parameters
     ----------
@@ -310,9 +322,7 @@ def subsample_points(
     keep = max(1, round(fraction * count)) if count else 0
     drawn = sparse[torch.randperm(count, generator=generator)[:keep].to(device)]
     chosen = torch.cat([torch.nonzero(dense).squeeze(1), drawn]).sort().values
-    inverse_chance = count / keep if keep else 1.0
-    weights = batch.weights[chosen] * torch.where(dense[chosen], 1.0, inverse_chance)
-    weights = weights * (batch.weights.sum() / weights.sum())
+    weights = batch.weights[chosen] * (batch.weights.sum() / batch.weights[chosen].sum())
     return Batch(
         batch.encoder_input,
         batch.values[:, chosen],
