@@ -380,8 +380,10 @@ print(f"GMM populations {np.round(p.numpy(), 2)} (true {np.round(true_p, 2)}); "
 #   and a random fifth of the others, as a minibatch does for the particles. On average the
 #   high frequencies then count a fifth as much in the loss: they are mostly noise, and the
 #   latent space trains with less of it. Weighting them back up 5× (an unbiased loss) trained
-#   the latent space about half as fast. At 64² with a 256×3 network, `--point-fraction 0.05`
-#   made epochs ~8× faster and learned as much per epoch (benchmarks/RESULTS.md).
+#   the latent space more slowly and less steadily. At 64² with a 256×3 network,
+#   `--point-fraction 0.05` made epochs ~7× faster than cryoDRGN's; each learned a little less,
+#   and 24 of them (under a third of cryoDRGN's time for 12) gave as good a latent space
+#   (benchmarks/RESULTS.md).
 # - *Resolution vs junk (10) and subsets (14):* maps from fewer or cleaner particles trade
 #   noise for homogeneity; select subsets with `cryoglass vae select` and reconstruct each
 #   (`cryoglass reconstruct`) to compare at equal particle numbers.

@@ -205,7 +205,7 @@ def train(
         1.0,
         help="Per step, decode the points below --dense-radius and this random fraction of "
         "the others (which then count that much less in the loss): about that share of the "
-        "decoder's time. 0.05-0.1 trains the latent space fast (~8x faster epochs at 64²).",
+        "decoder's time. 0.05-0.1 trains the latent space fast (~7x faster epochs at 64²).",
     ),
     dense_radius: float = typer.Option(
         0.3, help="With --point-fraction: decode every point below this × Nyquist."
