@@ -11,7 +11,8 @@ Data (``--dataset``):
 
 Reports seconds per epoch and |ρ|(PC1 of the latent means, true amplitude) for cryoglass and
 cryoDRGN with the same architecture (``--dims``, ``--layers``), learning rate, batch size,
-zdim and epochs, and (unless ``--skip-default``) cryoDRGN's default model (1024×3, 1 epoch).
+zdim, KL weight (cryoDRGN's default 1/zdim) and epochs, and (unless ``--skip-default``)
+cryoDRGN's default model (1024×3, 1 epoch).
 
 Both programs run with the same number of CPU threads (``--threads``: torch.set_num_threads here,
 OMP_NUM_THREADS/MKL_NUM_THREADS for the cryoDRGN subprocess).
@@ -256,6 +257,7 @@ def main() -> None:
                 config=TrainConfig(
                     epochs=a.epochs,
                     learning_rate=a.lr,
+                    beta=1.0 / max(a.zdim, 1),  # cryoDRGN's default KL weight, 1/zdim
                     seed=a.seed,
                     batch_size=a.batch,
                     point_fraction=a.point_fraction,
