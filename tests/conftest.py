@@ -9,6 +9,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import settings
+
+# Property tests draw their examples from a fixed seed: the same examples on every run and in CI
+# (a failure is reproducible), and no example database written into the checkout.
+settings.register_profile("cryoglass", derandomize=True, database=None)
+settings.load_profile("cryoglass")
 
 REPO = Path(__file__).resolve().parents[1]
 _CANDIDATES = [REPO.parent / "shared" / "data", Path("/work/shared/data")]

