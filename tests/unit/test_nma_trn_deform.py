@@ -54,7 +54,7 @@ def test_trn_errors():
 
 
 def test_deform_rmsd_and_trajectory():
-    xyz = torch.randn(50, 3, dtype=torch.float64) * 5
+    xyz = torch.randn(50, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0)) * 5
     modes = anm(xyz, n_modes=3)
     a = amplitude_for_rmsd(1.5, 50)
     moved = deform_coordinates(xyz, modes.eigenvectors, torch.tensor([a, 0.0, 0.0]))

@@ -99,7 +99,10 @@ def test_underfocus_makes_protein_dark():
 
 def test_in_focus_amplitude_object():
     """No aberrations: only the imaginary potential shows, I = exp(−2ησV) exactly."""
-    vp = torch.rand(SIZE, SIZE, dtype=torch.float64) * 500
+    vp = (
+        torch.rand(SIZE, SIZE, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+        * 500
+    )
     ctf = CTFParams(0.0, 0.0, cs_mm=0.0, amplitude_contrast=0.2)
     image = phase_object_image(vp, ctf, pixel_size_angstrom=1.0)
     eta = 0.2 / math.sqrt(1 - 0.04)
