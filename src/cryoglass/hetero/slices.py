@@ -191,7 +191,8 @@ def encoder_features(
     Phase flipping: an image is ``CTF · V̂``, and the CTF's sign alternates in rings whose
     radii depend on the defocus, so the same structure gives features of opposite sign in
     particles of different defocus.  ``sign(CTF) · CTF · V̂ = |CTF| · V̂`` removes that: the
-    encoder sees one consistent signal (Wade 1992, https://doi.org/10.1016/0304-3991(92)90016-D).
+    encoder sees one consistent signal (Wade 1992, "A brief look at imaging and contrast
+    transfer", Ultramicroscopy 46:145-156, https://doi.org/10.1016/0304-3991(92)90011-8).
     """
     values = spectra[..., points.rows, points.cols]
     if ctf is not None:

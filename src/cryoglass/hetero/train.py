@@ -297,8 +297,8 @@ def subsample_points(
     carried mostly by the low frequencies, trains with less noise.  Weighting the drawn points
     up by ``1/F`` instead makes the loss an unbiased estimate of the full one
     (Horvitz–Thompson), but multiplies the noise of the mostly-noise high frequencies by
-    ``1/F`` in every gradient: at 64² it trained the latent space about twice as slowly per
-    epoch (benchmarks/RESULTS.md, issue 8).
+    ``1/F`` in every gradient: at 64² it trained the latent space more slowly and less
+    steadily (benchmarks/RESULTS.md, issue 8).
 
     Parameters
     ----------
