@@ -20,6 +20,7 @@ import matplotlib.pyplot as plt
 import torch
 
 import cryoglass.validate as cv
+from cryoglass.report.figures import plot_direction_density
 from cryoglass.simulate import top_side_orientations, uniform_orientations, vmf_orientations
 
 FAST = os.environ.get("CRYOGLASS_FAST") == "1"
@@ -47,7 +48,7 @@ for i, (name, euler) in enumerate(views.items()):
     d = cv.projection_directions(euler)
     stats[name] = cv.orientation_statistics(d)
     ax = fig.add_subplot(1, 3, i + 1, projection="mollweide")
-    cv.plot_direction_density(
+    plot_direction_density(
         d, ax=ax, title=f"{name}\nSCF {stats[name].scf:.2f}, SCF* {stats[name].scf_star:.2f}"
     )
 for name, s in stats.items():

@@ -8,7 +8,7 @@
 # # 15 — Journal club: multislice (Himes & Grigorieff 2021)
 #
 # Modules taught: `cryoglass.simulate` (`multislice_image`, `fresnel_propagator`,
-# `stack_volume`, `thickness_voltage_table`, `plot_thickness_voltage_table`).
+# `stack_volume`, `thickness_voltage_table`) and `cryoglass.report.figures.plot_thickness_voltage_table`.
 #
 # Questions: What is not modelled?  What are the computational bottlenecks of multislice?
 # Of all noise sources, which dominate, and how can that be tested?
@@ -22,10 +22,10 @@ import torch
 from cryoglass.ctf import CTFParams
 from cryoglass.data import trpv1_model_path
 from cryoglass.io import read_structure
+from cryoglass.report.figures import plot_thickness_voltage_table
 from cryoglass.simulate import (
     multislice_image,
     phase_object_image,
-    plot_thickness_voltage_table,
     potential_map,
     thickness_voltage_table,
 )

@@ -31,7 +31,8 @@ from cryoglass.fourier import apply_bfactor, fft2_centered, radial_power_spectru
 from cryoglass.geometry import matrix_to_euler, random_rotations
 from cryoglass.io import read_structure, write_mrc
 from cryoglass.projection import project
-from cryoglass.report.html import Section, save_figure, write_html_report
+from cryoglass.report.figures import save_figure
+from cryoglass.report.html import Section, write_html_report
 from cryoglass.simulate import gaussian_map, potential_map, projected_potential
 from cryoglass.simulate.dataset import ParticleDistributions, simulate_dataset
 
@@ -85,7 +86,9 @@ def model_map(
 
 
 def _tiles(images: torch.Tensor, titles: list[str], path: Path, *, cmap: str = "gray") -> None:
-    import matplotlib.pyplot as plt
+    from cryoglass.report.figures import pyplot
+
+    plt = pyplot()
 
     n = images.shape[0]
     cols = min(n, 4)
@@ -203,7 +206,9 @@ def _projections(out: Path, s: DemoSettings, volume, model, generator, clock: _C
 
 def _ctf_series(out: Path, clock: _Clock) -> Section:
     """Step 3: the CTF for four defoci."""
-    import matplotlib.pyplot as plt
+    from cryoglass.report.figures import pyplot
+
+    plt = pyplot()
 
     pixel, box = 2.0, 256  # Nyquist 1/4 Å⁻¹: the rings stay resolved (no aliasing) up to 3 µm
     defoci = torch.tensor([5000.0, 10000.0, 20000.0, 30000.0])
@@ -243,7 +248,9 @@ def _ctf_series(out: Path, clock: _Clock) -> Section:
 
 def _dataset(out: Path, s: DemoSettings, volume, clock: _Clock):
     """Step 4: a simulated dataset (kept in memory; a sample is written)."""
-    import matplotlib.pyplot as plt
+    from cryoglass.report.figures import pyplot
+
+    plt = pyplot()
 
     distributions = ParticleDistributions(
         defocus_min_um=s.defocus_min_um,
@@ -317,7 +324,9 @@ def _dataset(out: Path, s: DemoSettings, volume, clock: _Clock):
 
 def _reconstruction(out: Path, s: DemoSettings, volume, data, clock: _Clock):
     """Step 5: two half maps by direct Fourier inversion, FSC between them and to the truth."""
-    import matplotlib.pyplot as plt
+    from cryoglass.report.figures import pyplot
+
+    plt = pyplot()
 
     from cryoglass.reconstruct import reconstruct
     from cryoglass.validate import fourier_shell_correlation, resolution_at_threshold
@@ -389,7 +398,9 @@ def _reconstruction(out: Path, s: DemoSettings, volume, data, clock: _Clock):
 
 def _postprocess(out: Path, s: DemoSettings, halves, clock: _Clock) -> Section:
     """Step 6: masked, corrected FSC, Guinier B-factor, sharpening and blurring."""
-    import matplotlib.pyplot as plt
+    from cryoglass.report.figures import pyplot
+
+    plt = pyplot()
 
     from cryoglass.validate import auto_mask, postprocess
 
@@ -478,9 +489,6 @@ def _topic_sections(out: Path, s: DemoSettings, clock: _Clock) -> list[Section]:
 
 def run_demo(out: Path, settings: DemoSettings | None = None) -> Path:
     """Run the demo into folder ``out``; returns the path of ``report.html``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
     s = settings or DemoSettings()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -39,7 +39,6 @@ from cryoglass.distributed import (  # noqa: E402
     open_client,
 )
 from cryoglass.io import make_particle_set, write_mrc, write_relion_star  # noqa: E402
-from cryoglass.io.particles import expand_ctf  # noqa: E402
 
 N, PIXEL, COUNT, K, ITERATIONS = 32, 5.0, 240, 3, 3
 SETTINGS = Class2DSettings(
@@ -75,7 +74,7 @@ def dataset(tmp_path_factory):
         names, pixel_size_angstrom=PIXEL, image_size=N, ctf=data.ctf, image_root=folder
     )
     star = write_relion_star(folder / "particles.star", particles)
-    return particles, data.images, expand_ctf(data.ctf, COUNT), star
+    return particles, data.images, data.ctf.expand(COUNT, dtype=torch.float64), star
 
 
 @pytest.fixture(scope="module")

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from cryoglass.ctf import CTFParams
+from cryoglass.report.figures import plot_thickness_voltage_table
 from cryoglass.simulate.image import fft_frequencies, weak_phase_image
 from cryoglass.simulate.multislice import (
     bandlimit_mask,
@@ -12,7 +13,6 @@ from cryoglass.simulate.multislice import (
     fresnel_propagator,
     multislice_exit_wave,
     multislice_image,
-    plot_thickness_voltage_table,
     slice_potential,
     stack_volume,
     thickness_voltage_table,

@@ -78,7 +78,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 
 import torch
 
@@ -95,6 +95,7 @@ from cryoglass.classify.geometry2d import (
 )
 from cryoglass.ctf.ctf import ctf_2d
 from cryoglass.ctf.params import CTFParams
+from cryoglass.fourier.radial import crossing_shell
 from cryoglass.fourier.shift import shift_image
 
 __all__ = [
@@ -684,11 +685,7 @@ def _resolution(
 ) -> torch.Tensor:
     """Highest resolution [Å] before ``SSNR = τ² ⟨Den⟩ / σ²`` first drops below 1, per class."""
     ssnr = tau2 * _shell_mean(den, grid) / sigma2
-    shells = torch.arange(ssnr.shape[-1], device=ssnr.device)
-    below = (ssnr < 1) & (shells >= 1)
-    first = torch.where(below.any(-1), below.int().argmax(-1), torch.full_like(shells[0], -1))
-    first = torch.where(first < 0, torch.full_like(first, ssnr.shape[-1]), first)
-    last_good = (first - 1).clamp_min(1).float()
+    last_good = crossing_shell(ssnr, 1.0, interpolate=False).clamp_min(1).float()
     return grid.size * pixel / last_good
 
 
@@ -1198,13 +1195,7 @@ def classify_2d(
         raise ValueError(f"iterations must be ≥ 1, got {iterations}")
     n, size = images.shape[0], images.shape[-1]
     if ctf is not None:
-        ctf = replace(
-            ctf,
-            **{
-                f.name: torch.as_tensor(getattr(ctf, f.name), dtype=torch.float64).expand(n)
-                for f in fields(ctf)
-            },
-        )
+        ctf = ctf.expand(n, dtype=torch.float64)
     generator = generator or torch.Generator().manual_seed(0)
     batches = tensor_batches(images, default_batch_size(settings, size))
     model = initial_model(

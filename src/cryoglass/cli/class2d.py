@@ -74,7 +74,7 @@ def _save_state(out: Path, model, assignments, log: list[dict], meta: dict) -> N
 
     import torch
 
-    from cryoglass.report.html import write_text_atomic
+    from cryoglass.io import write_text_atomic
 
     tensors = {
         "classes": model.classes.cpu(),
@@ -149,12 +149,12 @@ def _write_star(path: Path, particles, assignments) -> None:
 
 def _report(out: Path, model, log: list[dict], *, pixel: float, n: int) -> None:
     """DIR/report.html: class gallery sorted by occupancy and the convergence plots."""
-    import matplotlib
+    from cryoglass.report.figures import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
-    from cryoglass.report.html import Section, save_figure, write_html_report
+    from cryoglass.report.figures import save_figure
+    from cryoglass.report.html import Section, write_html_report
 
     prior = model.class_prior.cpu()
     order = sorted(range(prior.shape[0]), key=lambda c: -float(prior[c]))
@@ -450,7 +450,7 @@ def main(
     }
     if memory is not None:
         summary["memory"] = memory
-    from cryoglass.report.html import write_text_atomic
+    from cryoglass.io import write_text_atomic
 
     write_text_atomic(out / "model.json", json.dumps({**meta, **summary}, indent=2) + "\n")
     _report(out, model, log, pixel=pixel, n=n)

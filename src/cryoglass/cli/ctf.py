@@ -29,10 +29,9 @@ def _params_from_star(star: Path, row: int, box: int):
 
 def _save_plot(path: Path, params, *, pixel_size: float, box: int, n_zeros: int) -> None:
     """1D CTF with its zeros, beside the 2D CTF image; written atomically."""
-    import matplotlib
+    from cryoglass.report.figures import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     import torch
 
     from cryoglass.ctf import ctf_1d, ctf_2d, ctf_zeros_inv_angstrom

@@ -60,12 +60,11 @@ def read_mask(path: Path, shape: tuple[int, ...]):
 
 def save_fsc_plot(path: Path, frequency, curves: dict, *, resolution_0143: float, title: str):
     """FSC curves against 1/Å with the 0.143 and 0.5 lines (atomic PNG)."""
-    import matplotlib
+    from cryoglass.report.figures import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
-    from cryoglass.report.html import save_figure
+    from cryoglass.report.figures import save_figure
 
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for label, values in curves.items():

@@ -10,13 +10,12 @@ from cryoglass.cli._common import fail, print_json
 
 
 def _plots(out: Path, result) -> None:
-    import matplotlib
+    from cryoglass.report.figures import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     import torch
 
-    from cryoglass.report.html import save_figure
+    from cryoglass.report.figures import save_figure
 
     freq = result.frequency_inv_angstrom.numpy()
     res = result.directional_resolution_angstrom
@@ -124,8 +123,7 @@ def main(
     import shutil
 
     from cryoglass.cli.fsc import read_map_pair, read_mask
-    from cryoglass.io import write_mrc
-    from cryoglass.report.html import write_text_atomic
+    from cryoglass.io import write_mrc, write_text_atomic
     from cryoglass.validate.fsc3d import three_d_fsc
 
     if not 0.0 < cone_deg < 90.0:

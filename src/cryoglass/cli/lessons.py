@@ -44,7 +44,7 @@ def main(
 
     import jupytext
 
-    from cryoglass.report.html import write_text_atomic
+    from cryoglass.io import write_text_atomic
 
     out.mkdir(parents=True, exist_ok=True)
     for path in sources:

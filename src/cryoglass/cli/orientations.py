@@ -65,7 +65,6 @@ def main(
     from cryoglass.validate.orientations import (
         orientation_bild,
         orientation_statistics,
-        plot_direction_density,
         tilt_directions,
     )
 
@@ -80,17 +79,14 @@ def main(
     )
     result = stats.as_dict() | {"symmetry": symmetry, "tilt_deg": tilt_deg}
     if plot is not None:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        from cryoglass.report.html import save_figure
+        from cryoglass.report.figures import plot_direction_density, save_figure
 
         fig = plot_direction_density(
             directions, title=f"{star.name}: SCF* = {stats.scf_star:.3f}, {n_particles} particles"
         )
         save_figure(fig, plot)
     if bild is not None:
-        from cryoglass.report.html import write_text_atomic
+        from cryoglass.io import write_text_atomic
 
         write_text_atomic(bild, orientation_bild(directions))
     if as_json:

@@ -10,12 +10,11 @@ from cryoglass.cli._common import fail, print_json
 
 
 def _plot(path: Path, plan, scan, title: str) -> None:
-    import matplotlib
+    from cryoglass.report.figures import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
-    from cryoglass.report.html import save_figure
+    from cryoglass.report.figures import save_figure
 
     freq = plan.frequency_inv_angstrom.numpy()
     fig, ax = plt.subplots(1, 2, figsize=(10, 3.8))

@@ -31,12 +31,11 @@ def _parse_bfactor(text: str) -> str | float:
 
 
 def _guinier_figure(path: Path, result) -> None:
-    import matplotlib
+    from cryoglass.report.figures import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
-    from cryoglass.report.html import save_figure
+    from cryoglass.report.figures import save_figure
 
     k2 = result.guinier_k2.cpu().numpy()
     fig, ax = plt.subplots(figsize=(7, 4.2))
@@ -182,8 +181,7 @@ def main(
 
     import torch
 
-    from cryoglass.io import write_mrc
-    from cryoglass.report.html import write_text_atomic
+    from cryoglass.io import write_mrc, write_text_atomic
     from cryoglass.validate import auto_mask as make_auto_mask
     from cryoglass.validate import postprocess
 

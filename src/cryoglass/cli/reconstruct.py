@@ -113,12 +113,12 @@ def _fsc_outputs(half1, half2, *, pixel: float, out: Path) -> dict:
     """FSC curve, resolutions, the JSON and PNG files; returns the summary."""
     import json
 
-    import matplotlib
+    from cryoglass.report.figures import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
-    from cryoglass.report.html import save_figure, write_text_atomic
+    from cryoglass.io import write_text_atomic
+    from cryoglass.report.figures import save_figure
 
     n = half1.shape[-1]
     try:

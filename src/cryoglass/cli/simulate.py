@@ -243,16 +243,16 @@ def _write_metadata(out: Path, params, *, n: int, box: int, pixel: float) -> Non
 
 def _report(out: Path, *, params, examples, pixel: float, summary: dict) -> None:
     """DIR/report.html: example images, power spectra against CTF², orientation plot."""
-    import matplotlib
+    from cryoglass.report.figures import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     import numpy as np
     import torch
 
     from cryoglass.ctf import ctf_2d
     from cryoglass.fourier import fft2_centered
-    from cryoglass.report.html import Section, save_figure, write_html_report
+    from cryoglass.report.figures import save_figure
+    from cryoglass.report.html import Section, write_html_report
     from cryoglass.simulate.distributions import viewing_direction
 
     examples, clean = examples

@@ -152,12 +152,11 @@ def _config(folder: Path) -> dict:
 
 
 def _plot_curve(history: list[dict], path: Path) -> None:
-    import matplotlib
+    from cryoglass.report.figures import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
-    from cryoglass.report.html import save_figure
+    from cryoglass.report.figures import save_figure
 
     fig, ax = plt.subplots(figsize=(5, 3.2))
     epochs = [h["epoch"] for h in history]
@@ -227,7 +226,7 @@ def train(
 
     from cryoglass.hetero import TrainConfig, VAEConfig, build_model, fit, load_checkpoint
     from cryoglass.hetero.train import make_optimizer, save_checkpoint
-    from cryoglass.report.html import write_text_atomic
+    from cryoglass.io import write_text_atomic
 
     if threads is not None:
         torch.set_num_threads(threads)
@@ -362,12 +361,11 @@ def train(
 
 
 def _scatter(points, colours, path: Path, title: str, labels: tuple[str, str]) -> None:
-    import matplotlib
+    from cryoglass.report.figures import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
-    from cryoglass.report.html import save_figure
+    from cryoglass.report.figures import save_figure
 
     fig, ax = plt.subplots(figsize=(4.5, 4))
     p = points.numpy()
@@ -379,12 +377,11 @@ def _scatter(points, colours, path: Path, title: str, labels: tuple[str, str]) -
 
 
 def _slices_figure(volumes, path: Path) -> None:
-    import matplotlib
+    from cryoglass.report.figures import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
-    from cryoglass.report.html import save_figure
+    from cryoglass.report.figures import save_figure
 
     k = volumes.shape[0]
     cols = min(k, 10)

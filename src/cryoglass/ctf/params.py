@@ -59,6 +59,70 @@ class CTFParams:
         }
         return replace(self, **values)
 
+    def expand(
+        self,
+        n: int | tuple[int, ...] | None = None,
+        *,
+        dtype: torch.dtype | None = None,
+        device: torch.device | str | None = None,
+    ) -> CTFParams:
+        """Every field as its own tensor of shape ``(n,)``: one value per particle.
+
+        The one CTF broadcast of cryoglass: scalars (e.g. one optics group's voltage) are
+        repeated, per-particle tensors are kept (and copied), so rows can be selected with
+        ``ctf[rows]`` and fields concatenated across files.
+
+        Parameters
+        ----------
+        n : int or tuple of int, optional
+            Number of particles, or a batch shape (default: the batch size; the batch must
+            then be 1-D).
+        dtype : torch dtype, optional
+            Default: ``torch.get_default_dtype()``.
+        device : torch device, optional
+
+        Returns
+        -------
+        CTFParams
+            Fields: contiguous tensors of shape ``(n,)`` (or ``n`` when a shape is given).
+
+        Raises
+        ------
+        ValueError
+            A field cannot broadcast to ``(n,)``.
+
+        Examples
+        --------
+        >>> CTFParams(defocus_u_angstrom=torch.tensor([1e4, 2e4]), defocus_v_angstrom=1e4
+        ...           ).expand().defocus_v_angstrom
+        tensor([10000., 10000.])
+        """
+        dtype = dtype or torch.get_default_dtype()
+        if n is None:
+            shape = self.batch_shape
+            if len(shape) > 1:
+                raise ValueError(f"CTFParams.expand: batch shape {tuple(shape)} is not 1-D")
+            n = int(shape[0]) if len(shape) == 1 else 1
+        target = (int(n),) if isinstance(n, int) else tuple(int(v) for v in n)
+        values = {}
+        for f in fields(self):
+            value = torch.as_tensor(getattr(self, f.name), dtype=dtype, device=device)
+            try:
+                values[f.name] = value.expand(target).clone()
+            except RuntimeError:
+                raise ValueError(
+                    f"CTFParams.expand: {f.name} of shape {tuple(value.shape)} does not "
+                    f"broadcast to {target}"
+                ) from None
+        return replace(self, **values)
+
+    def flatten(self) -> CTFParams:
+        """Every (tensor) field reshaped to one dimension (after :meth:`expand` to a shape)."""
+        return replace(
+            self,
+            **{f.name: torch.as_tensor(getattr(self, f.name)).reshape(-1) for f in fields(self)},
+        )
+
     @property
     def batch_shape(self) -> torch.Size:
         """Broadcast shape of all fields (``torch.Size([])`` for scalars)."""

@@ -16,7 +16,8 @@ from cryoglass.classify import (
 )
 from cryoglass.demo import model_map
 from cryoglass.io import write_mrc
-from cryoglass.report.html import Section, save_figure
+from cryoglass.report.figures import save_figure
+from cryoglass.report.html import Section
 
 __all__ = ["run"]
 
@@ -26,7 +27,9 @@ VIEWS = ((0.0, 0.0), (0.0, 90.0), (45.0, 90.0), (30.0, 45.0))
 
 def run(out: Path, *, seed: int = 0) -> list[Section]:
     """400 × 48² particles (4 views, SNR 0.1, CTF) classified into K = 4 in 5 iterations."""
-    import matplotlib.pyplot as plt
+    from cryoglass.report.figures import pyplot
+
+    plt = pyplot()
 
     out = Path(out)
     volume = model_map(box=N, pixel_size_angstrom=PIXEL, sigma_angstrom=PIXEL)[0]

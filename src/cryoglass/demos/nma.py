@@ -11,14 +11,17 @@ from cryoglass.data import trpv1_model_path
 from cryoglass.io import read_structure, write_mrc
 from cryoglass.nma import anm, extend_modes, fit_bfactors, square_fluctuations
 from cryoglass.nma.deform import amplitude_for_rmsd, deformed_maps
-from cryoglass.report.html import Section, save_figure
+from cryoglass.report.figures import save_figure
+from cryoglass.report.html import Section
 
 __all__ = ["run"]
 
 
 def run(out: Path, *, seed: int = 0) -> list[Section]:
     """ANM of TRPV1's Cα atoms: spectrum, fluctuations vs B-factors, maps at ±mode 1."""
-    import matplotlib.pyplot as plt
+    from cryoglass.report.figures import pyplot
+
+    plt = pyplot()
 
     del seed  # the analysis is deterministic
     out = Path(out)

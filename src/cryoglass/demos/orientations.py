@@ -18,17 +18,15 @@ def run(out: Path, *, seed: int = 0) -> list[Section]:
     follows the views' sampling), so no images are simulated.  Writes
     ``orientations_mollweide.png`` and ``orientations_3dfsc.png`` into ``out``.
     """
-    import matplotlib
+    from cryoglass.report.figures import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
-    from cryoglass.report.html import save_figure
+    from cryoglass.report.figures import plot_direction_density, save_figure
     from cryoglass.simulate.distributions import top_side_orientations, uniform_orientations
     from cryoglass.validate import (
         anisotropic_half_maps,
         orientation_statistics,
-        plot_direction_density,
         projection_directions,
         three_d_fsc,
     )

@@ -18,10 +18,9 @@ def run(out: Path, *, seed: int = 0) -> list[Section]:
 
     Writes ``vae_latent_pca.png`` into ``out`` and returns one report section (≤ 30 s).
     """
-    import matplotlib
+    from cryoglass.report.figures import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     from cryoglass.geometry import euler_to_matrix
     from cryoglass.hetero import (
@@ -37,7 +36,7 @@ def run(out: Path, *, seed: int = 0) -> list[Section]:
         pca,
         two_state_amplitudes,
     )
-    from cryoglass.report.html import save_figure
+    from cryoglass.report.figures import save_figure
 
     # Few, informative pixels (16², 3 Å) and a large change (an arm sliding out by 19.2 Å):
     # a one-dimensional latent learns it in ~20 epochs of 150 particles (~8 s on one core).

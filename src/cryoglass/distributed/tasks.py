@@ -520,7 +520,6 @@ def class2d_chunk(chunk: ParticleChunk, task: Class2DTask) -> PartialSums:
     from cryoglass.classify.em2d import estep_statistics
     from cryoglass.distributed.reduce import estep_to_sums
     from cryoglass.io import ParticleStack
-    from cryoglass.io.particles import expand_ctf
 
     tune_allocator()
     particles = chunk.particles
@@ -528,7 +527,7 @@ def class2d_chunk(chunk: ParticleChunk, task: Class2DTask) -> PartialSums:
     if task.ctf:
         if particles.ctf is None:
             raise ValueError(f"chunk {chunk.chunk_id}: particles have no CTF parameters")
-        ctf = expand_ctf(particles.ctf, len(particles))
+        ctf = particles.ctf.expand(len(particles), dtype=torch.float64)
     with ParticleStack(particles) as stack:
         stats, assignments = estep_statistics(
             task.to_model(),
@@ -560,7 +559,6 @@ def class2d_initial_chunk(chunk: ParticleChunk, task: Class2DTask) -> PartialSum
     from cryoglass.classify.em2d import initial_statistics
     from cryoglass.distributed.reduce import estep_to_sums
     from cryoglass.io import ParticleStack
-    from cryoglass.io.particles import expand_ctf
 
     tune_allocator()
     particles = chunk.particles
@@ -568,7 +566,7 @@ def class2d_initial_chunk(chunk: ParticleChunk, task: Class2DTask) -> PartialSum
     if task.ctf:
         if particles.ctf is None:
             raise ValueError(f"chunk {chunk.chunk_id}: particles have no CTF parameters")
-        ctf = expand_ctf(particles.ctf, len(particles))
+        ctf = particles.ctf.expand(len(particles), dtype=torch.float64)
     with ParticleStack(particles) as stack:
         stats = initial_statistics(
             stack.iter_batches(task.batch_size),

@@ -39,6 +39,7 @@ from cryoglass.fourier.grids import (
     frequency_radius,
 )
 from cryoglass.fourier.radial import (
+    crossing_shell,
     radial_average,
     radial_power_spectrum,
     radial_shell_index,
@@ -89,6 +90,7 @@ __all__ = [
     "phase_ramp",
     "phase_shift_fourier",
     "radial_average",
+    "crossing_shell",
     "radial_power_spectrum",
     "radial_shell_index",
     "rescale",

@@ -24,6 +24,7 @@ __all__ = [
     "shell_frequencies",
     "radial_average",
     "radial_power_spectrum",
+    "crossing_shell",
 ]
 
 
@@ -179,3 +180,64 @@ def radial_power_spectrum(
         dtype=x.dtype,
     )
     return power, freq
+
+
+def crossing_shell(
+    curves: torch.Tensor,
+    threshold: float | torch.Tensor,
+    *,
+    inside_shells: int = 0,
+    interpolate: bool = True,
+) -> torch.Tensor:
+    """Shell where curves first drop below ``threshold``: the one threshold crossing of cryoglass.
+
+    Used for FSC resolution (:func:`cryoglass.validate.resolution_at_threshold`), conical FSCs
+    and the 3DFSC surface (:mod:`cryoglass.validate.fsc3d`) and the SSNR = 1 resolution of 2D
+    classes (:mod:`cryoglass.classify.em2d`).
+
+    Parameters
+    ----------
+    curves : Tensor, (..., n_shells)
+        Per-shell values (FSC, SSNR …), shell 0 the DC term.
+    threshold : float or Tensor broadcastable to ``curves``
+        Per-shell thresholds allowed (e.g. ``max(0.143, 3/√n)``).
+    inside_shells : int
+        Shells ``0 … inside_shells`` count as above the threshold: their values are raised to
+        at least ``max(1, threshold)`` (shell 0, DC, always is).
+    interpolate : bool
+        True: linear interpolation between the last shell above and the first below.  False:
+        the last shell above (an integer, as RELION's reported resolution).
+
+    Returns
+    -------
+    Tensor, floating, (...)
+        Fractional shell ``s*``; ``n_shells − 1`` (Nyquist) where the curve never drops below.
+        Resolution is ``box · pixel / s*`` [Å].
+
+    Notes
+    -----
+    With ``i`` the first shell where ``c_i < t_i`` and ``e_j = c_j − t_j``,
+
+    .. math:: s^* = (i - 1) + \\frac{e_{i-1}}{e_{i-1} - e_i} .
+
+    Examples
+    --------
+    >>> crossing_shell(torch.tensor([1.0, 0.8, 0.4, 0.0]), 0.5)
+    tensor(1.7500)
+    """
+    dtype = curves.dtype if curves.is_floating_point() else torch.get_default_dtype()
+    c = curves.to(dtype).clone()
+    n = c.shape[-1]
+    t = torch.as_tensor(threshold, dtype=dtype, device=c.device).expand_as(c)
+    forced = max(int(inside_shells), 0) + 1
+    c[..., :forced] = torch.maximum(c[..., :forced], t[..., :forced].clamp_min(1.0))
+    excess = c - t
+    below = excess < 0
+    crosses = below.any(dim=-1)
+    first = torch.argmax(below.to(torch.int8), dim=-1).clamp_min(1)
+    shell = (first - 1).to(dtype)
+    if interpolate:
+        upper = torch.gather(excess, -1, (first - 1).unsqueeze(-1)).squeeze(-1)
+        lower = torch.gather(excess, -1, first.unsqueeze(-1)).squeeze(-1)
+        shell = shell + upper / (upper - lower)
+    return torch.where(crosses, shell, torch.full_like(shell, n - 1))

@@ -6,6 +6,8 @@
 * :mod:`~cryoglass.io.cryosparc` — cryoSPARC ``.cs`` files.
 * :mod:`~cryoglass.io.cryodrgn` — cryoDRGN pose/CTF pickles.
 * :mod:`~cryoglass.io.structure` — PDB/mmCIF atomic models.
+* ``atomic_write``/``atomic_path``/``write_text_atomic`` — every file cryoglass writes goes
+  through a temporary file and a rename (``cryoglass.io._atomic``).
 """
 
 from __future__ import annotations
@@ -25,6 +27,13 @@ _SUBMODULE = {
     "read_cryosparc": "cryosparc",
     "MRCHeaderInfo": "mrc",
     "MRCStack": "mrc",
+    "MRCStackWriter": "mrc",
+    "StackStatistics": "mrc",
+    "write_stack_images": "mrc",
+    "atomic_path": "_atomic",
+    "atomic_write": "_atomic",
+    "write_bytes_atomic": "_atomic",
+    "write_text_atomic": "_atomic",
     "check_pixel_size": "mrc",
     "open_mrc_stack": "mrc",
     "read_mrc": "mrc",
@@ -63,6 +72,12 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
+    from cryoglass.io._atomic import (
+        atomic_path,
+        atomic_write,
+        write_bytes_atomic,
+        write_text_atomic,
+    )
     from cryoglass.io.cryodrgn import (
         read_cryodrgn_ctf,
         read_cryodrgn_poses,
@@ -73,11 +88,14 @@ if TYPE_CHECKING:
     from cryoglass.io.mrc import (
         MRCHeaderInfo,
         MRCStack,
+        MRCStackWriter,
+        StackStatistics,
         check_pixel_size,
         open_mrc_stack,
         read_mrc,
         read_mrc_header,
         write_mrc,
+        write_stack_images,
     )
     from cryoglass.io.particles import (
         ParticleSet,
@@ -98,8 +116,12 @@ __all__ = [
     "AtomicModel",
     "MRCHeaderInfo",
     "MRCStack",
+    "MRCStackWriter",
     "ParticleSet",
     "ParticleStack",
+    "StackStatistics",
+    "atomic_path",
+    "atomic_write",
     "check_pixel_size",
     "cryosparc_pose_to_euler",
     "make_particle_set",
@@ -115,9 +137,12 @@ __all__ = [
     "read_relion_star",
     "read_structure",
     "with_coordinates",
+    "write_bytes_atomic",
     "write_cryodrgn_ctf",
     "write_cryodrgn_poses",
     "write_mrc",
     "write_relion_star",
+    "write_stack_images",
     "write_structure",
+    "write_text_atomic",
 ]

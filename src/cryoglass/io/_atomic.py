@@ -7,12 +7,20 @@ clobbered by accident).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
-__all__ = ["atomic_write", "check_writable", "default_file_mode"]
+__all__ = [
+    "atomic_path",
+    "atomic_write",
+    "check_writable",
+    "default_file_mode",
+    "write_bytes_atomic",
+    "write_text_atomic",
+]
 
 
 def default_file_mode() -> int:
@@ -44,8 +52,58 @@ def check_writable(path: str | os.PathLike, *, overwrite: bool) -> Path:
     return path
 
 
+@contextlib.contextmanager
+def atomic_path(
+    path: str | os.PathLike, *, overwrite: bool = False, suffix: str = ".tmp"
+) -> Iterator[Path]:
+    """A temporary file beside ``path`` that becomes ``path`` when the ``with`` block ends.
+
+    The one temporary-file-then-rename of cryoglass: every file a command writes goes through
+    here (directly or through :func:`atomic_write`).  If the block raises, or the process is
+    interrupted, the temporary file is removed and ``path`` is untouched.
+
+    Parameters
+    ----------
+    path : path-like
+        Final file name.
+    overwrite : bool
+        Replace an existing ``path``.
+    suffix : str
+        Ending of the temporary name (some writers choose their format from it).
+
+    Yields
+    ------
+    Path
+        The temporary file (exists, empty, in the target's folder).
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> with atomic_path(folder / "a.txt") as tmp:
+    ...     _ = tmp.write_text("hello")
+    >>> (folder / "a.txt").read_text()
+    'hello'
+    """
+    path = check_writable(path, overwrite=overwrite)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.chmod(tmp, default_file_mode())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def atomic_write(
-    path: str | os.PathLike, write: Callable[[Path], None], *, overwrite: bool = False
+    path: str | os.PathLike,
+    write: Callable[[Path], None],
+    *,
+    overwrite: bool = False,
+    suffix: str = ".tmp",
 ) -> Path:
     """Call ``write(tmp_path)`` on a temporary file in the target folder, then rename it.
 
@@ -57,21 +115,26 @@ def atomic_write(
         Writes the complete file to the path it is given (an existing, empty file).
     overwrite : bool
         Replace an existing ``path``.
+    suffix : str
+        Ending of the temporary name.
 
     Returns
     -------
     Path
         ``path``.
     """
-    path = check_writable(path, overwrite=overwrite)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+    with atomic_path(path, overwrite=overwrite, suffix=suffix) as tmp:
         write(tmp)
-        os.chmod(tmp, default_file_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+    return Path(path)
+
+
+def write_text_atomic(path: str | os.PathLike, text: str, *, overwrite: bool = True) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically; replaces an existing file by default."""
+    return atomic_write(
+        path, lambda tmp: tmp.write_text(text, encoding="utf-8"), overwrite=overwrite
+    )
+
+
+def write_bytes_atomic(path: str | os.PathLike, data: bytes, *, overwrite: bool = True) -> Path:
+    """Write ``data`` to ``path`` atomically; replaces an existing file by default."""
+    return atomic_write(path, lambda tmp: tmp.write_bytes(data), overwrite=overwrite)

@@ -30,6 +30,8 @@ Acta Cryst. D73:469-477. https://doi.org/10.1107/S2059798317007859
 
 from __future__ import annotations
 
+import contextlib
+import math
 import os
 import warnings
 from dataclasses import dataclass
@@ -39,11 +41,14 @@ import mrcfile
 import numpy as np
 import torch
 
-from cryoglass.io._atomic import atomic_write
+from cryoglass.io._atomic import atomic_path, atomic_write
 
 __all__ = [
     "MRCHeaderInfo",
     "MRCStack",
+    "MRCStackWriter",
+    "StackStatistics",
+    "write_stack_images",
     "check_pixel_size",
     "open_mrc_stack",
     "read_mrc",
@@ -309,6 +314,221 @@ def write_mrc(
             mrc.update_header_stats()
 
     return atomic_write(path, _write, overwrite=overwrite)
+
+
+@dataclass(frozen=True)
+class StackStatistics:
+    """Running header statistics of an image stack: count, Σx, Σx², min and max (float64).
+
+    Partial statistics of disjoint image ranges add with :meth:`merge` (in any order), so a
+    stack written in chunks, by one process or many, gets the header of the whole.
+    """
+
+    count: int = 0
+    total: float = 0.0
+    total_sq: float = 0.0
+    low: float = math.inf
+    high: float = -math.inf
+
+    @classmethod
+    def of(cls, images: np.ndarray) -> StackStatistics:
+        """Statistics of an array of values (any shape)."""
+        return cls(
+            count=int(images.size),
+            total=float(images.sum(dtype=np.float64)),
+            total_sq=float(np.square(images, dtype=np.float64).sum()),
+            low=float(images.min()) if images.size else math.inf,
+            high=float(images.max()) if images.size else -math.inf,
+        )
+
+    def merge(self, other: StackStatistics) -> StackStatistics:
+        """Statistics of both ranges together."""
+        return StackStatistics(
+            self.count + other.count,
+            self.total + other.total,
+            self.total_sq + other.total_sq,
+            min(self.low, other.low),
+            max(self.high, other.high),
+        )
+
+    @property
+    def mean(self) -> float:
+        return self.total / max(self.count, 1)
+
+    @property
+    def rms(self) -> float:
+        """Standard deviation about the mean (the MRC header's ``rms``)."""
+        return math.sqrt(max(self.total_sq / max(self.count, 1) - self.mean**2, 0.0))
+
+
+def _images_as_float32(path, images) -> np.ndarray:
+    if isinstance(images, torch.Tensor):
+        images = images.detach().to("cpu", torch.float32).numpy()
+    array = np.asarray(images, dtype=np.float32)
+    if array.ndim == 2:
+        array = array[None]
+    if not np.isfinite(array).all():
+        bad = int(array.size - np.isfinite(array).sum())
+        raise ValueError(f"{path}: {bad} non-finite value(s) (NaN or inf) in the images to write")
+    return array
+
+
+def write_stack_images(
+    path: str | os.PathLike,
+    images: torch.Tensor | np.ndarray,
+    *,
+    start: int,
+    data_offset: int,
+    n_images: int,
+    byte_order: str = "<",
+) -> StackStatistics:
+    """Write images into rows ``start …`` of a pre-sized stack (e.g. from a Dask worker).
+
+    The file is the temporary file of an open :class:`MRCStackWriter`
+    (``writer.temporary_path``, ``writer.data_offset``); the writer adds the returned
+    statistics with :meth:`MRCStackWriter.add_statistics` and renames the file when complete.
+
+    Parameters
+    ----------
+    path : path-like
+    images : (b, h, w) float tensor or array
+    start : int
+        0-based index of the first image.
+    data_offset : int
+        Byte offset of image 0 (header + extended header).
+    n_images : int
+        Length of the stack (a range past it is refused).
+    byte_order : str
+        ``"<"`` or ``">"``, the file's.
+
+    Returns
+    -------
+    StackStatistics
+        Of the images written.
+    """
+    array = _images_as_float32(path, images)
+    if start < 0 or start + len(array) > n_images:
+        raise IndexError(
+            f"{path}: images {start}..{start + len(array) - 1} are outside the stack of {n_images}"
+        )
+    image_bytes = array.shape[-1] * array.shape[-2] * 4
+    # plain writes, not a memory map: the writing process then holds one chunk at a time
+    # (a memory map counts every written page in the process's resident memory)
+    with open(path, "r+b") as handle:
+        handle.seek(data_offset + start * image_bytes)
+        handle.write(
+            np.ascontiguousarray(array, dtype=np.dtype("f4").newbyteorder(byte_order)).tobytes()
+        )
+    return StackStatistics.of(array)
+
+
+class MRCStackWriter:
+    """Stream an image stack (``.mrcs``, mode 2) to disk, range by range; atomic on close.
+
+    The one streaming stack writer of cryoglass (``simulate``, ``project``, the Dask jobs).
+    The file is created at full size under a temporary name beside ``path``; images are written
+    at their rows in any order (:meth:`write`, or :func:`write_stack_images` from other
+    processes); :meth:`close` writes the header statistics and renames the file to ``path``.
+    If the ``with`` block raises (or :meth:`abort` is called) the temporary file is removed.
+
+    Parameters
+    ----------
+    path : path-like
+        Final ``.mrcs`` file; refused if it exists unless ``overwrite``.
+    n_images : int
+    image_shape : (h, w)
+    pixel_size_angstrom : float
+    overwrite : bool
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> out = pathlib.Path(tempfile.mkdtemp()) / "s.mrcs"
+    >>> with MRCStackWriter(out, n_images=3, image_shape=(4, 4), pixel_size_angstrom=2.0) as w:
+    ...     w.write(0, torch.zeros(2, 4, 4))
+    ...     w.write(2, torch.ones(1, 4, 4))
+    >>> read_mrc(out)[0].shape
+    torch.Size([3, 4, 4])
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        *,
+        n_images: int,
+        image_shape: tuple[int, int],
+        pixel_size_angstrom: float,
+        overwrite: bool = False,
+    ) -> None:
+        if n_images < 1:
+            raise ValueError(f"{path}: a stack needs at least one image, got {n_images}")
+        if not pixel_size_angstrom > 0:
+            raise ValueError(f"{path}: pixel_size_angstrom must be > 0, got {pixel_size_angstrom}")
+        self.path = Path(path)
+        self.n_images = int(n_images)
+        self.image_shape = (int(image_shape[0]), int(image_shape[1]))
+        self.statistics = StackStatistics()
+        self._exit = contextlib.ExitStack()
+        self.temporary_path: Path = self._exit.enter_context(
+            atomic_path(self.path, overwrite=overwrite, suffix=".mrcs.tmp")
+        )
+        try:
+            with mrcfile.new_mmap(
+                self.temporary_path,
+                shape=(self.n_images, *self.image_shape),
+                mrc_mode=2,
+                overwrite=True,
+            ) as mrc:
+                mrc.set_image_stack()
+                mrc.voxel_size = float(pixel_size_angstrom)
+                self.data_offset = int(mrc.header.nbytes) + int(mrc.header.nsymbt)
+                self.byte_order = "<" if mrc.data.dtype.byteorder in "<=|" else ">"
+        except BaseException:
+            self.abort()
+            raise
+
+    def write(self, start: int, images: torch.Tensor | np.ndarray) -> None:
+        """Write ``images`` (b, h, w) at rows ``start … start + b − 1``."""
+        stats = write_stack_images(
+            self.temporary_path,
+            images,
+            start=start,
+            data_offset=self.data_offset,
+            n_images=self.n_images,
+            byte_order=self.byte_order,
+        )
+        self.statistics = self.statistics.merge(stats)
+
+    def add_statistics(self, statistics: StackStatistics) -> None:
+        """Count images another process wrote with :func:`write_stack_images`."""
+        self.statistics = self.statistics.merge(statistics)
+
+    def close(self) -> Path:
+        """Write the header statistics and move the stack to ``path``; returns ``path``."""
+        stats = self.statistics
+        with mrcfile.mmap(self.temporary_path, mode="r+") as mrc:
+            mrc.header.dmin, mrc.header.dmax = stats.low, stats.high
+            mrc.header.dmean, mrc.header.rms = stats.mean, stats.rms
+        self._exit.close()
+        return self.path
+
+    def abort(self) -> None:
+        """Remove the temporary file; ``path`` is left as it was."""
+        error = RuntimeError(f"{self.path}: writing aborted")
+        try:
+            self._exit.__exit__(RuntimeError, error, None)
+        except RuntimeError as raised:
+            if raised is not error:
+                raise
+
+    def __enter__(self) -> MRCStackWriter:
+        return self
+
+    def __exit__(self, kind, value, traceback) -> None:
+        if kind is None:
+            self.close()
+        else:
+            self.abort()
 
 
 class MRCStack:

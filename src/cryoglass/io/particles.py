@@ -223,11 +223,7 @@ class ParticleSet:
 
 
 def _ctf_subset(ctf: CTFParams, idx: torch.Tensor, n: int) -> CTFParams:
-    values = {}
-    for f in dataclasses.fields(ctf):
-        value = torch.as_tensor(getattr(ctf, f.name))
-        values[f.name] = value.expand(n)[idx] if value.ndim <= 1 else value[idx]
-    return dataclasses.replace(ctf, **values)
+    return ctf.expand(n, dtype=torch.float64)[idx]
 
 
 def make_particle_set(
@@ -268,7 +264,7 @@ def make_particle_set(
     f64 = torch.float64
     pixel = torch.as_tensor(pixel_size_angstrom, dtype=f64).expand(n).clone()
     if ctf is not None:
-        ctf = expand_ctf(ctf, n)
+        ctf = ctf.expand(n, dtype=torch.float64)
     return ParticleSet(
         image_files=files,
         image_file_index=file_index,
@@ -285,15 +281,6 @@ def make_particle_set(
         else torch.as_tensor(optics_group, dtype=torch.int64),
         image_root=root,
     )
-
-
-def expand_ctf(ctf: CTFParams, n: int) -> CTFParams:
-    """``ctf`` with every field a float64 tensor of shape (n,)."""
-    values = {
-        f.name: torch.as_tensor(getattr(ctf, f.name), dtype=torch.float64).expand(n).clone()
-        for f in dataclasses.fields(ctf)
-    }
-    return dataclasses.replace(ctf, **values)
 
 
 class ParticleStack:

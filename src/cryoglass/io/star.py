@@ -32,7 +32,7 @@ import torch
 from cryoglass.ctf.params import CTFParams
 from cryoglass.io._atomic import atomic_write
 from cryoglass.io.mrc import read_mrc_header
-from cryoglass.io.particles import ParticleSet, expand_ctf, parse_image_names
+from cryoglass.io.particles import ParticleSet, parse_image_names
 
 __all__ = ["read_particles", "read_relion_star", "write_relion_star"]
 
@@ -428,7 +428,9 @@ def _optics_out(particles: ParticleSet) -> pd.DataFrame:
     groups = torch.unique(particles.optics_group).tolist()
     old = particles.optics_table
     rows = []
-    ctf = None if particles.ctf is None else expand_ctf(particles.ctf, len(particles))
+    ctf = (
+        None if particles.ctf is None else particles.ctf.expand(len(particles), dtype=torch.float64)
+    )
     for g in groups:  # loop over optics groups (few), not particles
         mask = particles.optics_group == g
         row: dict[str, object] = {"rlnOpticsGroup": int(g), "rlnOpticsGroupName": f"opticsGroup{g}"}
@@ -470,7 +472,7 @@ def _particles_out(particles: ParticleSet, star_path: Path, relative: bool) -> p
         out["rlnOriginXAngst"] = particles.shift_angstrom[:, 0].numpy()
         out["rlnOriginYAngst"] = particles.shift_angstrom[:, 1].numpy()
     if particles.ctf is not None:
-        ctf = expand_ctf(particles.ctf, n)
+        ctf = particles.ctf.expand(n, dtype=torch.float64)
         columns = {
             "rlnDefocusU": ctf.defocus_u_angstrom,
             "rlnDefocusV": ctf.defocus_v_angstrom,

@@ -14,8 +14,6 @@ delocalises beyond the box wraps around, exactly as in RELION's ``relion_project
 
 from __future__ import annotations
 
-from dataclasses import fields, replace
-
 import torch
 
 from cryoglass.fourier.grids import centered_indices
@@ -63,11 +61,7 @@ def shift_phase(
 
 def _flatten_ctf(ctf, batch: tuple[int, ...], device: torch.device, dtype: torch.dtype):
     """Broadcast every CTF field to the pose batch and flatten it to (B,)."""
-    values = {}
-    for f in fields(ctf):
-        value = torch.as_tensor(getattr(ctf, f.name), device=device, dtype=dtype)
-        values[f.name] = value.expand(batch).reshape(-1)
-    return replace(ctf, **values)
+    return ctf.expand(batch, dtype=dtype, device=device).flatten()
 
 
 def project_prepared(

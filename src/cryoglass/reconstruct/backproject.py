@@ -531,10 +531,4 @@ def _broadcast_ctf(ctf, count: int, device, dtype):
     """CTFParams with every field a (count,) tensor, or None."""
     if ctf is None:
         return None
-    from dataclasses import fields, replace
-
-    values = {}
-    for f in fields(ctf):
-        value = torch.as_tensor(getattr(ctf, f.name), device=device, dtype=dtype)
-        values[f.name] = value.expand(count).reshape(-1)
-    return replace(ctf, **values)
+    return ctf.expand(count, dtype=dtype, device=device)

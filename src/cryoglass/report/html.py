@@ -7,14 +7,12 @@ folder can be zipped, mailed and opened anywhere.  Files are written atomically.
 from __future__ import annotations
 
 import html
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cryoglass.io._atomic import default_file_mode
+from cryoglass.io._atomic import write_text_atomic
 
-__all__ = ["Section", "write_html_report", "write_text_atomic", "save_figure"]
+__all__ = ["Section", "write_html_report"]
 
 
 @dataclass(frozen=True)
@@ -25,38 +23,6 @@ class Section:
     paragraphs: tuple[str, ...] = ()
     table: tuple[tuple[str, str], ...] = ()
     figures: tuple[tuple[str, str], ...] = field(default=())  # (file name, caption)
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and a rename."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.chmod(tmp, default_file_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def save_figure(figure, path: Path, *, dpi: int = 110) -> None:
-    """Save a matplotlib figure as PNG atomically and close it."""
-    import matplotlib.pyplot as plt
-
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".png")
-    os.close(fd)
-    try:
-        figure.savefig(tmp, dpi=dpi, bbox_inches="tight")
-        os.chmod(tmp, default_file_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    finally:
-        plt.close(figure)
 
 
 _STYLE = """

@@ -69,7 +69,6 @@ __all__ = [
     "stack_volume",
     "compare_to_projection",
     "thickness_voltage_table",
-    "plot_thickness_voltage_table",
 ]
 
 
@@ -527,29 +526,3 @@ def thickness_voltage_table(
                 {"thickness_angstrom": float(thickness), "voltage_kv": float(voltage), **numbers}
             )
     return rows
-
-
-def plot_thickness_voltage_table(rows: list[dict[str, float]], *, key: str = "ncc_projection_high"):
-    """Plot one column of :func:`thickness_voltage_table` against thickness, a line per voltage.
-
-    Returns
-    -------
-    matplotlib.figure.Figure
-    """
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    for voltage in sorted({r["voltage_kv"] for r in rows}):
-        sel = [r for r in rows if r["voltage_kv"] == voltage]
-        ax.plot(
-            [r["thickness_angstrom"] for r in sel],
-            [r[key] for r in sel],
-            "o-",
-            label=f"{voltage:g} kV",
-        )
-    ax.set_xlabel("specimen thickness [Å]")
-    ax.set_ylabel(key.replace("_", " "))
-    ax.set_title("multislice vs projection approximation")
-    ax.legend()
-    fig.tight_layout()
-    return fig

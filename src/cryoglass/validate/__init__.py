@@ -9,6 +9,7 @@
 """
 
 from cryoglass.validate.fsc import (
+    FSCSummary,
     MaskedFSC,
     corrected_fsc,
     fourier_shell_correlation,
@@ -16,6 +17,7 @@ from cryoglass.validate.fsc import (
     fourier_shell_index,
     fourier_shell_sizes,
     fsc_against_reference,
+    fsc_summary,
     fsc_weight,
     masked_fsc,
     phase_randomization_shell,
@@ -45,6 +47,7 @@ from cryoglass.validate.postprocess import (
 
 __all__ = [
     "BFactorFit",
+    "FSCSummary",
     "MaskedFSC",
     "PostprocessResult",
     "auto_mask",
@@ -55,6 +58,7 @@ __all__ = [
     "fourier_shell_index",
     "fourier_shell_sizes",
     "fsc_against_reference",
+    "fsc_summary",
     "fsc_weight",
     "fsc_weighting_filter",
     "guinier_plot",
@@ -78,7 +82,6 @@ __all__ = [
 from cryoglass.validate.fsc3d import (  # noqa: E402
     ThreeDFSC,
     conical_fsc,
-    crossing_shell,
     icosphere,
     principal_axes,
     sphericity,
@@ -91,7 +94,6 @@ from cryoglass.validate.orientations import (  # noqa: E402
     directional_sampling,
     orientation_bild,
     orientation_statistics,
-    plot_direction_density,
     projection_directions,
     sampling_compensation_factors,
     tilt_directions,
@@ -102,13 +104,11 @@ __all__ += [
     "SamplingMap",
     "ThreeDFSC",
     "conical_fsc",
-    "crossing_shell",
     "direction_density",
     "directional_sampling",
     "icosphere",
     "orientation_bild",
     "orientation_statistics",
-    "plot_direction_density",
     "principal_axes",
     "projection_directions",
     "sampling_compensation_factors",

@@ -38,7 +38,11 @@ from dataclasses import dataclass
 
 import torch
 
+from cryoglass.fourier.radial import crossing_shell
+
 __all__ = [
+    "FSCSummary",
+    "fsc_summary",
     "MaskedFSC",
     "fourier_shell_index",
     "fourier_shell_sizes",
@@ -361,8 +365,9 @@ def resolution_at_threshold(
 
     Notes
     -----
-    Shell 0 (DC) counts as correlated (``FSC_0 := 1``).  With ``i`` the first shell ``>= 1``
-    where ``FSC_i < t``,
+    The crossing is :func:`cryoglass.fourier.crossing_shell`, the one threshold crossing of
+    cryoglass.  Shell 0 (DC) counts as correlated (``FSC_0 := 1``).  With ``i`` the first
+    shell ``>= 1`` where ``FSC_i < t``,
 
     .. math:: k^* = \\frac{(i-1) + (F_{i-1} - t)/(F_{i-1} - F_i)}{w \\cdot \\text{pixel}}
 
@@ -376,20 +381,7 @@ def resolution_at_threshold(
         raise ValueError(f"pixel_size_angstrom must be positive, got {pixel_size_angstrom}")
     if fsc.shape[-1] < 2:
         raise ValueError(f"resolution_at_threshold: need >= 2 shells, got {fsc.shape[-1]}")
-    curve = fsc.clone()
-    curve[..., 0] = torch.clamp_min(curve[..., 0], 1.0)
-    n = curve.shape[-1]
-    below = curve < threshold
-    crosses = below.any(dim=-1)
-    first = torch.argmax(below.to(torch.int8), dim=-1).clamp_min(1)
-    upper = torch.gather(curve, -1, (first - 1).unsqueeze(-1)).squeeze(-1)
-    lower = torch.gather(curve, -1, first.unsqueeze(-1)).squeeze(-1)
-    if interpolate:
-        frac = (upper - threshold) / (upper - lower)
-        shell = (first - 1).to(curve.dtype) + frac
-    else:
-        shell = (first - 1).to(curve.dtype)
-    shell = torch.where(crosses, shell, torch.full_like(shell, n - 1))
+    shell = crossing_shell(fsc, threshold, interpolate=interpolate)
     return box_size * pixel_size_angstrom / shell
 
 
@@ -672,3 +664,172 @@ def fsc_against_reference(
         pixel_size_angstrom=pixel_size_angstrom,
     )
     return fsc, res
+
+
+# ----------------------------------------------------------------------------- one summary
+#: The two thresholds every FSC summary reports: 0.143 (half maps) and 0.5 (map vs reference).
+FSC_THRESHOLDS = (0.143, 0.5)
+
+
+@dataclass(frozen=True)
+class FSCSummary:
+    """An FSC curve with everything commands report about it (the one summary of cryoglass).
+
+    Made by :func:`fsc_summary`; used by ``fsc``, ``reconstruct --halves``, ``postprocess``,
+    ``3dfsc``, the demo and ``serve`` (through the commands' JSON, :meth:`to_dict`).
+
+    Attributes
+    ----------
+    fsc : Tensor, float64, (n_shells,)
+        The curve, shells ``0 … box//2`` (CPU).
+    box_size : int
+    pixel_size_angstrom : float
+    label : str
+        Name of the curve in the shell table and plots (``"fsc"``, ``"fsc_corrected"`` …).
+    curves : dict of str → Tensor (n_shells,)
+        Further curves on the same shells (``fsc_unmasked``, ``fsc_masked`` …).
+    resolution_angstrom : dict of float → float
+        Interpolated crossing per threshold (:func:`resolution_at_threshold`); the Nyquist
+        resolution where the curve never crosses.
+    crossed : dict of float → bool
+        Whether the curve drops below the threshold before Nyquist.  False means the resolution
+        is limited by the pixel size: the reported value is a bound, not an estimate.
+    """
+
+    fsc: torch.Tensor
+    box_size: int
+    pixel_size_angstrom: float
+    label: str
+    curves: dict
+    resolution_angstrom: dict
+    crossed: dict
+
+    @property
+    def frequency_inv_angstrom(self) -> torch.Tensor:
+        """Shell frequencies ``i / (box · pixel)`` [1/Å], float64 (n_shells,)."""
+        n = self.fsc.shape[-1]
+        return torch.arange(n, dtype=torch.float64) / (self.box_size * self.pixel_size_angstrom)
+
+    @property
+    def nyquist_angstrom(self) -> float:
+        """Resolution of the last shell, ``box · pixel / (n_shells − 1)`` [Å]."""
+        return self.box_size * self.pixel_size_angstrom / (self.fsc.shape[-1] - 1)
+
+    @property
+    def resolution_0143_angstrom(self) -> float:
+        return self.resolution_angstrom[0.143]
+
+    @property
+    def resolution_05_angstrom(self) -> float:
+        return self.resolution_angstrom[0.5]
+
+    @property
+    def crossed_0143(self) -> bool:
+        return self.crossed[0.143]
+
+    @property
+    def crossed_05(self) -> bool:
+        return self.crossed[0.5]
+
+    def shells(self) -> list[dict]:
+        """One row per shell: ``shell``, frequency [1/Å], resolution [Å] and every curve."""
+        freq = self.frequency_inv_angstrom
+        rows = []
+        for i in range(self.fsc.shape[-1]):
+            row = {
+                "shell": i,
+                "frequency_inv_angstrom": float(freq[i]),
+                "resolution_angstrom": self.box_size * self.pixel_size_angstrom / i if i else None,
+                self.label: float(self.fsc[i]),
+            }
+            row.update({name: float(curve[i]) for name, curve in self.curves.items()})
+            rows.append(row)
+        return rows
+
+    def describe(self, threshold: float = 0.143) -> str:
+        """One line for people: the resolution, or that the curve never crossed."""
+        res = self.resolution_angstrom[threshold]
+        if self.crossed[threshold]:
+            return f"resolution at FSC = {threshold:g}: {res:.3f} Å"
+        return (
+            f"resolution at FSC = {threshold:g}: {res:.3f} Å or better (Nyquist-limited: the FSC "
+            f"never drops below {threshold:g}; a smaller pixel size would show more)"
+        )
+
+    def to_dict(self) -> dict:
+        """The JSON form: resolutions, whether each threshold was crossed, and the shell table."""
+        return {
+            "resolution_0143_angstrom": self.resolution_0143_angstrom,
+            "resolution_05_angstrom": self.resolution_05_angstrom,
+            "crossed_0143": self.crossed_0143,
+            "crossed_05": self.crossed_05,
+            "nyquist_angstrom": self.nyquist_angstrom,
+            "pixel_size_angstrom": self.pixel_size_angstrom,
+            "box_size": self.box_size,
+            "shells": self.shells(),
+        }
+
+
+def fsc_summary(
+    fsc: torch.Tensor,
+    *,
+    box_size: int,
+    pixel_size_angstrom: float,
+    label: str = "fsc",
+    curves: dict | None = None,
+) -> FSCSummary:
+    """Summarise an FSC curve: resolution at 0.143 and 0.5 and whether each was crossed.
+
+    Parameters
+    ----------
+    fsc : Tensor, (n_shells,)
+        FSC on the shells of :func:`fourier_shell_index` (e.g. from
+        :func:`fourier_shell_correlation` or :func:`masked_fsc`).
+    box_size : int
+        Real-space box ``w`` [pixels].
+    pixel_size_angstrom : float
+    label : str
+        Name of the main curve in tables and plots.
+    curves : dict of str → Tensor (n_shells,), optional
+        Further curves reported beside it.
+
+    Returns
+    -------
+    FSCSummary
+
+    Notes
+    -----
+    The resolution is :func:`resolution_at_threshold` (linear interpolation between the last
+    shell above and the first below the threshold).  A curve that never drops below a
+    threshold gets the Nyquist resolution and ``crossed = False``.
+
+    Examples
+    --------
+    >>> s = fsc_summary(torch.tensor([1.0, 0.9, 0.6, 0.1]), box_size=6, pixel_size_angstrom=2.0)
+    >>> round(s.resolution_0143_angstrom, 3), s.crossed_0143
+    (4.118, True)
+    """
+    curve = torch.as_tensor(fsc).detach().to("cpu", torch.float64)
+    if curve.ndim != 1 or curve.shape[0] < 2:
+        raise ValueError(f"fsc_summary: need one curve of >= 2 shells, got {tuple(curve.shape)}")
+    extra = {
+        name: torch.as_tensor(values).detach().to("cpu", torch.float64)
+        for name, values in (curves or {}).items()
+    }
+    resolution, crossed = {}, {}
+    for t in FSC_THRESHOLDS:
+        resolution[t] = float(
+            resolution_at_threshold(
+                curve, threshold=t, box_size=box_size, pixel_size_angstrom=pixel_size_angstrom
+            )
+        )
+        crossed[t] = bool((curve[1:] < t).any())
+    return FSCSummary(
+        fsc=curve,
+        box_size=int(box_size),
+        pixel_size_angstrom=float(pixel_size_angstrom),
+        label=label,
+        curves=extra,
+        resolution_angstrom=resolution,
+        crossed=crossed,
+    )

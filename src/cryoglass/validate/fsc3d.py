@@ -78,6 +78,7 @@ from dataclasses import dataclass
 
 import torch
 
+from cryoglass.fourier.radial import crossing_shell
 from cryoglass.validate.fsc import (
     fourier_shell_correlation,
     fourier_shell_index,
@@ -87,7 +88,6 @@ from cryoglass.validate.fsc import (
 __all__ = [
     "ThreeDFSC",
     "conical_fsc",
-    "crossing_shell",
     "icosphere",
     "principal_axes",
     "sphericity",
@@ -293,39 +293,6 @@ def conical_fsc(
 
 
 # ----------------------------------------------------------------------------- surface
-def crossing_shell(
-    curves: torch.Tensor, threshold: float | torch.Tensor, *, inside_shells: int = 0
-) -> torch.Tensor:
-    """Fractional shell where curves first drop below ``threshold`` (linear interpolation).
-
-    Parameters
-    ----------
-    curves : Tensor, (..., n_shells)
-    threshold : float or Tensor broadcastable to ``curves``
-        Per-shell thresholds allowed (e.g. ``max(0.143, 3/√n)``).
-    inside_shells : int
-        Shells ``0 … inside_shells`` count as above the threshold (the high-pass region;
-        shell 0 always does).
-
-    Returns
-    -------
-    Tensor, float64, (...)
-        ``n_shells − 1`` where the curve never drops below.
-    """
-    c = curves.to(_F64)
-    n = c.shape[-1]
-    t = torch.as_tensor(threshold, dtype=_F64, device=c.device).expand_as(c)
-    excess = c - t
-    excess[..., : max(inside_shells, 0) + 1] = 1.0  # counted as correlated
-    below = excess < 0
-    crosses = below.any(dim=-1)
-    first = torch.argmax(below.to(torch.int8), dim=-1).clamp_min(1)
-    upper = torch.gather(excess, -1, (first - 1)[..., None])[..., 0]
-    lower = torch.gather(excess, -1, first[..., None])[..., 0]
-    shell = (first - 1).to(_F64) + upper / (upper - lower)
-    return torch.where(crosses, shell, torch.full_like(shell, n - 1))
-
-
 def _tetra_terms(vertices: torch.Tensor, faces: torch.Tensor):
     a, b, c = vertices[faces[:, 0]], vertices[faces[:, 1]], vertices[faces[:, 2]]
     volume = (a * torch.linalg.cross(b, c)).sum(dim=1) / 6.0

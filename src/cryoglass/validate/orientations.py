@@ -96,7 +96,6 @@ __all__ = [
     "directional_sampling",
     "orientation_bild",
     "orientation_statistics",
-    "plot_direction_density",
     "projection_directions",
     "sampling_compensation_factors",
     "tilt_directions",
@@ -466,54 +465,6 @@ def direction_density(
     az = torch.linspace(-math.pi, math.pi, n_azimuths + 1, dtype=_F64)
     lat = torch.asin(torch.linspace(-1, 1, n_bands + 1, dtype=_F64))
     return density, az, lat
-
-
-def plot_direction_density(
-    directions: torch.Tensor,
-    *,
-    ax=None,
-    projection: str = "mollweide",
-    title: str | None = None,
-    n_azimuths: int = 72,
-    n_bands: int = 36,
-):
-    """Equal-area map (Mollweide or Hammer) of the direction density relative to uniform.
-
-    Parameters
-    ----------
-    directions : Tensor, shape (N, 3)
-    ax : matplotlib Axes, optional
-        Must have the same ``projection``; a new figure is made when omitted.
-    projection : {"mollweide", "hammer"}
-    title : str, optional
-    n_azimuths, n_bands : int
-        See :func:`direction_density`.
-
-    Returns
-    -------
-    matplotlib Figure
-        Colour = density · 4π (1 = uniform), longitude = rot (azimuth of ``d``), latitude =
-        90° − tilt.
-    """
-    import matplotlib.pyplot as plt
-
-    if projection not in ("mollweide", "hammer"):
-        raise ValueError(f"projection must be 'mollweide' or 'hammer', got {projection!r}")
-    density, az, lat = direction_density(directions, n_azimuths=n_azimuths, n_bands=n_bands)
-    if ax is None:
-        fig = plt.figure(figsize=(7, 3.8))
-        ax = fig.add_subplot(111, projection=projection)
-    mesh = ax.pcolormesh(
-        az.numpy(), lat.numpy(), (4 * math.pi * density).numpy(), cmap="viridis", shading="flat"
-    )
-    ax.figure.colorbar(
-        mesh, ax=ax, orientation="horizontal", pad=0.08, shrink=0.7, label="density / uniform"
-    )
-    ax.grid(True, lw=0.3, color="w")
-    ax.set_xticklabels([])
-    if title:
-        ax.set_title(title, fontsize=10)
-    return ax.figure
 
 
 def orientation_bild(

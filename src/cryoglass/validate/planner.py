@@ -75,6 +75,7 @@ from dataclasses import dataclass
 
 import torch
 
+from cryoglass.fourier.radial import crossing_shell
 from cryoglass.simulate.distributions import (
     TopSideViews,
     TopUniformViews,
@@ -83,7 +84,6 @@ from cryoglass.simulate.distributions import (
 )
 from cryoglass.validate.fsc3d import (
     MIN_CONE_VOXELS,
-    crossing_shell,
     icosphere,
     principal_axes,
     sphericity,
