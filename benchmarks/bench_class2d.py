@@ -44,7 +44,7 @@ def _write_inputs(folder: Path, count: int, seed: int = 0):
     import torch
 
     from cryoglass.classify.synthetic import simulate_views
-    from cryoglass.demo import model_map
+    from cryoglass.data import model_map
     from cryoglass.io import make_particle_set, write_mrc, write_relion_star
 
     volume = model_map(box=N, pixel_size_angstrom=PIXEL, sigma_angstrom=3.0)[0]

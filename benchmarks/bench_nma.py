@@ -124,7 +124,7 @@ def main() -> None:
         return
     import torch
 
-    from cryoglass.demo import model_map
+    from cryoglass.data import model_map
     from cryoglass.io import write_mrc
     from cryoglass.nma import topology_representing_network
 

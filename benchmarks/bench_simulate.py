@@ -56,7 +56,7 @@ def main() -> None:
 
     import torch
 
-    from cryoglass.demo import model_map
+    from cryoglass.data import model_map
     from cryoglass.io import write_mrc
     from cryoglass.simulate.dataset import calibrate_noise_std
 

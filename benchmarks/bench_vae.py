@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cryoglass.allocator import tune_allocator
+from cryoglass._allocator import tune_allocator
 from cryoglass.geometry import euler_to_matrix
 from cryoglass.hetero import (
     ParticleData,
@@ -199,7 +199,7 @@ def main() -> None:
     )
     a = parser.parse_args()
     torch.set_num_threads(a.threads)
-    tune_allocator()  # as the cryoglass command does when it starts (cryoglass.allocator)
+    tune_allocator()  # as the cryoglass command does when it starts (cryoglass._allocator)
     a.size = a.size or (24 if a.dataset == "nma" else 64)
     print(
         f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "

@@ -43,7 +43,7 @@ from cryoglass.classify import (
     simulate_views,
     tensor_batches,
 )
-from cryoglass.demo import model_map
+from cryoglass.data import model_map
 from cryoglass.fourier import radial_average, shift_image
 
 FAST = os.environ.get("CRYOGLASS_FAST") == "1"

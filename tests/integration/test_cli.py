@@ -41,3 +41,44 @@ def test_every_command_has_help():
         )
         assert proc.returncode == 0, (name, proc.stderr)
         assert "Usage" in proc.stdout
+
+
+def test_version():
+    from cryoglass import __version__
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "cryoglass", "--version"], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0 and proc.stdout.strip() == f"cryoglass {__version__}"
+
+
+def test_one_spelling_per_concept_with_the_old_ones_hidden(tmp_path):
+    """docs/cli.md: --apix everywhere; --pixel-size (and RELION's --angpix) still work, unlisted."""
+    from typer.testing import CliRunner
+
+    from cryoglass.cli.main import app
+    from cryoglass.cli.options import rewrite_aliases
+
+    runner = CliRunner()
+    new = runner.invoke(app, ["ctf", "--defocus-u", "12000", "--apix", "1.7", "--json"])
+    for old in ("--pixel-size", "--angpix", "--pixel-size-angstrom"):
+        again = runner.invoke(app, ["ctf", "--defocus-u", "12000", old, "1.7", "--json"])
+        assert again.exit_code == 0 and again.stdout == new.stdout
+    assert '"pixel_size_angstrom": 1.7' in new.stdout
+    for name in (
+        "ctf",
+        "project",
+        "reconstruct",
+        "stack convert",
+        "demo",
+        "nma-dataset",
+        "simulate",
+    ):
+        shown = runner.invoke(app, [*name.split(), "--help"]).output
+        assert "--apix" in shown and "--pixel-size" not in shown and "--angpix" not in shown
+    assert "--n-particles" in runner.invoke(app, ["simulate", "--help"]).output
+    # command-specific aliases touch only their command, and never option values
+    assert rewrite_aliases(["simulate", "--n", "5"]) == ["simulate", "--n-particles", "5"]
+    assert rewrite_aliases(["vae", "train", "--n", "5"]) == ["vae", "train", "--n", "5"]
+    assert rewrite_aliases(["fsc", "a.mrc", "--mask", "m.mrc"])[-2:] == ["--mask", "m.mrc"]
+    assert rewrite_aliases(["reconstruct", "p.star", "--no-mask"])[-1] == "--no-sphere-mask"

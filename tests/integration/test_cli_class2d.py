@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from cryoglass.classify import adjusted_rand_index
 from cryoglass.classify.synthetic import simulate_views
 from cryoglass.cli import class2d, select
-from cryoglass.demo import model_map
+from cryoglass.data import model_map
 from cryoglass.io import make_particle_set, write_mrc, write_relion_star
 
 N, PIXEL = 32, 5.0

@@ -75,7 +75,7 @@ def test_nma_dataset_star_column_read_by_cryoglass(shared_data, tmp_path):
         [
             "nma-dataset",
             str(model),
-            "--n",
+            "--n-particles",
             "6",
             "--box",
             "48",
@@ -100,7 +100,7 @@ def test_relion_keeps_the_amplitude_column(shared_data, tmp_path):
     model = shared_data / "models" / "pdb1ubi.pdb"
     CliRunner().invoke(
         _app(dataset_main, "nma-dataset"),
-        ["nma-dataset", str(model), "--n", "4", "--box", "48", "--out", str(tmp_path)],
+        ["nma-dataset", str(model), "--n-particles", "4", "--box", "48", "--out", str(tmp_path)],
     )
     run_relion(
         [

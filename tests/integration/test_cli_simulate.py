@@ -57,7 +57,7 @@ def test_outputs_are_consistent_and_readable(map_path, tmp_path):
     result = _run(
         "--volume",
         map_path,
-        "--n",
+        "--n-particles",
         300,
         "--out",
         out,
@@ -149,7 +149,7 @@ def test_outputs_are_consistent_and_readable(map_path, tmp_path):
 def test_apix_resamples_and_box_pads(map_path, tmp_path):
     out = tmp_path / "sim"
     result = _run(
-        "--volume", map_path, "--n", 5, "--out", out, "--apix", 4.0, "--box", 24, "--json"
+        "--volume", map_path, "--n-particles", 5, "--out", out, "--apix", 4.0, "--box", 24, "--json"
     )
     assert result.exit_code == 0, _text(result)
     truth, info = read_mrc(out / "truth.mrc")
@@ -176,7 +176,9 @@ def test_views_from_a_star_file(map_path, tmp_path):
         ),
     )
     out = tmp_path / "sim"
-    result = _run("--volume", map_path, "--n", 20, "--out", out, "--views", f"star:{star}")
+    result = _run(
+        "--volume", map_path, "--n-particles", 20, "--out", out, "--views", f"star:{star}"
+    )
     assert result.exit_code == 0, _text(result)
     euler = read_particles(out / "particles.star").euler_deg
     assert bool(((euler[:, None, :] - table[None]).abs() < 1e-4).all(-1).any(-1).all())
@@ -187,13 +189,22 @@ def test_model_input(tmp_path):
 
     out = tmp_path / "sim"
     result = _run(
-        "--model", trpv1_model_path(), "--apix", 6.0, "--n", 4, "--out", out, "--dose", 50
+        "--model", trpv1_model_path(), "--apix", 6.0, "--n-particles", 4, "--out", out, "--dose", 50
     )
     assert result.exit_code == 0, _text(result)
     truth, info = read_mrc(out / "truth.mrc")
     assert info.pixel_size_angstrom == pytest.approx(6.0) and float(truth.max()) > 0
     small = _run(
-        "--model", trpv1_model_path(), "--apix", 6.0, "--box", 8, "--n", 4, "--out", tmp_path / "s2"
+        "--model",
+        trpv1_model_path(),
+        "--apix",
+        6.0,
+        "--box",
+        8,
+        "--n-particles",
+        4,
+        "--out",
+        tmp_path / "s2",
     )
     assert small.exit_code == 2 and "box needed is at least" in _text(small)
 
@@ -201,14 +212,18 @@ def test_model_input(tmp_path):
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (["--n", "0"], "at least 1"),
-        (["--n", "5", "--snr", "1", "--dose", "10"], "not both"),
-        (["--n", "5", "--box", "10"], "box needed is at least"),
-        (["--n", "5", "--views", "spiral"], "expected 'uniform'"),
-        (["--n", "5", "--views", "vmf:abc"], "needs a number"),
-        (["--n", "5", "--views", "star:/nonexistent.star"], "not found"),
-        (["--n", "5", "--defocus-min-um", "3", "--defocus-max-um", "1"], "min"),
-        (["--n", "5", "--multislice", "--slice-thickness-angstrom", "3"], "whole multiple"),
+        (["--n-particles", "0"], "at least 1"),
+        (["--n-particles", "5", "--snr", "1", "--dose", "10"], "not both"),
+        (["--n-particles", "5", "--box", "10"], "box needed is at least"),
+        (["--n-particles", "5", "--views", "spiral"], "expected 'uniform'"),
+        (["--n-particles", "5", "--views", "vmf:abc"], "needs a number"),
+        (["--n-particles", "5", "--views", "star:/nonexistent.star"], "not found"),
+        (["--n-particles", "5", "--defocus-min", "3e4", "--defocus-max", "1e4"], "min"),
+        (["--n-particles", "5", "--defocus-min-um", "3", "--defocus-max-um", "1"], "min"),
+        (
+            ["--n-particles", "5", "--multislice", "--slice-thickness-angstrom", "3"],
+            "whole multiple",
+        ),
     ],
 )
 def test_bad_input_errors(map_path, tmp_path, extra, message):
@@ -219,22 +234,22 @@ def test_bad_input_errors(map_path, tmp_path, extra, message):
 
 
 def test_missing_files_and_non_empty_folder(map_path, tmp_path):
-    missing = _run("--volume", tmp_path / "nope.mrc", "--n", 3, "--out", tmp_path / "a")
+    missing = _run("--volume", tmp_path / "nope.mrc", "--n-particles", 3, "--out", tmp_path / "a")
     assert missing.exit_code == 2 and "not found" in _text(missing)
-    neither = _run("--n", 3, "--out", tmp_path / "b")
+    neither = _run("--n-particles", 3, "--out", tmp_path / "b")
     assert neither.exit_code == 2 and "exactly one" in _text(neither)
     out = tmp_path / "full"
     out.mkdir()
     (out / "notes.txt").write_text("keep me")
-    refused = _run("--volume", map_path, "--n", 3, "--out", out)
+    refused = _run("--volume", map_path, "--n-particles", 3, "--out", out)
     assert refused.exit_code == 2 and "--overwrite" in _text(refused)
-    accepted = _run("--volume", map_path, "--n", 3, "--out", out, "--overwrite")
+    accepted = _run("--volume", map_path, "--n-particles", 3, "--out", out, "--overwrite")
     assert accepted.exit_code == 0 and (out / "notes.txt").read_text() == "keep me"
     # an input inside DIR under an output name is never overwritten
     inside = tmp_path / "inside"
     inside.mkdir()
     victim = inside / "truth.mrc"
     victim.write_bytes(map_path.read_bytes())
-    clash = _run("--volume", victim, "--n", 3, "--out", inside, "--overwrite")
+    clash = _run("--volume", victim, "--n-particles", 3, "--out", inside, "--overwrite")
     assert clash.exit_code == 2 and "is an input" in _text(clash)
     assert victim.read_bytes() == map_path.read_bytes()

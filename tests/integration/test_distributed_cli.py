@@ -42,7 +42,16 @@ def test_simulate_and_reconstruct_with_workers_match_single_process(tmp_path):
     )
     write_mrc(tmp_path / "map.mrc", volume, pixel_size_angstrom=2.0)
     sim = _app(simulate_cli.main)
-    common = ["--volume", str(tmp_path / "map.mrc"), "--n", "600", "--snr", "1", "--seed", "4"]
+    common = [
+        "--volume",
+        str(tmp_path / "map.mrc"),
+        "--n-particles",
+        "600",
+        "--snr",
+        "1",
+        "--seed",
+        "4",
+    ]
     one = runner.invoke(sim, [*common, "--out", str(tmp_path / "s1")])
     assert one.exit_code == 0, one.output
     two = runner.invoke(sim, [*common, "--out", str(tmp_path / "s2"), "--workers", "2", "--json"])

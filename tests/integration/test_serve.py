@@ -114,6 +114,8 @@ def test_fsc_job_equals_cli_json(served, maps):
     assert plot.content[:8] == b"\x89PNG\r\n\x1a\n"
     page = client.get(f"/jobs/{ids['fsc']}").text
     assert f"{expected['resolution_0143_angstrom']:.4g}" in page and "fsc.png" in page
+    for key in expected["headline"]:  # the page leads with the keys the command names
+        assert f'<b data-key="{key}">' in page
 
 
 def test_postprocess_job_equals_cli(served, maps, tmp_path):

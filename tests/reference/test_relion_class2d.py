@@ -18,7 +18,7 @@ from conftest import run_relion
 
 from cryoglass.classify import inplane_error_deg, rotate_images
 from cryoglass.classify.synthetic import simulate_views
-from cryoglass.demo import model_map
+from cryoglass.data import model_map
 from cryoglass.fourier import shift_image
 from cryoglass.io import make_particle_set, write_mrc, write_relion_star
 from cryoglass.projection import project

@@ -15,7 +15,7 @@ from conftest import run_relion
 from typer.testing import CliRunner
 
 from cryoglass.cli.simulate import main
-from cryoglass.demo import model_map
+from cryoglass.data import model_map
 from cryoglass.fourier import fft3_centered, radial_shell_index
 from cryoglass.io import read_mrc, read_particles, write_mrc, write_relion_star
 
@@ -55,7 +55,7 @@ def test_relion_reconstruct_of_simulated_dataset_gives_back_truth(tmp_path):
     args = [
         "--volume",
         map_path,
-        "--n",
+        "--n-particles",
         2000,
         "--out",
         out,
@@ -63,10 +63,10 @@ def test_relion_reconstruct_of_simulated_dataset_gives_back_truth(tmp_path):
         10,
         "--seed",
         1,
-        "--defocus-min-um",
-        1.0,
-        "--defocus-max-um",
-        2.5,
+        "--defocus-min",
+        10000.0,
+        "--defocus-max",
+        25000.0,
         "--astigmatism-angstrom",
         600,
         "--shift-std-angstrom",

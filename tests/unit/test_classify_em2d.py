@@ -15,7 +15,7 @@ from cryoglass.classify import (
     rotate_images,
 )
 from cryoglass.classify.synthetic import simulate_views
-from cryoglass.demo import model_map
+from cryoglass.data import model_map
 from cryoglass.fourier import shift_image
 from cryoglass.projection import project
 

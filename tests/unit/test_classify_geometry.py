@@ -6,7 +6,7 @@ import torch
 
 from cryoglass.classify import adjusted_rand_index, inplane_error_deg, rotate_images, wrap_angle_deg
 from cryoglass.classify.geometry2d import full_from_half_even, half_from_full, shift_grid_mask
-from cryoglass.demo import model_map
+from cryoglass.data import model_map
 from cryoglass.projection import project
 
 

@@ -238,3 +238,21 @@ def test_wavelength_accepts_tensors() -> None:
     lam = electron_wavelength_angstrom(kv)
     assert isinstance(lam, torch.Tensor) and lam.shape == (3,)
     assert float(lam[2]) == pytest.approx(electron_wavelength_angstrom(300.0), rel=1e-15)
+
+
+def test_expand_gives_one_independent_row_per_particle():
+    ctf = CTFParams(defocus_u_angstrom=torch.tensor([1e4, 2e4, 3e4]), defocus_v_angstrom=9e3)
+    rows = ctf.expand(dtype=torch.float64)
+    assert rows.batch_shape == (3,)
+    assert (
+        rows.voltage_kv.tolist() == [300.0] * 3 and rows.defocus_v_angstrom.dtype == torch.float64
+    )
+    rows.defocus_v_angstrom[0] = 1.0  # a copy: the original is untouched
+    assert ctf.defocus_v_angstrom == 9e3
+    assert rows[torch.tensor([2, 0])].defocus_u_angstrom.tolist() == [3e4, 1e4]
+    grid = CTFParams(defocus_u_angstrom=torch.ones(2, 1), defocus_v_angstrom=torch.ones(3))
+    assert grid.expand((2, 3)).flatten().defocus_u_angstrom.shape == (6,)
+    with pytest.raises(ValueError, match="does not broadcast"):
+        ctf.expand(4)
+    with pytest.raises(ValueError, match="not 1-D"):
+        grid.expand()

@@ -109,7 +109,7 @@ def test_plot_is_written(tmp_path: Path) -> None:
     [
         ((), "--defocus-u"),
         (("--defocus-u", "1e4", "--amplitude-contrast", "1.2"), "amplitude contrast"),
-        (("--defocus-u", "1e4", "--pixel-size", "0"), "--pixel-size"),
+        (("--defocus-u", "1e4", "--apix", "0"), "--apix"),
         (("--defocus-u", "1e4", "--n-zeros", "0"), "--n-zeros"),
         (("--star", "missing.star"), "no such file"),
         (("--defocus-u", "1e4", "--plot", "no/such/folder/x.png"), "does not exist"),

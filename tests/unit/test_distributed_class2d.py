@@ -27,7 +27,7 @@ from cryoglass.classify.em2d import (  # noqa: E402
 )
 from cryoglass.classify.synthetic import simulate_views  # noqa: E402
 from cryoglass.cli import class2d  # noqa: E402
-from cryoglass.demo import model_map  # noqa: E402
+from cryoglass.data import model_map  # noqa: E402
 from cryoglass.distributed import (  # noqa: E402
     RunStats,
     add_estep_sums,

@@ -419,7 +419,7 @@ def test_tune_allocator_stops_page_faults_under_dask_malloc_setting():
 
 _BATCH_FAULTS_SCRIPT = """
 import ctypes, resource, sys
-from cryoglass.allocator import tune_allocator
+from cryoglass._allocator import tune_allocator
 
 libc = ctypes.CDLL("libc.so.6")  # the allocator torch's CPU tensors come from (posix_memalign)
 libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
@@ -478,9 +478,9 @@ def test_tasks_tune_the_worker_allocator(dataset, cluster):
     client.submit(reconstruct_chunk, chunk, settings, workers=[worker], pure=False).result()
 
     def calls() -> int:
-        from cryoglass import allocator
+        from cryoglass._allocator import tune_allocator
 
-        return allocator.tune_allocator.cache_info().currsize
+        return tune_allocator.cache_info().currsize
 
     assert client.run(calls, workers=[worker]) == {worker: 1}
 

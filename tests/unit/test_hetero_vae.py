@@ -18,20 +18,21 @@ from cryoglass.hetero import (
     blob_model,
     blob_particles,
     build_model,
+    checkpoint_payload,
     encode_latents,
     fit,
     fourier_points,
     fourier_volume,
     generate_volumes,
     kl_divergence,
-    load_checkpoint,
+    model_from_checkpoint,
     reparameterize,
-    save_checkpoint,
     slice_coordinates,
     spectrum_to_volume,
 )
 from cryoglass.hetero.slices import ctf_at_points, image_fourier_values, recentred_spectra
 from cryoglass.hetero.train import make_optimizer
+from cryoglass.io import save_tensors
 from cryoglass.simulate import gaussian_map_projections
 from cryoglass.validate import fourier_shell_correlation
 
@@ -43,6 +44,14 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def load_checkpoint(path, **options):
+    """A checkpoint file as the command reads it: io's loader, then the model rebuilt."""
+    from cryoglass.io.checkpoint import load_tensors
+
+    payload = load_tensors(path)
+    return model_from_checkpoint(payload, source=str(path), **options), payload
 
 
 def _analytic_fourier(centers_px: torch.Tensor, sigma_px: float):
@@ -238,7 +247,8 @@ def test_phase_flip_is_part_of_the_model_and_old_checkpoints_keep_it_off(tmp_pat
     mu = encode_latents(model, data)
     assert not torch.allclose(mu, encode_latents(model, no_ctf))
     optimizer, train = make_optimizer(model, TrainConfig()), TrainConfig()
-    path = save_checkpoint(tmp_path / "c.pt", model, optimizer, config=train, epoch=1, history=[])
+    payload = checkpoint_payload(model, optimizer, config=train, epoch=1, history=[])
+    path = save_tensors(tmp_path / "c.pt", payload)
     payload = torch.load(path, weights_only=True)
     del payload["vae_config"]["phase_flip"]
     torch.save(payload, tmp_path / "old.pt")
@@ -259,7 +269,8 @@ def test_resume_continues_exactly(tmp_path, one_thread):
     first = build_model(config, seed=5)
     optimizer = make_optimizer(first, train)
     part = fit(first, data, config=dataclasses.replace(train, epochs=2), optimizer=optimizer)
-    path = save_checkpoint(tmp_path / "c.pt", first, optimizer, config=train, epoch=2, history=part)
+    payload = checkpoint_payload(first, optimizer, config=train, epoch=2, history=part)
+    path = save_tensors(tmp_path / "c.pt", payload)
     resumed, payload = load_checkpoint(path)
     optimizer2 = make_optimizer(resumed, train)
     optimizer2.load_state_dict(payload["optimizer"])
@@ -333,7 +344,8 @@ def test_point_fraction_trains_seeded_and_resumes_exactly(tmp_path, one_thread):
     first = build_model(config, seed=5)
     optimizer = make_optimizer(first, train)
     part = fit(first, data, config=dataclasses.replace(train, epochs=2), optimizer=optimizer)
-    path = save_checkpoint(tmp_path / "c.pt", first, optimizer, config=train, epoch=2, history=part)
+    payload = checkpoint_payload(first, optimizer, config=train, epoch=2, history=part)
+    path = save_tensors(tmp_path / "c.pt", payload)
     resumed, payload = load_checkpoint(path)
     optimizer2 = make_optimizer(resumed, train)
     optimizer2.load_state_dict(payload["optimizer"])
@@ -346,14 +358,10 @@ def test_point_fraction_trains_seeded_and_resumes_exactly(tmp_path, one_thread):
 def test_checkpoint_from_another_architecture_is_refused(tmp_path):
     config = VAEConfig(image_size=16, zdim=2, enc_dim=16, dec_dim=16)
     model = build_model(config, seed=0)
-    path = save_checkpoint(
-        tmp_path / "c.pt",
-        model,
-        make_optimizer(model, TrainConfig()),
-        config=TrainConfig(),
-        epoch=1,
-        history=[],
+    payload = checkpoint_payload(
+        model, make_optimizer(model, TrainConfig()), config=TrainConfig(), epoch=1, history=[]
     )
+    path = save_tensors(tmp_path / "c.pt", payload)
     with pytest.raises(ValueError, match="another architecture.*dec_dim"):
         load_checkpoint(path, expected=dataclasses.replace(config, dec_dim=32))
     payload = torch.load(path, weights_only=True)

@@ -159,3 +159,66 @@ def test_relion_maps_with_ispg0_are_volumes(tmp_path, generator):
     assert not info.is_stack and torch.equal(volume, torch.from_numpy(data))
     assert read_mrc(tmp_path / "map.mrcs")[1].is_stack
     assert read_mrc(tmp_path / "stack.mrc")[1].is_stack
+
+
+def test_stack_writer_matches_write_mrc_in_any_order(tmp_path, generator):
+    from cryoglass.io import MRCStackWriter, StackStatistics, write_stack_images
+
+    images = torch.randn(7, 6, 5, generator=generator)
+    write_mrc(tmp_path / "whole.mrcs", images, pixel_size_angstrom=1.5, stack=True)
+    writer = MRCStackWriter(
+        tmp_path / "streamed.mrcs", n_images=7, image_shape=(6, 5), pixel_size_angstrom=1.5
+    )
+    with writer:
+        writer.write(4, images[4:])
+        # rows written by another process, counted by the writer
+        stats = write_stack_images(
+            writer.temporary_path,
+            images[:4].numpy(),
+            start=0,
+            data_offset=writer.data_offset,
+            n_images=7,
+            byte_order=writer.byte_order,
+        )
+        writer.add_statistics(stats)
+        assert not (tmp_path / "streamed.mrcs").exists()  # nothing visible before close
+    assert isinstance(stats, StackStatistics) and stats.count == 4 * 30
+    data, info = read_mrc(tmp_path / "streamed.mrcs")
+    assert info.is_stack and torch.equal(data, images)
+    with mrcfile.open(tmp_path / "whole.mrcs") as a, mrcfile.open(tmp_path / "streamed.mrcs") as b:
+        for key in ("dmin", "dmax", "dmean", "rms"):
+            assert float(a.header[key]) == pytest.approx(float(b.header[key]), rel=1e-5)
+        assert a.voxel_size == b.voxel_size and int(a.header.ispg) == int(b.header.ispg)
+
+
+def test_stack_writer_leaves_nothing_on_error_and_refuses_bad_rows(tmp_path):
+    from cryoglass.io import MRCStackWriter
+
+    out = tmp_path / "s.mrcs"
+    with pytest.raises(IndexError, match="outside the stack of 2"):
+        with MRCStackWriter(out, n_images=2, image_shape=(4, 4), pixel_size_angstrom=1.0) as w:
+            w.write(1, torch.zeros(2, 4, 4))
+    with pytest.raises(ValueError, match="non-finite"):
+        with MRCStackWriter(out, n_images=2, image_shape=(4, 4), pixel_size_angstrom=1.0) as w:
+            w.write(0, torch.full((2, 4, 4), float("nan")))
+    assert list(tmp_path.iterdir()) == []
+    out.write_text("keep")
+    with pytest.raises(FileExistsError):
+        MRCStackWriter(out, n_images=2, image_shape=(4, 4), pixel_size_angstrom=1.0)
+    assert out.read_text() == "keep" and len(list(tmp_path.iterdir())) == 1
+
+
+def test_atomic_path_keeps_the_old_file_when_writing_fails(tmp_path):
+    from cryoglass.io import atomic_path, write_text_atomic
+
+    target = write_text_atomic(tmp_path / "a.txt", "old")
+    with pytest.raises(RuntimeError):
+        with atomic_path(target, overwrite=True) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("interrupted")
+    assert target.read_text() == "old" and len(list(tmp_path.iterdir())) == 1
+    with pytest.raises(FileExistsError):
+        with atomic_path(target):
+            pass
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        write_text_atomic(tmp_path / "missing" / "b.txt", "x")

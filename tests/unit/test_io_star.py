@@ -9,12 +9,16 @@ import pytest
 import starfile
 import torch
 
+from cryoglass.classify import Assignments
 from cryoglass.ctf.params import CTFParams
 from cryoglass.io import (
     ParticleStack,
+    class_numbers,
     make_particle_set,
     read_images,
     read_particles,
+    write_class2d_star,
+    write_latent_star,
     write_mrc,
     write_relion_star,
 )
@@ -182,3 +186,49 @@ def test_relion30_shift_in_pixels(tmp_path):
     torch.testing.assert_close(back.shift_angstrom, expected)
     out = starfile.read(tmp_path / "o.star")
     assert "rlnOriginX" not in out["particles"] and "rlnMagnification" not in out["particles"]
+
+
+def test_class2d_star_columns_round_trip(tmp_path, generator):
+    particles, _ = _synthetic_set(tmp_path, generator)
+    star = read_particles(write_relion_star(tmp_path / "in.star", particles))
+    assert class_numbers(star) is None
+    assignments = Assignments(
+        class_index=torch.tensor([0, 2, 1, 0, 2, 2, 1]),
+        psi_deg=torch.linspace(-170.0, 170.0, 7),
+        shift_angstrom=torch.randn(7, 2, generator=generator),
+        max_probability=torch.rand(7, generator=generator),
+        log_likelihood=torch.randn(7, generator=generator, dtype=torch.float64),
+    )
+    path = write_class2d_star(tmp_path / "c.star", star, assignments)
+    with pytest.raises(FileExistsError):
+        write_class2d_star(path, star, assignments)
+    table = starfile.read(path)["particles"]
+    assert "rlnAngleRot" not in table and "rlnAngleTilt" not in table
+    back = read_particles(path)
+    assert not back.euler_deg[:, :2].any()  # only rlnAnglePsi is written
+    torch.testing.assert_close(class_numbers(back), assignments.class_index + 1)
+    torch.testing.assert_close(
+        back.shift_angstrom, assignments.shift_angstrom.double(), atol=2e-6, rtol=0
+    )
+    for column, value in (
+        ("rlnAnglePsi", assignments.psi_deg),
+        ("rlnMaxValueProbDistribution", assignments.max_probability),
+        ("rlnLogLikeliContribution", assignments.log_likelihood),
+    ):
+        torch.testing.assert_close(
+            torch.as_tensor(table[column].to_numpy().copy()), value.double(), atol=2e-6, rtol=0
+        )
+    torch.testing.assert_close(back.ctf.defocus_u_angstrom, star.ctf.defocus_u_angstrom)
+
+
+def test_latent_columns(tmp_path, generator):
+    particles, _ = _synthetic_set(tmp_path, generator)
+    star = read_particles(write_relion_star(tmp_path / "in.star", particles))
+    rows = torch.tensor([4, 1])
+    latents = torch.randn(7, 3, generator=generator)
+    path = write_latent_star(tmp_path / "z.star", star.subset(rows), latents[rows])
+    table = starfile.read(path)["particles"]
+    got = torch.as_tensor(table[[f"rlnCryoglassLatent{j}" for j in (1, 2, 3)]].to_numpy().copy())
+    torch.testing.assert_close(got, latents[rows].double(), atol=2e-6, rtol=0)
+    names = starfile.read(tmp_path / "in.star")["particles"]["rlnImageName"]
+    assert list(table["rlnImageName"]) == [names[4], names[1]]

@@ -154,7 +154,7 @@ def test_reconstruct_command_errors(tmp_path):
     star = tmp_path / "particles.star"
     runner = CliRunner()
     result = runner.invoke(app, [str(star), "--out", str(tmp_path / "a.mrc")])
-    assert result.exit_code != 0 and "needs poses: rlnAngleRot/Tilt/Psi" in result.output
+    assert result.exit_code != 0 and "needs known poses: rlnAngleRot/Tilt/Psi" in result.output
     _write_dataset(tmp_path)
     (tmp_path / "images.mrcs").unlink()
     result = runner.invoke(app, [str(star), "--out", str(tmp_path / "a.mrc")])

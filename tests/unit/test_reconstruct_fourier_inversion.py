@@ -202,3 +202,46 @@ def test_split_halves_uses_random_subset_or_a_seeded_split():
         split_halves(3, random_subset=torch.tensor([1, 2, 3]))
     with pytest.raises(ValueError, match="same half"):
         split_halves(3, random_subset=torch.tensor([1, 1, 1]))
+
+
+def test_accumulate_subsets_keeps_half_sets_apart_for_any_batching(dataset):
+    from cryoglass.geometry import matrix_to_euler
+    from cryoglass.reconstruct import accumulate_subsets
+
+    _, rotations, shifts, ctf, images = dataset
+    count = 200
+    euler = matrix_to_euler(rotations[:count])
+    labels = split_halves(count, generator=torch.Generator().manual_seed(5))
+
+    def run(batch: int, groups=(1, 2)):
+        batches = (
+            (torch.arange(i, min(i + batch, count)), images[i : i + batch])
+            for i in range(0, count, batch)
+        )
+        return accumulate_subsets(
+            batches,
+            labels=labels,
+            euler_deg=euler,
+            shift_angstrom=shifts[:count],
+            ctf=ctf[torch.arange(count)],
+            box=N,
+            pixel_size_angstrom=1.0,
+            groups=groups,
+        )
+
+    one, many = run(count), run(37)
+    for h in (1, 2):
+        assert one[h].count == many[h].count == int((labels == h).sum())
+        torch.testing.assert_close(one[h].weight, many[h].weight, rtol=1e-4, atol=1e-4)
+        # each half holds exactly its own particles: the same as accumulating them alone
+        own = (labels == h).nonzero().squeeze(1)
+        alone = accumulate(
+            empty_accumulator(N),
+            images[own],
+            rotations[own].float(),
+            shift_angstrom=shifts[own],
+            ctf=ctf[own],
+            pixel_size_angstrom=1.0,
+        )
+        torch.testing.assert_close(one[h].data, alone.data, rtol=1e-3, atol=1e-3)
+    assert set(run(50, groups=(2,))) == {2}

@@ -125,7 +125,7 @@ def test_cli_multislice_writes_the_library_dataset(tmp_path):
     write_mrc(path, volume, pixel_size_angstrom=PIXEL)
     app = typer.Typer()
     app.command()(main)
-    args = ["--volume", path, "--n", 3, "--multislice", "--slice-thickness-angstrom", 4]
+    args = ["--volume", path, "--n-particles", 3, "--multislice", "--slice-thickness-angstrom", 4]
     result = CliRunner().invoke(app, [str(a) for a in (*args, "--out", tmp_path / "sim")])
     assert result.exit_code == 0, result.output
     written, _ = read_mrc(tmp_path / "sim" / "particles.mrcs")

@@ -231,3 +231,42 @@ def test_bad_inputs_raise():
         masked_fsc(a, a, torch.ones(6, 6, 6))
     with pytest.raises(ValueError, match="pixel_size"):
         resolution_at_threshold(torch.ones(5), box_size=8, pixel_size_angstrom=0.0)
+
+
+def test_fsc_summary_reports_crossings_and_nyquist_limited_curves():
+    from cryoglass.validate import fsc_summary
+
+    crossing = torch.tensor([1.0, 0.95, 0.7, 0.3, 0.1, 0.05], dtype=torch.float64)
+    s = fsc_summary(crossing, box_size=10, pixel_size_angstrom=2.0)
+    # 0.143 between shells 3 (0.3) and 4 (0.1): 3 + 0.157/0.2 = 3.785 → 20/3.785 Å
+    assert s.resolution_0143_angstrom == pytest.approx(20.0 / 3.785)
+    assert s.resolution_05_angstrom == pytest.approx(20.0 / (2 + 0.2 / 0.4))
+    assert s.crossed_0143 and s.crossed_05
+    assert "or better" not in s.describe()
+    never = torch.tensor([1.0, 0.9, 0.8, 0.7, 0.6, 0.55], dtype=torch.float64)
+    n = fsc_summary(never, box_size=10, pixel_size_angstrom=2.0, curves={"other": never / 2})
+    assert not n.crossed_0143 and not n.crossed_05
+    assert n.resolution_0143_angstrom == pytest.approx(n.nyquist_angstrom) == pytest.approx(4.0)
+    assert "Nyquist-limited" in n.describe(0.5)
+    payload = n.to_dict()
+    assert payload["crossed_0143"] is False
+    assert [row["shell"] for row in payload["shells"]] == list(range(6))
+    assert payload["shells"][2]["other"] == pytest.approx(0.4)
+    assert payload["shells"][0]["resolution_angstrom"] is None
+    with pytest.raises(ValueError, match="one curve"):
+        fsc_summary(torch.ones(2, 6), box_size=10, pixel_size_angstrom=2.0)
+
+
+def test_one_crossing_function_serves_fsc_and_conical_fsc():
+    from cryoglass.fourier import crossing_shell
+
+    curves = torch.tensor([[1.0, 0.8, 0.4, 0.0], [1.0, 0.9, 0.9, 0.9], [0.2, 0.1, 0.9, 0.9]])
+    shells = crossing_shell(curves, 0.5)
+    assert shells.tolist() == pytest.approx([1.75, 3.0, 0.0 + (1.0 - 0.5) / (1.0 - 0.1 + 0.0)])
+    # integer (RELION's reported) shells and forced inside shells
+    assert crossing_shell(curves, 0.5, interpolate=False).tolist() == [1.0, 3.0, 0.0]
+    assert crossing_shell(curves[2], 0.5, inside_shells=1).item() == 3.0
+    # per-shell thresholds broadcast against the curves
+    assert crossing_shell(curves[0], torch.tensor([0.0, 0.9, 0.0, 0.0])).item() == pytest.approx(
+        0.0 + (1.0 - 0.0) / (1.0 - (0.8 - 0.9))
+    )

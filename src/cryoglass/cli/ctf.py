@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import typer
@@ -27,48 +25,39 @@ def _params_from_star(star: Path, row: int, box: int):
     return particles.ctf[row], float(particles.pixel_size_angstrom[row])
 
 
-def _save_plot(path: Path, params, *, pixel_size: float, box: int, n_zeros: int) -> None:
-    """1D CTF with its zeros, beside the 2D CTF image; written atomically."""
-    from cryoglass.report.figures import pyplot
+def _results(params, *, pixel_size_angstrom: float, n_zeros: int) -> dict:
+    """Wavelength [Å], the first zeros of the mean defocus [1/Å and Å] and the parameters."""
+    from dataclasses import fields
 
-    plt = pyplot()
     import torch
 
-    from cryoglass.ctf import ctf_1d, ctf_2d, ctf_zeros_inv_angstrom
+    from cryoglass.ctf import ctf_zeros_inv_angstrom, electron_wavelength_angstrom
 
-    nyquist = 0.5 / pixel_size
-    k = torch.linspace(0.0, nyquist, 2000, dtype=torch.float64)
-    zeros = ctf_zeros_inv_angstrom(params, n_zeros, dtype=torch.float64)
-    zeros = zeros[torch.isfinite(zeros) & (zeros <= nyquist)].numpy()
-    image = ctf_2d(params, image_size=box, pixel_size_angstrom=pixel_size, rfft=False).numpy()
+    zeros = ctf_zeros_inv_angstrom(params, n_zeros)
+    parameters = {f.name: float(getattr(params, f.name)) for f in fields(params)}
+    parameters["pixel_size_angstrom"] = pixel_size_angstrom
+    zeros_list = [float(z) if torch.isfinite(z) else None for z in zeros]
+    return {
+        "wavelength_angstrom": float(electron_wavelength_angstrom(params.voltage_kv)),
+        "zeros_inv_angstrom": zeros_list,
+        "zeros_angstrom": [1.0 / z if z else None for z in zeros_list],
+        "parameters": parameters,
+    }
 
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2), gridspec_kw={"width_ratios": [1.6, 1]})
-    ax1.plot(k.numpy(), ctf_1d(params, k).numpy(), lw=1, label="mean defocus")
-    if float(params.defocus_u_angstrom) != float(params.defocus_v_angstrom):
-        angle = float(params.astigmatism_angle_deg)
-        for label, azimuth in (("along U", angle), ("along V", angle + 90)):
-            profile = ctf_1d(params, k, azimuth_deg=azimuth).numpy()
-            ax1.plot(k.numpy(), profile, lw=0.6, alpha=0.7, label=label)
-    ax1.plot(zeros, 0 * zeros, "o", ms=4, color="k", label="zeros (mean defocus)")
-    ax1.axhline(0, color="0.6", lw=0.5)
-    ax1.set(xlabel="spatial frequency k [1/Å]", ylabel="CTF", xlim=(0, nyquist), ylim=(-1.05, 1.05))
-    ax1.legend(fontsize=8, loc="upper right", framealpha=0.9)
-    extent = [-nyquist, nyquist, -nyquist, nyquist]
-    ax2.imshow(image, cmap="gray", vmin=-1, vmax=1, origin="lower", extent=extent)
-    ax2.set(xlabel="k_x [1/Å]", ylabel="k_y [1/Å]", title=f"2D CTF, {box}² px at {pixel_size:g} Å")
-    fig.tight_layout()
 
-    fmt = path.suffix.lstrip(".").lower() or "png"
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        fig.savefig(tmp, format=fmt, dpi=120)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    finally:
-        plt.close(fig)
+def _print_text(result: dict, plot: Path | None) -> None:
+    """The results of :func:`_results` as lines of text."""
+    parameters = result["parameters"]
+    wavelength = result["wavelength_angstrom"]
+    typer.echo(f"wavelength: {wavelength:.6f} Å at {parameters['voltage_kv']:g} kV")
+    for key, value in parameters.items():
+        typer.echo(f"{key}: {value:g}")
+    typer.echo("zeros (mean defocus):")
+    pairs = zip(result["zeros_inv_angstrom"], result["zeros_angstrom"], strict=True)
+    for i, (k, a) in enumerate(pairs, start=1):
+        typer.echo(f"  {i}: " + ("none" if k is None else f"{k:.5f} 1/Å = {a:.2f} Å"))
+    if plot is not None:
+        typer.echo(f"plot: {plot}")
 
 
 def main(
@@ -91,7 +80,7 @@ def main(
     ),
     bfactor: float = typer.Option(0.0, "--bfactor", help="Envelope B-factor [Å²]: exp(-B k²/4)."),
     pixel_size: float | None = typer.Option(
-        None, "--pixel-size", help="Pixel size [Å] (default 1.0, or the STAR file's)."
+        None, "--apix", help="Pixel size [Å] (default 1.0, or the STAR file's)."
     ),
     box: int = typer.Option(256, "--box", help="Box size for the 2D CTF [pixels]."),
     star: Path | None = typer.Option(
@@ -115,15 +104,13 @@ def main(
 
     \b
       cryoglass ctf --defocus-u 15000 --defocus-v 14000 --angle 30 --n-zeros 5
-      cryoglass ctf --defocus-u 8000 --voltage-kv 200 --cs-mm 2.0 --pixel-size 0.9 --plot ctf.png
+      cryoglass ctf --defocus-u 8000 --voltage-kv 200 --cs-mm 2.0 --apix 0.9 --plot ctf.png
       cryoglass ctf --star run_data.star --row 0 --json
       cryoglass ctf --defocus-u 3000 --phase-shift-deg 90 --bfactor 80 --plot vpp.png
     """
-    from dataclasses import fields
-
     import torch
 
-    from cryoglass.ctf import CTFParams, ctf_zeros_inv_angstrom, electron_wavelength_angstrom
+    from cryoglass.ctf import CTFParams
 
     if box < 2:
         fail(f"--box must be >= 2 pixels, got {box}")
@@ -150,42 +137,23 @@ def main(
         pixel = 1.0 if pixel_size is None else pixel_size
     params = params.as_tensors(dtype=torch.float64)
     if pixel <= 0:
-        fail(f"--pixel-size must be > 0 Å, got {pixel}")
+        fail(f"--apix must be > 0 Å, got {pixel}")
     if not 0.0 <= float(params.amplitude_contrast) < 1.0:
         fail(f"amplitude contrast must satisfy 0 <= Q0 < 1, got {float(params.amplitude_contrast)}")
     if float(params.voltage_kv) <= 0:
         fail(f"voltage must be > 0 kV, got {float(params.voltage_kv)}")
 
-    zeros = ctf_zeros_inv_angstrom(params, n_zeros)
-    wavelength = float(electron_wavelength_angstrom(params.voltage_kv))
-    parameters = {f.name: float(getattr(params, f.name)) for f in fields(params)}
-    parameters["pixel_size_angstrom"] = pixel
-    zeros_list = [float(z) if torch.isfinite(z) else None for z in zeros]
-    zeros_a = [1.0 / z if z else None for z in zeros_list]
-
+    result = _results(params, pixel_size_angstrom=pixel, n_zeros=n_zeros)
     if plot is not None:
         if not plot.parent.is_dir():
             fail(f"--plot {plot}: folder {plot.parent} does not exist")
+        from cryoglass.report.ctf import save_ctf_figure
+
         try:
-            _save_plot(plot, params, pixel_size=pixel, box=box, n_zeros=n_zeros)
+            save_ctf_figure(plot, params, pixel_size_angstrom=pixel, box=box, n_zeros=n_zeros)
         except ValueError as error:  # unsupported image format
             fail(f"--plot {plot}: {error}")
-
     if as_json:
-        print_json(
-            {
-                "wavelength_angstrom": wavelength,
-                "zeros_inv_angstrom": zeros_list,
-                "zeros_angstrom": zeros_a,
-                "parameters": parameters,
-            }
-        )
-        return
-    typer.echo(f"wavelength: {wavelength:.6f} Å at {parameters['voltage_kv']:g} kV")
-    for key, value in parameters.items():
-        typer.echo(f"{key}: {value:g}")
-    typer.echo("zeros (mean defocus):")
-    for i, (k, a) in enumerate(zip(zeros_list, zeros_a, strict=True), start=1):
-        typer.echo(f"  {i}: " + ("none" if k is None else f"{k:.5f} 1/Å = {a:.2f} Å"))
-    if plot is not None:
-        typer.echo(f"plot: {plot}")
+        print_json(result)
+    else:
+        _print_text(result, plot)

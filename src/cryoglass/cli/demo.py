@@ -12,7 +12,7 @@ from cryoglass.cli._common import fail
 def main(
     out: Path = typer.Option(Path("demo"), "--out", help="Output folder (created if missing)."),
     box: int = typer.Option(128, "--box", min=32, help="Box size of maps and images [pixels]."),
-    pixel_size_angstrom: float = typer.Option(1.3, "--pixel-size", help="Pixel size [Å]."),
+    pixel_size_angstrom: float = typer.Option(1.3, "--apix", help="Pixel size [Å]."),
     n_particles: int = typer.Option(3000, "--n-particles", min=100, help="Simulated particles."),
     snr: float = typer.Option(0.05, "--snr", help="Signal-to-noise ratio of the particles."),
     topics: str = typer.Option(
@@ -31,9 +31,9 @@ def main(
     \b
     Example:
       cryoglass demo --out demo && xdg-open demo/report.html
-      cryoglass demo --out quick --box 64 --pixel-size 2.6 --n-particles 1000 --topics none
+      cryoglass demo --out quick --box 64 --apix 2.6 --n-particles 1000 --topics none
     """
-    from cryoglass.demo import TOPIC_SECTIONS, DemoSettings, run_demo
+    from cryoglass.demos.pipeline import TOPIC_SECTIONS, DemoSettings, run_demo
 
     if topics == "all":
         chosen = TOPIC_SECTIONS

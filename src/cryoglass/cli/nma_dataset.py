@@ -20,12 +20,12 @@ def _floats(text: str, name: str) -> list[float]:
 def main(
     model: Path = typer.Argument(..., help="Atomic model (.pdb/.cif[.gz])."),
     out: Path = typer.Option(..., "--out", help="Output folder (created)."),
-    n: int = typer.Option(1000, "--n", min=1, help="Number of particles."),
+    n: int = typer.Option(1000, "--n-particles", min=1, help="Number of particles."),
     mode: int = typer.Option(1, "--mode", min=1, help="Mode (1 = lowest non-zero ANM mode)."),
     means: str = typer.Option("-2,2", "--means", help="Mixture means, RMSD [Å] along the mode."),
     stds: str = typer.Option("0.5,0.5", "--stds", help="Mixture standard deviations [Å RMSD]."),
     box: int = typer.Option(64, "--box", help="Box size [pixels]."),
-    pixel_size_angstrom: float = typer.Option(2.0, "--pixel-size", help="Pixel size [Å]."),
+    pixel_size_angstrom: float = typer.Option(2.0, "--apix", help="Pixel size [Å]."),
     snr: float = typer.Option(0.1, "--snr", help="Signal-to-noise ratio."),
     bins: int = typer.Option(32, "--bins", help="Amplitude levels (one map per level)."),
     seed: int = typer.Option(0, "--seed"),
@@ -39,7 +39,7 @@ def main(
 
     Example:
 
-      cryoglass nma-dataset pdb1ake.pdb --n 2000 --means -2,2 --stds 0.5,0.5 --out het
+      cryoglass nma-dataset pdb1ake.pdb --n-particles 2000 --means -2,2 --stds 0.5,0.5 --out het
     """
     import dataclasses
 

@@ -6,7 +6,10 @@ from pathlib import Path
 
 import typer
 
-from cryoglass.cli._common import fail, print_json
+from cryoglass.cli._common import fail, failing, print_json
+
+#: Keys of the --json output shown first by reports and ``cryoglass serve``.
+HEADLINE = ["resolution_angstrom", "bfactor"]
 
 #: Files written into --out (documented in the command's help).
 OUTPUT_FILES = {
@@ -30,82 +33,95 @@ def _parse_bfactor(text: str) -> str | float:
         fail(f"--bfactor must be 'auto' or a number in Å² (negative sharpens), got {text!r}")
 
 
-def _guinier_figure(path: Path, result) -> None:
-    from cryoglass.report.figures import pyplot
-
-    plt = pyplot()
-
-    from cryoglass.report.figures import save_figure
-
-    k2 = result.guinier_k2.cpu().numpy()
-    fig, ax = plt.subplots(figsize=(7, 4.2))
-    for label, curve in (
-        ("input (average of halves)", result.guinier_input),
-        ("FSC-weighted", result.guinier_weighted),
-        (f"sharpened, B = {result.bfactor_a2:.1f} Å²", result.guinier_sharpened),
-    ):
-        values = curve.cpu().numpy()
-        keep = values > -1e30
-        ax.plot(k2[keep][1:], values[keep][1:], lw=1.1, label=label)
-    if result.fit is not None:
-        x = k2[k2 >= 1.0 / 100.0]
-        ax.plot(
-            x,
-            float(result.fit.intercept) + float(result.fit.slope) * x,
-            "k--",
-            lw=0.8,
-            label=f"fit: slope {float(result.fit.slope):.2f} Å²",
-        )
-    ax.axvline(1.0 / result.resolution_angstrom**2, color="k", lw=0.7, ls=":")
-    ax.set(xlabel="k² [1/Å²]", ylabel="ln <|F|>", title="Guinier plot")
-    ax.legend(fontsize=8)
-    save_figure(fig, path)
+def _outputs_free(paths: dict, overwrite: bool) -> None:
+    if not overwrite:
+        clash = [str(p) for p in paths.values() if p.exists()]
+        if clash:
+            fail(f"output files exist: {', '.join(clash)}; pass --overwrite or another --out")
 
 
-def _chimerax_script(level: float, pixel: float, has_unmasked: bool) -> str:
-    lines = [
-        "# ChimeraX: open with  chimerax postprocess.cxc  (run from this folder)",
-        f"open {OUTPUT_FILES['map']}",
-        f"volume #1 voxelSize {pixel:g} level {level:.6g} style surface",
-        f"open {OUTPUT_FILES['map_unsharpened']}",
-        f"volume #2 voxelSize {pixel:g} style surface hide",
-    ]
-    if has_unmasked:
-        lines += [f"open {OUTPUT_FILES['map_unmasked']}", "volume #3 hide"]
-    lines.append("view")
-    return "\n".join(lines) + "\n"
+def _write_maps(paths: dict, result, mask, *, pixel: float, auto_mask: bool, overwrite: bool):
+    """The sharpened/unsharpened maps (masked when a mask is used), the auto mask, the .cxc."""
+    from cryoglass.io import write_mrc, write_text_atomic
+    from cryoglass.io.chimerax import postprocess_script
+
+    final = result.sharpened if mask is None else result.sharpened * mask
+    unsharpened = result.unsharpened if mask is None else result.unsharpened * mask
+    write = dict(pixel_size_angstrom=pixel, overwrite=overwrite)
+    write_mrc(paths["map"], final.float(), **write)
+    write_mrc(paths["map_unsharpened"], unsharpened.float(), **write)
+    written = ["map", "map_unsharpened"]
+    if mask is not None:
+        write_mrc(paths["map_unmasked"], result.sharpened.float(), **write)
+        written.append("map_unmasked")
+    if auto_mask:
+        write_mrc(paths["mask"], mask.float(), **write)
+        written.append("mask")
+    inside = final[mask > 0.5] if mask is not None else final.flatten()
+    script = postprocess_script(
+        map_name=OUTPUT_FILES["map"],
+        unsharpened_name=OUTPUT_FILES["map_unsharpened"],
+        unmasked_name=OUTPUT_FILES["map_unmasked"] if mask is not None else None,
+        pixel_size_angstrom=pixel,
+        level=float(inside.mean() + 2.5 * inside.std()),
+    )
+    write_text_atomic(paths["chimerax"], script)
+    return written + ["chimerax"]
 
 
-def _curves_json(result, box: int, pixel: float) -> list[dict]:
-    rows = []
-    for i in range(result.fsc_corrected.shape[-1]):
-        row = {
-            "shell": i,
-            "frequency_inv_angstrom": float(result.frequency_inv_angstrom[i]),
-            "resolution_angstrom": float(box * pixel / i) if i > 0 else None,
-            "fsc_corrected": float(result.fsc_corrected[i]),
-            "fsc_unmasked": float(result.fsc_unmasked[i]),
-        }
-        if result.fsc_masked is not None:
-            row["fsc_masked"] = float(result.fsc_masked[i])
-            row["fsc_phase_randomized"] = float(result.fsc_randomized[i])
-        rows.append(row)
-    return rows
+def _summary(result, mask, *, box: int, pixel: float):
+    """The corrected FSC as the one FSC summary, with the other curves beside it."""
+    from cryoglass.validate import fsc_summary
+
+    curves = {"fsc_unmasked": result.fsc_unmasked}
+    if mask is not None:
+        curves |= {"fsc_masked": result.fsc_masked, "fsc_phase_randomized": result.fsc_randomized}
+    return fsc_summary(
+        result.fsc_corrected,
+        box_size=box,
+        pixel_size_angstrom=pixel,
+        label="fsc_corrected",
+        curves=curves,
+    )
 
 
-def _guinier_json(result) -> list[dict]:
-    def clean(value: float) -> float | None:
-        return value if value > -1e30 else None
+def _payload(
+    result, summary, *, fit_low: float, fit_high, no_lowpass: bool, inputs: dict, files: dict
+) -> dict:
+    """postprocess.json: numbers, the B-factor fit, inputs, files, FSC shells, Guinier table."""
+    from cryoglass.validate.postprocess import guinier_rows
 
-    return [
-        {
-            "k2_inv_angstrom2": float(result.guinier_k2[i]),
-            "ln_amplitude_input": clean(float(result.guinier_input[i])),
-            "ln_amplitude_weighted": clean(float(result.guinier_weighted[i])),
-            "ln_amplitude_sharpened": clean(float(result.guinier_sharpened[i])),
-        }
-        for i in range(result.guinier_k2.shape[-1])
-    ]
+    fit, box = result.fit, summary.box_size
+    return {
+        "headline": HEADLINE,
+        "resolution_angstrom": result.resolution_angstrom,
+        "resolution_shell_angstrom": result.resolution_shell_angstrom,
+        "crossed_0143": summary.crossed_0143,
+        "bfactor": result.bfactor_a2,
+        "bfactor_fit": None
+        if fit is None
+        else {
+            "slope": float(fit.slope),
+            "intercept": float(fit.intercept),
+            "correlation": float(fit.correlation),
+            "n_shells": int(fit.n_points),
+            "low_resolution_angstrom": fit_low,
+            "high_resolution_angstrom": result.resolution_angstrom
+            if fit_high is None
+            else fit_high,
+        },
+        "pixel_size_angstrom": summary.pixel_size_angstrom,
+        "box_size": box,
+        "masked": result.fsc_masked is not None,
+        "randomize_from_angstrom": None
+        if result.randomize_shell is None or result.randomize_shell >= box // 2 + 1
+        else box * summary.pixel_size_angstrom / result.randomize_shell,
+        "lowpass_angstrom": None if no_lowpass else result.resolution_angstrom,
+        "inputs": inputs,
+        "files": files,
+        "shells": summary.shells(),
+        "guinier": guinier_rows(result),
+    }
 
 
 def main(
@@ -168,34 +184,29 @@ def main(
       cryoglass postprocess half1.mrc half2.mrc --auto-mask --out post --json
       cryoglass postprocess half1.mrc half2.mrc --mask mask.mrc --bfactor -60 --out post_b60
     """
-    from cryoglass.cli.fsc import read_map_pair, read_mask, save_fsc_plot
+    import json
+
+    import torch
+
+    from cryoglass.io import write_text_atomic
+    from cryoglass.io.maps import read_map_pair, read_mask
+    from cryoglass.report.figures import fsc_summary_figure, save_guinier_figure
+    from cryoglass.validate import auto_mask as make_auto_mask
+    from cryoglass.validate import postprocess
 
     if mask is not None and auto_mask:
         fail("give either --mask or --auto-mask, not both")
     b_value = _parse_bfactor(bfactor)
     if out.exists() and not out.is_dir():
         fail(f"--out {out} exists and is not a folder")
-    a, b, pixel = read_map_pair(half1, half2, apix)
-
-    import json
-
-    import torch
-
-    from cryoglass.io import write_mrc, write_text_atomic
-    from cryoglass.validate import auto_mask as make_auto_mask
-    from cryoglass.validate import postprocess
-
-    m = None
-    if mask is not None:
-        m = read_mask(mask, tuple(a.shape))
-    elif auto_mask:
+    with failing():
+        a, b, pixel = read_map_pair(half1, half2, pixel_size_angstrom=apix)
+        m = None if mask is None else read_mask(mask, tuple(a.shape))
+    if auto_mask:
         m = make_auto_mask(0.5 * (a + b), pixel_size_angstrom=pixel)
     paths = {key: out / name for key, name in OUTPUT_FILES.items()}
-    if not overwrite:
-        clash = [str(p) for p in paths.values() if p.exists()]
-        if clash:
-            fail(f"output files exist: {', '.join(clash)}; pass --overwrite or another --out")
-    try:
+    _outputs_free(paths, overwrite)
+    with failing():
         result = postprocess(
             a.to(torch.float64),
             b.to(torch.float64),
@@ -207,79 +218,26 @@ def main(
             lowpass=not no_lowpass,
             generator=torch.Generator().manual_seed(seed),
         )
-    except ValueError as error:
-        fail(str(error))
     out.mkdir(parents=True, exist_ok=True)
-
-    final = result.sharpened if m is None else result.sharpened * m
-    unsharpened = result.unsharpened if m is None else result.unsharpened * m
-    write = dict(pixel_size_angstrom=pixel, overwrite=overwrite)
-    write_mrc(paths["map"], final.float(), **write)
-    write_mrc(paths["map_unsharpened"], unsharpened.float(), **write)
-    written = {"map": paths["map"], "map_unsharpened": paths["map_unsharpened"]}
-    if m is not None:
-        write_mrc(paths["map_unmasked"], result.sharpened.float(), **write)
-        written["map_unmasked"] = paths["map_unmasked"]
-    if auto_mask:
-        write_mrc(paths["mask"], m.float(), **write)
-        written["mask"] = paths["mask"]
-
-    box = a.shape[-1]
-    curves = {"corrected FSC" if m is not None else "FSC": result.fsc_corrected.cpu().numpy()}
-    if m is not None:
-        curves["unmasked"] = result.fsc_unmasked.cpu().numpy()
-        curves["masked"] = result.fsc_masked.cpu().numpy()
-        curves["phase-randomised masked"] = result.fsc_randomized.cpu().numpy()
-    save_fsc_plot(
-        paths["fsc_plot"],
-        result.frequency_inv_angstrom.cpu().numpy(),
-        curves,
-        resolution_0143=result.resolution_angstrom,
-        title="postprocess",
+    written = _write_maps(paths, result, m, pixel=pixel, auto_mask=auto_mask, overwrite=overwrite)
+    summary = _summary(result, m, box=a.shape[-1], pixel=pixel)
+    fsc_summary_figure(paths["fsc_plot"], summary, title="postprocess")
+    save_guinier_figure(paths["guinier_plot"], result)
+    written += ["fsc_plot", "guinier_plot", "json"]
+    inputs = {"half1": str(half1), "half2": str(half2), "mask": None if mask is None else str(mask)}
+    payload = _payload(
+        result,
+        summary,
+        fit_low=fit_low_angstrom,
+        fit_high=fit_high_angstrom,
+        no_lowpass=no_lowpass,
+        inputs=inputs,
+        files={k: str(paths[k]) for k in sorted(written, key=list(OUTPUT_FILES).index)},
     )
-    _guinier_figure(paths["guinier_plot"], result)
-    inside = final[m > 0.5] if m is not None else final.flatten()
-    level = float(inside.mean() + 2.5 * inside.std())
-    write_text_atomic(paths["chimerax"], _chimerax_script(level, pixel, m is not None))
-    written.update({k: paths[k] for k in ("fsc_plot", "guinier_plot", "json", "chimerax")})
-
-    fit = result.fit
-    payload = {
-        "resolution_angstrom": result.resolution_angstrom,
-        "resolution_shell_angstrom": result.resolution_shell_angstrom,
-        "bfactor": result.bfactor_a2,
-        "bfactor_fit": None
-        if fit is None
-        else {
-            "slope": float(fit.slope),
-            "intercept": float(fit.intercept),
-            "correlation": float(fit.correlation),
-            "n_shells": int(fit.n_points),
-            "low_resolution_angstrom": fit_low_angstrom,
-            "high_resolution_angstrom": result.resolution_angstrom
-            if fit_high_angstrom is None
-            else fit_high_angstrom,
-        },
-        "pixel_size_angstrom": pixel,
-        "box_size": box,
-        "masked": m is not None,
-        "randomize_from_angstrom": None
-        if result.randomize_shell is None or result.randomize_shell >= box // 2 + 1
-        else box * pixel / result.randomize_shell,
-        "lowpass_angstrom": None if no_lowpass else result.resolution_angstrom,
-        "inputs": {
-            "half1": str(half1),
-            "half2": str(half2),
-            "mask": None if mask is None else str(mask),
-        },
-        "files": {k: str(v) for k, v in written.items()},
-        "shells": _curves_json(result, box, pixel),
-        "guinier": _guinier_json(result),
-    }
     write_text_atomic(paths["json"], json.dumps(payload, indent=2) + "\n")
     if as_json:
         print_json(payload)
         return
-    typer.echo(f"resolution (FSC = 0.143): {result.resolution_angstrom:.3f} Å")
+    typer.echo(summary.describe(0.143).replace("resolution at FSC", "resolution (FSC"))
     typer.echo(f"B-factor: {result.bfactor_a2:.1f} Å²")
     typer.echo(f"wrote {len(written)} files to {out}/ (postprocess.mrc, postprocess.json, ...)")

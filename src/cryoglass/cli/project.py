@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from cryoglass.cli._common import fail
+from cryoglass.cli._common import fail, torch_device
 
 
 def _pixel_size(star: Path, map_path: Path, header_pixel: float | None, override: float | None):
@@ -33,53 +33,16 @@ def _pixel_size(star: Path, map_path: Path, header_pixel: float | None, override
     return particles, value
 
 
-def _write_stack_streaming(out: Path, batches, shape, pixel: float, *, overwrite: bool) -> None:
-    """Write an .mrcs stack (mode 2) batch by batch into a memory-mapped temporary file.
-
-    ``batches`` yields ``(slice, images)`` with float32 CPU tensors (b, h, w) covering the stack
-    in order.  The header statistics (dmin, dmax, dmean, rms = standard deviation) are
-    accumulated per batch; the file is renamed to ``out`` only when complete (atomic).
-    """
-    import math
-
-    import mrcfile
-    import numpy as np
-    import torch
-
-    from cryoglass.io._atomic import atomic_write
-
-    def write(tmp: Path) -> None:
-        low, high, total, total_sq = math.inf, -math.inf, 0.0, 0.0
-        with mrcfile.new_mmap(tmp, shape=shape, mrc_mode=2, overwrite=True) as mrc:
-            mrc.set_image_stack()
-            mrc.voxel_size = float(pixel)
-            for part, images in batches:
-                mrc.data[part] = images.numpy()
-                low = min(low, float(images.min()))
-                high = max(high, float(images.max()))
-                as_double = images.to(torch.float64)
-                total += float(as_double.sum())
-                total_sq += float(torch.linalg.vector_norm(as_double) ** 2)
-            if not (math.isfinite(low) and math.isfinite(high)):
-                raise ValueError(f"{out}: projections are not finite (NaN or inf)")
-            count = float(np.prod(shape))
-            mean = total / count
-            mrc.header.dmin, mrc.header.dmax, mrc.header.dmean = low, high, mean
-            mrc.header.rms = math.sqrt(max(total_sq / count - mean * mean, 0.0))
-
-    atomic_write(out, write, overwrite=overwrite)
-
-
 def main(
     map_path: Path = typer.Argument(..., metavar="MAP", help="Input map (.mrc), cubic box."),
     star: Path = typer.Option(..., "--star", help="Particle STAR file with poses."),
     out: Path = typer.Option(..., "--out", help="Output stack (.mrcs); also writes OUT.star."),
-    ctf: bool = typer.Option(False, "--ctf", help="Multiply by each particle's CTF."),
+    ctf: bool = typer.Option(False, "--ctf/--no-ctf", help="Multiply by each particle's CTF."),
     pad: int = typer.Option(2, "--pad", min=1, help="Padding factor (RELION: 2)."),
     batch_size: int = typer.Option(256, "--batch-size", min=1, help="Images per batch."),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda (cuda:0, ...)."),
     pixel_size: float | None = typer.Option(
-        None, "--pixel-size", help="Pixel size [Å]; overrides the STAR file and the map header."
+        None, "--apix", help="Pixel size [Å]; overrides the STAR file and the map header."
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing OUT files."),
 ) -> None:
@@ -91,7 +54,7 @@ def main(
     by the particle's origin (and multiplies by its CTF with --ctf) and writes OUT (an .mrcs
     stack in STAR order) and OUT with suffix .star (the input rows; rlnImageName points at the
     new stack). The pixel size comes from the STAR file's optics group, else the map header
-    (or --pixel-size); the command refuses STAR/map pixel sizes that differ by more than 1 %.
+    (or --apix); the command refuses STAR/map pixel sizes that differ by more than 1 %.
 
     \b
     Example:
@@ -103,7 +66,7 @@ def main(
     from rich.progress import Progress
 
     from cryoglass.geometry.euler import euler_to_matrix
-    from cryoglass.io import read_mrc, write_relion_star
+    from cryoglass.io import MRCStackWriter, read_mrc, write_relion_star
     from cryoglass.projection import prepare_volume_fourier, project_prepared
 
     out_star = out.with_suffix(".star")
@@ -129,11 +92,7 @@ def main(
         fail(f"{star}: no Euler angles (rlnAngleRot, rlnAngleTilt, rlnAnglePsi)")
     if ctf and particles.ctf is None:
         fail(f"{star}: --ctf given but the file has no CTF columns (rlnDefocusU, rlnDefocusV)")
-    try:
-        target = torch.device(device)
-        torch.empty(0, device=target)
-    except (RuntimeError, AssertionError) as error:
-        fail(f"--device {device}: not available ({error})")
+    target = torch_device(device)
 
     n = len(particles)
     if n == 0:
@@ -143,10 +102,17 @@ def main(
     shifts = None if shifts is None else shifts.to(torch.float32)
     ctf_params = particles.ctf.as_tensors(dtype=torch.float32) if ctf else None
     prepared = prepare_volume_fourier(volume.to(target), pad=pad)
-
-    def project_batches():
-        """Yield (slice, images) batch by batch, so the stack is never held in memory."""
-        with Progress(transient=True, console=None) as progress:
+    try:
+        with (
+            MRCStackWriter(
+                out,
+                n_images=n,
+                image_shape=(box, box),
+                pixel_size_angstrom=pixel,
+                overwrite=overwrite,
+            ) as writer,
+            Progress(transient=True, console=None) as progress,
+        ):
             task = progress.add_task("projecting", total=n)
             for start in range(0, n, batch_size):
                 part = slice(start, min(start + batch_size, n))
@@ -157,11 +123,10 @@ def main(
                     pixel_size_angstrom=pixel,
                     ctf=None if ctf_params is None else ctf_params[part],
                 )
-                yield part, images.cpu()
+                if not bool(torch.isfinite(images).all()):
+                    raise ValueError(f"{out}: projections are not finite (NaN or inf)")
+                writer.write(start, images)
                 progress.update(task, advance=part.stop - part.start)
-
-    try:
-        _write_stack_streaming(out, project_batches(), (n, box, box), pixel, overwrite=overwrite)
     except ValueError as error:
         fail(str(error))
     names = [f"{k:06d}@{out.name}" for k in range(1, n + 1)]

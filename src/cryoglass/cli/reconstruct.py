@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 
 import typer
 
-from cryoglass.cli._common import fail, print_json
+from cryoglass.cli._common import fail, failing, print_json, torch_device
+from cryoglass.cli.options import (
+    Apix,
+    ChunkSize,
+    Device,
+    JsonOutput,
+    Overwrite,
+    Scheduler,
+    Workers,
+)
 
 
 def available_memory_bytes() -> int | None:
@@ -25,160 +33,164 @@ def available_memory_bytes() -> int | None:
         return None
 
 
-def _read(star: Path, pixel_size: float | None):
-    """Particles with poses, one pixel size; exits with a message otherwise."""
-    from cryoglass.io import read_particles
+def _read(star: Path, pixel_size: float | None, *, ctf: bool):
+    """Particles with poses (and CTF), one pixel size; exits with a message otherwise."""
+    from cryoglass.io import check_particle_set, read_particles
 
-    try:
+    with failing(ValueError, KeyError, OSError, prefix=f"{star}: "):
         particles = read_particles(star, pixel_size_angstrom=pixel_size)
-    except (ValueError, KeyError, OSError) as error:
-        fail(f"{star}: {error}")
-    if len(particles) == 0:
-        fail(f"{star}: no particles")
-    if particles.euler_deg is None:
-        fail(f"{star}: reconstruction needs poses: rlnAngleRot/Tilt/Psi (none in this file)")
-    pixel = particles.pixel_size_angstrom
-    if float(pixel.max() - pixel.min()) > 0.01 * float(pixel.min()):
-        fail(
-            f"{star}: pixel size mismatch between optics groups ({float(pixel.min()):.4f}–"
-            f"{float(pixel.max()):.4f} Å); one map needs one pixel size (rescale the particles)"
+    with failing():
+        pixel = check_particle_set(
+            particles,
+            source=str(star),
+            purpose="reconstruction",
+            poses=True,
+            ctf=ctf,
+            ctf_hint="use --no-ctf",
         )
-    missing = [p for p in particles.image_files if not Path(p).exists()]
-    if missing:
-        fail(
-            f"{star}: {len(missing)} image file(s) missing, e.g. {missing[0]} "
-            "(paths in rlnImageName resolve against the STAR file's folder)"
-        )
-    return particles, float(pixel[0])
+    return particles, pixel
 
 
-def _random_subset(particles):
-    """rlnRandomSubset as a tensor, or None."""
+def _labels(particles, *, halves: bool, seed: int):
+    """Half set of every particle (rlnRandomSubset, else a seeded split), or all 1."""
     import torch
 
+    from cryoglass.reconstruct import split_halves
+
+    if not halves:
+        return torch.ones(len(particles), dtype=torch.int64)
     table = particles.particles_table
-    if table is None or "rlnRandomSubset" not in table.columns:
-        return None
-    return torch.as_tensor(table["rlnRandomSubset"].to_numpy().astype("int64"))
+    subset = None
+    if table is not None and "rlnRandomSubset" in table.columns:
+        subset = torch.as_tensor(table["rlnRandomSubset"].to_numpy().astype("int64"))
+    generator = torch.Generator().manual_seed(seed)
+    return split_halves(len(particles), random_subset=subset, generator=generator)
 
 
-def _ctf_columns(ctf, count: int):
-    """CTFParams with every field a float32 (count,) tensor (broadcast once, up front)."""
-    from dataclasses import fields, replace
+def _check_options(star: Path, outputs: list[Path], *, overwrite: bool, device: str, **how):
+    """Refuse bad option combinations and existing outputs before reading anything."""
 
+    if not star.is_file():
+        fail(f"{star}: particle file not found")
+    if how["workers"] is not None and how["scheduler"] is not None:
+        fail("give --workers N (a local cluster) or --scheduler ADDRESS, not both")
+    distributed = how["workers"] is not None or how["scheduler"] is not None
+    if how["work_dir"] is not None and not distributed:
+        fail("--work-dir checkpoints distributed runs: add --workers N or --scheduler ADDRESS")
+    if distributed and device != "cpu":
+        fail("--workers/--scheduler back-project on the workers' CPUs; drop --device")
+    for path in outputs:
+        if path.resolve() == star.resolve():
+            fail(f"{path}: output would overwrite the input file")
+        if path.exists() and not overwrite:
+            fail(f"{path}: exists; pass --overwrite to replace it")
+    with failing(prefix=f"--symmetry {how['symmetry']}: "):
+        from cryoglass.geometry import group_order
+
+        group_order(how["symmetry"])
+    target = torch_device(device)
+    return target
+
+
+def _check_memory(need: int, target, summary: str) -> None:
+    """Print the memory estimate; refuse when it exceeds what is available."""
     import torch
 
-    values = {
-        f.name: torch.as_tensor(getattr(ctf, f.name), dtype=torch.float32).expand(count)
-        for f in fields(ctf)
-    }
-    return replace(ctf, **values)
-
-
-def _ctf_rows(ctf, rows):
-    """The CTFs of particles ``rows`` (fields already (count,) tensors)."""
-    from dataclasses import fields, replace
-
-    return replace(ctf, **{f.name: getattr(ctf, f.name)[rows] for f in fields(ctf)})
-
-
-def _local_fsc(a, b):
-    """FSC on RELION shells (used only when cryoglass.validate is unavailable)."""
-    import torch
-
-    n = a.shape[-1]
-    fa, fb = torch.fft.rfftn(a.double()), torch.fft.rfftn(b.double())
-    k = torch.fft.fftfreq(n, d=1.0 / n, dtype=torch.float64)
-    kx = torch.arange(n // 2 + 1, dtype=torch.float64)
-    r = torch.sqrt(k[:, None, None] ** 2 + k[None, :, None] ** 2 + kx[None, None, :] ** 2)
-    shell = torch.round(r).long().reshape(-1)
-    keep = shell <= n // 2
-    c = torch.full((n // 2 + 1,), 2.0, dtype=torch.float64)
-    c[0] = 1.0
-    if n % 2 == 0:
-        c[-1] = 1.0
-    w = c.expand(n, n, -1).reshape(-1)[keep]
-
-    def sums(values):
-        return torch.bincount(
-            shell[keep], weights=values.reshape(-1)[keep] * w, minlength=n // 2 + 1
+    have = torch.cuda.mem_get_info(target)[0] if target.type == "cuda" else available_memory_bytes()
+    typer.echo(
+        f"{summary}: needs about {need / 2**30:.2f} GiB"
+        + (f" (available {have / 2**30:.2f} GiB)" if have else ""),
+        err=True,
+    )
+    if have is not None and need > have:
+        fail(
+            f"not enough memory: about {need / 2**30:.2f} GiB needed, {have / 2**30:.2f} GiB "
+            "available; try --pad 1, a smaller --batch-size, or without --halves"
         )
 
-    num = sums((fa * fb.conj()).real)
-    den = torch.sqrt(sums(fa.abs() ** 2) * sums(fb.abs() ** 2)).clamp_min(1e-300)
-    return num / den
+
+def _backproject(particles, labels, *, pixel: float, ctf: bool, target, options: dict, dask: dict):
+    """One accumulator per half set, in this process or on a Dask cluster; with timings."""
+    import time
+
+    from rich.progress import Progress
+
+    from cryoglass.io import ParticleStack
+    from cryoglass.reconstruct import accumulate_subsets
+
+    groups = tuple(sorted(set(labels.tolist())))
+    if dask["workers"] is not None or dask["scheduler"] is not None:
+        from cryoglass.distributed import ReconstructSettings
+        from cryoglass.distributed.commands import distributed_reconstruct
+
+        settings = ReconstructSettings(
+            box=particles.image_size, pixel_size_angstrom=pixel, groups=groups, ctf=ctf, **options
+        )
+        accs, memory, _ = distributed_reconstruct(
+            particles,
+            labels=labels,
+            settings=settings,
+            **dask,
+            echo=lambda text: typer.echo(text, err=True),
+        )
+        return accs, memory
+    from cryoglass.distributed.cluster import peak_rss_bytes
+
+    started = time.perf_counter()
+    with ParticleStack(particles) as stack, Progress(transient=True) as progress:
+        task = progress.add_task("back-projecting", total=len(particles))
+        accs = accumulate_subsets(
+            stack.iter_batches(options["batch_size"]),
+            labels=labels,
+            euler_deg=particles.euler_deg,
+            shift_angstrom=particles.shift_angstrom,
+            ctf=particles.ctf if ctf else None,
+            box=particles.image_size,
+            pixel_size_angstrom=pixel,
+            groups=groups,
+            pad=options["pad"],
+            symmetry=options["symmetry"],
+            device=target,
+            progress=lambda count: progress.update(task, advance=count),
+        )
+    memory = {
+        "peak_rss_mib": round(peak_rss_bytes() / 2**20, 1),
+        "backprojection_seconds": round(time.perf_counter() - started, 2),
+    }
+    return accs, memory
 
 
-def _fsc_outputs(half1, half2, *, pixel: float, out: Path) -> dict:
-    """FSC curve, resolutions, the JSON and PNG files; returns the summary."""
+def _write_halves(accs, *, out: Path, pixel: float, options: dict, overwrite: bool) -> dict:
+    """Half maps, their FSC (JSON and PNG) and the τ²-regularised full map (as RELION)."""
     import json
 
-    from cryoglass.report.figures import pyplot
+    from cryoglass.io import write_mrc, write_text_atomic
+    from cryoglass.reconstruct import finalize, merge, tau2_from_fsc
+    from cryoglass.report.figures import fsc_summary_figure
+    from cryoglass.validate import fourier_shell_correlation, fsc_summary
 
-    plt = pyplot()
-
-    from cryoglass.io import write_text_atomic
-    from cryoglass.report.figures import save_figure
-
-    n = half1.shape[-1]
-    try:
-        from cryoglass.validate import fourier_shell_correlation, resolution_at_threshold
-
-        fsc = fourier_shell_correlation(half1.double(), half2.double())
-        res = {
-            t: float(
-                resolution_at_threshold(fsc, threshold=t, box_size=n, pixel_size_angstrom=pixel)
-            )
-            for t in (0.143, 0.5)
-        }
-        source = "cryoglass.validate"
-    except ImportError:
-        fsc = _local_fsc(half1, half2)
-        res = {t: _crossing(fsc, t, n, pixel) for t in (0.143, 0.5)}
-        source = "local"
-    shells = [
-        {
-            "frequency_inv_angstrom": i / (n * pixel),
-            "resolution_angstrom": (n * pixel / i) if i else None,
-            "fsc": float(fsc[i]),
-        }
-        for i in range(fsc.shape[0])
-    ]
-    summary = {
-        "resolution_0143_angstrom": res[0.143],
-        "resolution_05_angstrom": res[0.5],
-        "fsc_source": source,
-        "shells": shells,
-        "_fsc": fsc,
-    }
     stem = out.with_suffix("")
-    public = {k: v for k, v in summary.items() if not k.startswith("_")}
-    write_text_atomic(Path(f"{stem}_fsc.json"), json.dumps(public, indent=2) + "\n")
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    freq = [s["frequency_inv_angstrom"] for s in shells]
-    ax.plot(freq, fsc.tolist(), "k")
-    ax.axhline(0.143, color="r", lw=0.8, ls="--", label="0.143")
-    ax.axhline(0.5, color="b", lw=0.8, ls=":", label="0.5")
-    ax.set(
-        xlabel="spatial frequency [1/Å]",
-        ylabel="half-map FSC",
-        ylim=(-0.1, 1.05),
-        title=f"FSC 0.143: {res[0.143]:.2f} Å",
-    )
-    ax.legend()
-    save_figure(fig, Path(f"{stem}_fsc.png"))
-    return summary
-
-
-def _crossing(fsc, threshold: float, n: int, pixel: float) -> float:
-    """First crossing below ``threshold``, interpolated linearly between shells [Å]."""
-    values = fsc.tolist()
-    for i in range(1, len(values)):
-        if values[i] < threshold:
-            a, b = values[i - 1], values[i]
-            shell = i - 1 + (a - threshold) / (a - b) if a != b else i
-            return n * pixel / max(shell, 1e-9)
-    return 2 * pixel
+    maps = {h: finalize(accs[h], **options).cpu() for h in (1, 2)}
+    for h in (1, 2):
+        write_mrc(f"{stem}_half{h}.mrc", maps[h], pixel_size_angstrom=pixel, overwrite=overwrite)
+    fsc = fourier_shell_correlation(maps[1].double(), maps[2].double())
+    summary = fsc_summary(fsc, box_size=maps[1].shape[-1], pixel_size_angstrom=pixel)
+    payload = {"headline": ["resolution_0143_angstrom", "resolution_05_angstrom"]}
+    payload.update(summary.to_dict())
+    write_text_atomic(Path(f"{stem}_fsc.json"), json.dumps(payload, indent=2) + "\n")
+    fsc_summary_figure(Path(f"{stem}_fsc.png"), summary, title=f"{out.name}, half maps")
+    # the full map is regularised with the halves' FSC, as RELION's final reconstruction:
+    # τ² = SSNR/⟨W⟩ with SSNR from sqrt(2 FSC/(1 + FSC)) (twice the data)
+    both = merge(accs[1], accs[2])
+    tau2 = tau2_from_fsc(both, summary.fsc.to(both.weight.device), whole_map=True)
+    volume = finalize(both, **options, regularisation=tau2).cpu()
+    write_mrc(out, volume, pixel_size_angstrom=pixel, overwrite=overwrite)
+    return {
+        "resolution_0143_angstrom": summary.resolution_0143_angstrom,
+        "resolution_05_angstrom": summary.resolution_05_angstrom,
+        "crossed_0143": summary.crossed_0143,
+        "full_map_regularisation": "tau2 from half-map FSC (RELION)",
+    }
 
 
 def main(
@@ -197,31 +209,25 @@ def main(
         2, "--pad", min=1, help="Padding factor of the 3D transform (RELION: 2)."
     ),
     batch_size: int = typer.Option(256, "--batch-size", min=1, help="Images per batch."),
-    device: str = typer.Option("cpu", "--device", help="cpu or cuda (cuda:0, ...)."),
+    device: Device = "cpu",
     wiener_constant: float = typer.Option(
         1e-3, "--wiener-constant", min=0.0, help="Regularisation λ relative to the mean weight."
     ),
     gridding_iterations: int = typer.Option(
         0, "--gridding-iterations", min=0, help="RELION-style iterative gridding (relion: 10)."
     ),
-    mask: bool = typer.Option(
-        True, "--mask/--no-mask", help="relion_reconstruct's soft sphere (radius N/2, 3 px edge)."
+    sphere_mask: bool = typer.Option(
+        True,
+        "--sphere-mask/--no-sphere-mask",
+        help="relion_reconstruct's soft sphere (radius N/2, 3 px edge).",
     ),
-    pixel_size: float | None = typer.Option(
-        None, "--pixel-size", help="Pixel size [Å]; overrides the metadata."
-    ),
+    pixel_size: Apix = None,
     seed: int = typer.Option(0, "--seed", help="Seed of the half split without rlnRandomSubset."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
-    json_output: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
-    workers: int | None = typer.Option(
-        None, "--workers", min=1, help="Back-project on a local Dask cluster of N processes."
-    ),
-    scheduler: str | None = typer.Option(
-        None, "--scheduler", help="Back-project on an existing Dask cluster (tcp://host:8786)."
-    ),
-    chunk_size: int = typer.Option(
-        2048, "--chunk-size", min=1, help="Particles per Dask task (with --workers/--scheduler)."
-    ),
+    overwrite: Overwrite = False,
+    json_output: JsonOutput = False,
+    workers: Workers = None,
+    scheduler: Scheduler = None,
+    chunk_size: ChunkSize = 2048,
     work_dir: Path | None = typer.Option(
         None, "--work-dir", help="Checkpoint folder: a rerun resumes the finished chunks."
     ),
@@ -250,190 +256,47 @@ def main(
     --work-dir keeps a checkpoint of the sums: rerun the same command to resume.
       cryoglass reconstruct run_data.star --out map.mrc --workers 2 --work-dir rec_work
     """
-    import torch
-    from rich.progress import Progress
-
-    from cryoglass.geometry.euler import euler_to_matrix
-    from cryoglass.io import ParticleStack, write_mrc
-    from cryoglass.reconstruct import (
-        accumulate,
-        empty_accumulator,
-        finalize,
-        memory_estimate_bytes,
-        merge,
-        split_halves,
-        tau2_from_fsc,
-    )
+    from cryoglass.io import write_mrc
+    from cryoglass.reconstruct import finalize, memory_estimate_bytes
 
     stem = out.with_suffix("")
-    outputs = [out]
-    if halves:
-        outputs += [Path(f"{stem}_half{i}.mrc") for i in (1, 2)]
-        outputs += [Path(f"{stem}_fsc.json"), Path(f"{stem}_fsc.png")]
-    if not star.is_file():
-        fail(f"{star}: particle file not found")
-    if workers is not None and scheduler is not None:
-        fail("give --workers N (a local cluster) or --scheduler ADDRESS, not both")
-    distributed = workers is not None or scheduler is not None
-    if work_dir is not None and not distributed:
-        fail("--work-dir checkpoints distributed runs: add --workers N or --scheduler ADDRESS")
-    if distributed and device != "cpu":
-        fail("--workers/--scheduler back-project on the workers' CPUs; drop --device")
-    for path in outputs:
-        if path.resolve() == star.resolve():
-            fail(f"{path}: output would overwrite the input file")
-        if path.exists() and not overwrite:
-            fail(f"{path}: exists; pass --overwrite to replace it")
-    try:
-        from cryoglass.geometry import group_order
-
-        group_order(symmetry)
-    except ValueError as error:
-        fail(f"--symmetry {symmetry}: {error}")
-    try:
-        target = torch.device(device)
-        torch.empty(0, device=target)
-    except (RuntimeError, AssertionError) as error:
-        fail(f"--device {device}: not available ({error})")
-
-    particles, pixel = _read(star, pixel_size)
-    if ctf and particles.ctf is None:
-        fail(f"{star}: --ctf needs CTF columns (rlnDefocusU, rlnDefocusV); use --no-ctf")
-    n = particles.image_size
+    extra = ("half1.mrc", "half2.mrc", "fsc.json", "fsc.png") if halves else ()
+    outputs = [out, *(Path(f"{stem}_{name}") for name in extra)]
+    dask = {"workers": workers, "scheduler": scheduler, "chunk_size": chunk_size}
+    dask["work_dir"] = work_dir
+    target = _check_options(
+        star, outputs, overwrite=overwrite, device=device, symmetry=symmetry, **dask
+    )
+    particles, pixel = _read(star, pixel_size, ctf=ctf)
+    n, count = particles.image_size, len(particles)
     need = memory_estimate_bytes(
         n,
         pad=pad,
-        accumulators=2 if halves else 1,
+        accumulators=1 + halves,
         batch_size=batch_size,
         gridding_iterations=gridding_iterations,
     )
-    have = available_memory_bytes() if target.type == "cpu" else None
-    if target.type == "cuda":
-        have = torch.cuda.mem_get_info(target)[0]
-    typer.echo(
-        f"reconstructing {len(particles)} particles, box {n}, {pixel:g} Å, pad {pad}, "
-        f"{symmetry}: needs about {need / 2**30:.2f} GiB"
-        + (f" (available {have / 2**30:.2f} GiB)" if have else ""),
-        err=True,
+    _check_memory(
+        need,
+        target,
+        f"reconstructing {count} particles, box {n}, {pixel:g} Å, pad {pad}, {symmetry}",
     )
-    if have is not None and need > have:
-        fail(
-            f"not enough memory: about {need / 2**30:.2f} GiB needed, {have / 2**30:.2f} GiB "
-            "available; try --pad 1, a smaller --batch-size, or without --halves"
+    with failing(prefix=f"{star}: "):
+        labels = _labels(particles, halves=halves, seed=seed)
+        options = {"pad": pad, "symmetry": symmetry, "batch_size": batch_size}
+        accs, memory = _backproject(
+            particles, labels, pixel=pixel, ctf=ctf, target=target, options=options, dask=dask
         )
-
-    count = len(particles)
-    rotations = euler_to_matrix(particles.euler_deg.to(torch.float32))
-    shifts = particles.shift_angstrom
-    shifts = None if shifts is None else shifts.to(torch.float32)
-    ctf_params = _ctf_columns(particles.ctf, count) if ctf else None
+    summary: dict = {"particles": count, "box": n, "pixel_size_angstrom": pixel}
+    summary |= {"symmetry": symmetry, "pad": pad, "outputs": [str(p) for p in outputs], **memory}
+    finish = {"wiener_constant": wiener_constant, "gridding_iterations": gridding_iterations}
+    finish["mask"] = "relion" if sphere_mask else None
     if halves:
-        try:
-            label = split_halves(
-                count,
-                random_subset=_random_subset(particles),
-                generator=torch.Generator().manual_seed(seed),
-            )
-        except ValueError as error:
-            fail(f"{star}: {error}")
+        summary |= _write_halves(accs, out=out, pixel=pixel, options=finish, overwrite=overwrite)
+        summary["half_sizes"] = [int((labels == h).sum()) for h in (1, 2)]
     else:
-        label = torch.ones(count, dtype=torch.int64)
-    groups = tuple(sorted(set(label.tolist())))
-    accs = {} if distributed else {h: empty_accumulator(n, pad=pad, device=target) for h in groups}
-    memory = None
-    if distributed:
-        from cryoglass.distributed import ReconstructSettings
-        from cryoglass.distributed.commands import distributed_reconstruct
-
-        settings = ReconstructSettings(
-            box=n,
-            pixel_size_angstrom=pixel,
-            groups=groups,
-            ctf=ctf,
-            pad=pad,
-            symmetry=symmetry,
-            batch_size=batch_size,
-        )
-        try:
-            accs, memory, _ = distributed_reconstruct(
-                particles,
-                labels=label,
-                settings=settings,
-                workers=workers,
-                scheduler=scheduler,
-                chunk_size=chunk_size,
-                work_dir=work_dir,
-                echo=lambda text: typer.echo(text, err=True),
-            )
-        except (ValueError, OSError) as error:
-            fail(f"{star}: {error}")
-    started = time.perf_counter()
-    with ParticleStack(particles) as stack, Progress(transient=True) as progress:
-        task = progress.add_task("back-projecting", total=count)
-        try:
-            for indices, images in [] if distributed else stack.iter_batches(batch_size):
-                for h, acc in accs.items():
-                    sel = indices[label[indices] == h]
-                    if sel.numel() == 0:
-                        continue
-                    rows = sel - indices[0]
-                    accs[h] = accumulate(
-                        acc,
-                        images[rows],
-                        rotations[sel],
-                        shift_angstrom=None if shifts is None else shifts[sel],
-                        ctf=None if ctf_params is None else _ctf_rows(ctf_params, sel),
-                        pixel_size_angstrom=pixel,
-                        symmetry=symmetry,
-                        inplace=True,
-                    )
-                progress.update(task, advance=indices.numel())
-        except (ValueError, OSError) as error:
-            fail(f"{star}: {error}")
-
-    mask_mode = "relion" if mask else None
-    options = dict(
-        wiener_constant=wiener_constant, gridding_iterations=gridding_iterations, mask=mask_mode
-    )
-    summary: dict = {
-        "particles": count,
-        "box": n,
-        "pixel_size_angstrom": pixel,
-        "symmetry": symmetry,
-        "pad": pad,
-        "outputs": [str(p) for p in outputs],
-    }
-    if memory is not None:
-        summary.update(memory)
-    else:
-        from cryoglass.distributed.cluster import peak_rss_bytes
-
-        summary["peak_rss_mib"] = round(peak_rss_bytes() / 2**20, 1)
-        summary["backprojection_seconds"] = round(time.perf_counter() - started, 2)
-    if halves:
-        maps = {h: finalize(accs[h], **options).cpu() for h in (1, 2)}
-        for h in (1, 2):
-            write_mrc(
-                Path(f"{stem}_half{h}.mrc"), maps[h], pixel_size_angstrom=pixel, overwrite=overwrite
-            )
-        fsc = _fsc_outputs(maps[1], maps[2], pixel=pixel, out=out)
-        summary.update(
-            {
-                k: fsc[k]
-                for k in ("resolution_0143_angstrom", "resolution_05_angstrom", "fsc_source")
-            }
-        )
-        summary["half_sizes"] = [int((label == 1).sum()), int((label == 2).sum())]
-        # the full map is regularised with the halves' FSC, as RELION's final reconstruction:
-        # τ² = SSNR/⟨W⟩ with SSNR from sqrt(2 FSC/(1 + FSC)) (twice the data)
-        both = merge(accs[1], accs[2])
-        tau2 = tau2_from_fsc(both, fsc["_fsc"].to(both.weight.device), whole_map=True)
-        full_options = dict(options, regularisation=tau2)
-        volume = finalize(both, **full_options).cpu()
-        summary["full_map_regularisation"] = "tau2 from half-map FSC (RELION)"
-    else:
-        volume = finalize(accs[1], **options).cpu()
-    write_mrc(out, volume, pixel_size_angstrom=pixel, overwrite=overwrite)
+        volume = finalize(accs[1], **finish).cpu()
+        write_mrc(out, volume, pixel_size_angstrom=pixel, overwrite=overwrite)
     typer.echo(f"wrote {', '.join(str(p) for p in outputs)}", err=True)
     if json_output:
-        print_json(summary)
+        print_json({"headline": ["resolution_0143_angstrom"] if halves else [], **summary})

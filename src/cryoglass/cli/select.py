@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from cryoglass.cli._common import fail, print_json
+from cryoglass.cli._common import fail, failing, print_json
 
 
 def _class_list(text: str) -> list[int]:
@@ -45,7 +45,7 @@ def main(
     """
     import torch
 
-    from cryoglass.io import read_particles, write_relion_star
+    from cryoglass.io import class_numbers, read_particles, write_relion_star
 
     if not star.is_file():
         fail(f"{star}: particle file not found")
@@ -54,14 +54,11 @@ def main(
     if out.resolve() == star.resolve():
         fail(f"{out}: output would overwrite the input file")
     keep_classes = _class_list(classes)
-    try:
+    with failing(ValueError, KeyError, OSError, prefix=f"{star}: "):
         particles = read_particles(star)
-    except (ValueError, KeyError, OSError) as error:
-        fail(f"{star}: {error}")
-    table = particles.particles_table
-    if table is None or "rlnClassNumber" not in table.columns:
+    number = class_numbers(particles)
+    if number is None:
         fail(f"{star}: no rlnClassNumber column (run cryoglass class2d first)")
-    number = torch.as_tensor(table["rlnClassNumber"].to_numpy().astype("int64"))
     present = sorted(set(number.tolist()))
     absent = [c for c in keep_classes if c not in present]
     if absent:

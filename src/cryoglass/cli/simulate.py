@@ -2,17 +2,92 @@
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
-from cryoglass.cli._common import fail, print_json
+from cryoglass.cli._common import fail, failing, print_json, torch_device
+from cryoglass.cli.options import Device, JsonOutput, Scheduler, Workers
 
 #: Files the command writes into DIR (it refuses to touch anything else).
 OUTPUTS = ("particles.mrcs", "particles.star", "poses.pkl", "ctf.pkl", "truth.mrc", "report.html")
 _FIGURES = ("examples.png", "spectra.png", "orientations.png")
+
+
+# The command's options: flag and help text (the signature of `main` gives their defaults).
+_VolumePath = Annotated[Path | None, typer.Option("--volume", help="Input map (.mrc), cubic.")]
+_ModelPath = Annotated[
+    Path | None, typer.Option("--model", help="Atomic model (.pdb/.cif) instead of a map.")
+]
+_N = Annotated[int, typer.Option("--n-particles", help="Number of particles (≥ 1).")]
+_Out = Annotated[Path, typer.Option("--out", help="Output folder (created; must be empty).")]
+_Box = Annotated[
+    int | None,
+    typer.Option("--box", help="Image box [px] (default: the map's; --model: 1.5 × its extent)."),
+]
+_Apix = Annotated[
+    float | None,
+    typer.Option(
+        "--apix", help="Pixel size [Å]; --volume: resample from the header's; --model: default 1 Å."
+    ),
+]
+_Snr = Annotated[float | None, typer.Option("--snr", help="Gaussian noise at this SNR.")]
+_Dose = Annotated[
+    float | None,
+    typer.Option("--dose", help="Poisson shot noise at this dose [e⁻/Å²] (map in volts)."),
+]
+_DefocusMin = Annotated[
+    float, typer.Option("--defocus-min", help="Smallest defocus [Å] (positive = underfocus).")
+]
+_DefocusMax = Annotated[float, typer.Option("--defocus-max", help="Largest defocus [Å].")]
+# the same in µm (the spelling before defocus was in Å everywhere; hidden, still accepted)
+_DefocusMinUm = Annotated[float | None, typer.Option("--defocus-min-um", hidden=True)]
+_DefocusMaxUm = Annotated[float | None, typer.Option("--defocus-max-um", hidden=True)]
+_AstigmatismAngstrom = Annotated[
+    float, typer.Option("--astigmatism-angstrom", help="Largest ΔU − ΔV [Å] (random angle).")
+]
+_ShiftStdAngstrom = Annotated[
+    float, typer.Option("--shift-std-angstrom", help="σ of Gaussian in-plane origins per axis [Å].")
+]
+_BfactorMaxA2 = Annotated[
+    float,
+    typer.Option("--bfactor-max-a2", help="Per-particle CTF B-factor uniform in [0, this] [Å²]."),
+]
+_Views = Annotated[
+    str,
+    typer.Option(
+        "--views", help="uniform | vmf:KAPPA | topside:FRACTION | topuniform:FRACTION | star:FILE."
+    ),
+]
+_VoltageKv = Annotated[float, typer.Option("--voltage-kv", help="Voltage [kV].")]
+_CsMm = Annotated[float, typer.Option("--cs-mm", help="Spherical aberration [mm].")]
+_AmplitudeContrast = Annotated[
+    float, typer.Option("--amplitude-contrast", help="Amplitude contrast Q0.")
+]
+_Multislice = Annotated[
+    bool,
+    typer.Option(
+        "--multislice", help="Multislice image formation (the map read as a potential in volts)."
+    ),
+]
+_SliceThicknessAngstrom = Annotated[
+    float,
+    typer.Option(
+        "--slice-thickness-angstrom",
+        help="Multislice slice thickness [Å], a whole multiple of the pixel size.",
+    ),
+]
+_Seed = Annotated[int, typer.Option("--seed", help="Seed of the whole dataset.")]
+_ChunkSize = Annotated[
+    int,
+    typer.Option("--chunk-size", help="Images per chunk (memory only; data do not depend on it)."),
+]
+_Overwrite = Annotated[
+    bool,
+    typer.Option("--overwrite", help="Write into a non-empty DIR, replacing cryoglass outputs."),
+]
 
 
 def _parse_views(text: str):
@@ -40,8 +115,11 @@ def _parse_views(text: str):
         fail(f"--views {text}: {error} (or star:FILE)")
 
 
-def _check_out(out: Path, inputs: list[Path], overwrite: bool) -> None:
+def _check_out(out: Path, overwrite: bool, *, volume_path, model_path, views: str) -> None:
     """Refuse a non-empty DIR (unless --overwrite) and any output that is an input."""
+    inputs = [p for p in (volume_path, model_path) if p is not None]
+    if views.startswith("star:"):
+        inputs.append(Path(views[5:]))
     targets = {(out / name).resolve() for name in (*OUTPUTS, *_FIGURES)}
     for path in inputs:
         if path.resolve() in targets:
@@ -56,28 +134,15 @@ def _check_out(out: Path, inputs: list[Path], overwrite: bool) -> None:
 
 def _fit_box(volume, box: int, *, pixel: float, where: str):
     """Pad or crop a cubic map (origin N//2) to ``box``; refuse to cut the particle."""
-    import torch
+    from cryoglass.simulate.box import fit_to_box, particle_box_size
 
-    from cryoglass.simulate.dataset import particle_diameter_angstrom
-
-    n = volume.shape[-1]
-    needed = int(
-        torch.tensor(particle_diameter_angstrom(volume, pixel_size_angstrom=pixel) / pixel).ceil()
-    )
+    needed = particle_box_size(volume, pixel_size_angstrom=pixel)
     if box < needed:
         fail(
             f"--box {box}: too small for the particle in {where} (diameter {needed * pixel:.1f} Å "
             f"at {pixel:.4g} Å/px); the box needed is at least {needed} px"
         )
-    if box == n:
-        return volume
-    if box < n:
-        start = n // 2 - box // 2
-        return volume[start : start + box, start : start + box, start : start + box].clone()
-    out = volume.new_zeros((box, box, box))
-    start = box // 2 - n // 2
-    out[start : start + n, start : start + n, start : start + n] = volume
-    return out
+    return fit_to_box(volume, box)
 
 
 def _load_volume(path: Path, apix: float | None):
@@ -152,53 +217,38 @@ def _load_model(path: Path, apix: float | None, box: int | None):
     return volume, pixel
 
 
-def _write_stack(out: Path, chunks, *, n: int, box: int, pixel: float, progress_task):
-    """Stream chunks into DIR/particles.mrcs (temp name, renamed at the end); return params."""
-    import mrcfile
-    import numpy as np
+def _read_source(volume_path: Path | None, model_path: Path | None, *, box, apix):
+    """(map at the output box, its pixel size [Å], its file name) from --volume or --model."""
+    if volume_path is not None:
+        volume, pixel = _load_volume(volume_path, apix)
+        where = str(volume_path)
+        return _fit_box(volume, box or volume.shape[-1], pixel=pixel, where=where), pixel, where
+    volume, pixel = _load_model(model_path, apix, box)
+    return volume, pixel, str(model_path)
+
+
+def _write_stack(out: Path, chunks, *, n: int, box: int, pixel: float, advance):
+    """Stream the chunks into DIR/particles.mrcs; (parameters, first 8 noisy and clean images)."""
     import torch
 
+    from cryoglass.io import MRCStackWriter
     from cryoglass.simulate.dataset import ParticleParameters
 
-    final = out / "particles.mrcs"
-    tmp = out / f".particles.mrcs.{os.getpid()}.tmp"
-    parts, total, total2, low, high = [], 0.0, 0.0, np.inf, -np.inf
-    first = None
-    try:
-        # The header (and the file's full size) comes from mrcfile; the images are then written
-        # chunk by chunk with plain file writes, so the process holds one chunk at a time (a
-        # memory map would count every written page in the process's resident memory).
-        with mrcfile.new_mmap(tmp, shape=(n, box, box), mrc_mode=2, overwrite=True) as mrc:
-            mrc.set_image_stack()
-            mrc.voxel_size = pixel
-            data_offset = mrc.header.nbytes + int(mrc.header.nsymbt)
-            byte_order = mrc.data.dtype.byteorder
-        image_bytes = box * box * 4
-        with open(tmp, "r+b") as handle:
-            for chunk in chunks:
-                images = chunk.images.detach().to("cpu", torch.float32).numpy()
-                handle.seek(data_offset + chunk.start * image_bytes)
-                handle.write(
-                    np.ascontiguousarray(
-                        images, dtype=np.dtype("f4").newbyteorder(byte_order)
-                    ).tobytes()
-                )
-                total += float(images.sum(dtype=np.float64))
-                total2 += float(np.square(images, dtype=np.float64).sum())
-                low, high = min(low, float(images.min())), max(high, float(images.max()))
-                parts.append(chunk.parameters)
-                if first is None:
-                    first = (images[:8].copy(), chunk.clean[:8].detach().cpu())
-                progress_task(len(images))
-        count = n * box * box
-        mean = total / count
-        with mrcfile.mmap(tmp, mode="r+") as mrc:
-            mrc.header.dmin, mrc.header.dmax, mrc.header.dmean = low, high, mean
-            mrc.header.rms = float(np.sqrt(max(total2 / count - mean * mean, 0.0)))
-        os.replace(tmp, final)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    parts, first = [], None
+    with MRCStackWriter(
+        out / "particles.mrcs",
+        n_images=n,
+        image_shape=(box, box),
+        pixel_size_angstrom=pixel,
+        overwrite=True,
+    ) as writer:
+        for chunk in chunks:
+            writer.write(chunk.start, chunk.images)
+            parts.append(chunk.parameters)
+            if first is None:
+                noisy = chunk.images[:8].detach().to("cpu", torch.float32).numpy().copy()
+                first = (noisy, chunk.clean[:8].detach().cpu())
+            advance(len(chunk.images))
     return ParticleParameters.concatenate(parts), first
 
 
@@ -241,93 +291,75 @@ def _write_metadata(out: Path, params, *, n: int, box: int, pixel: float) -> Non
     )
 
 
-def _report(out: Path, *, params, examples, pixel: float, summary: dict) -> None:
-    """DIR/report.html: example images, power spectra against CTF², orientation plot."""
-    from cryoglass.report.figures import pyplot
+def _write_outputs(out: Path, volume, params, examples, *, pixel: float, summary: dict) -> None:
+    """Everything but the stack: particles.star, the pickles, truth.mrc and report.html."""
+    from cryoglass.io import write_mrc
+    from cryoglass.report.simulate import write_simulate_report
 
-    plt = pyplot()
-    import numpy as np
-    import torch
-
-    from cryoglass.ctf import ctf_2d
-    from cryoglass.fourier import fft2_centered
-    from cryoglass.report.figures import save_figure
-    from cryoglass.report.html import Section, write_html_report
-    from cryoglass.simulate.distributions import viewing_direction
-
-    examples, clean = examples
-    k = len(examples)
-    first = params[:k]
-    fig, axes = plt.subplots(2, k, figsize=(2 * k, 4.2), squeeze=False)
-    for i in range(k):
-        for row, image in enumerate((examples[i], clean[i].numpy())):
-            axes[row, i].imshow(image, cmap="gray", origin="lower")
-            axes[row, i].axis("off")
-        axes[0, i].set_title(f"#{i + 1}", fontsize=8)
-    save_figure(fig, out / "examples.png")
-
-    shown = min(k, 4)
-    box = examples.shape[-1]
-    power = fft2_centered(clean[:shown]).abs().square()
-    ctf2 = ctf_2d(first.ctf[:shown], image_size=box, pixel_size_angstrom=pixel, rfft=False) ** 2
-    fig, axes = plt.subplots(1, shown, figsize=(3 * shown, 3.2), squeeze=False)
-    for i in range(shown):
-        logp = torch.log(power[i] + 1e-12 * float(power[i].max()))
-        low, high = torch.quantile(logp, torch.tensor([0.05, 0.995], dtype=logp.dtype))
-        logp = ((logp - low) / (high - low + 1e-12)).clamp(0, 1)
-        panel = torch.cat((logp[:, : box // 2], ctf2[i, :, box // 2 :].to(logp.dtype)), dim=1)
-        zoom = slice(box // 4, box // 4 + box // 2)  # frequencies up to half Nyquist
-        axes[0, i].imshow(panel[zoom, zoom].numpy(), cmap="gray", origin="lower")
-        axes[0, i].axis("off")
-        du = float(first.ctf.defocus_u_angstrom[i]) / 1e4
-        axes[0, i].set_title(f"#{i + 1}: ΔU {du:.2f} µm", fontsize=8)
-    save_figure(fig, out / "spectra.png")
-
-    m = min(len(params), 20000)
-    direction = viewing_direction(params.euler_deg[:m]).numpy()
-    longitude = np.arctan2(direction[:, 1], direction[:, 0])
-    latitude = np.arcsin(np.clip(direction[:, 2], -1, 1))
-    fig = plt.figure(figsize=(7, 3.8))
-    ax = fig.add_subplot(projection="mollweide")
-    ax.scatter(longitude, latitude, s=1, alpha=0.3)
-    ax.grid(True)
-    ax.set_title("projection directions Aᵀe_z (longitude = rot, latitude = 90° − tilt)", fontsize=9)
-    save_figure(fig, out / "orientations.png")
-
-    write_html_report(
-        out / "report.html",
-        title="cryoglass simulate",
-        intro=(
-            "A simulated single-particle dataset. Images are projections of truth.mrc at the "
-            "poses in particles.star (RELION 3.1), multiplied by each particle's CTF, plus noise."
-        ),
-        sections=[
-            Section("Summary", table=tuple((key, str(value)) for key, value in summary.items())),
-            Section(
-                "Example images",
-                figures=(("examples.png", "top: the images as written; bottom: without noise"),),
-            ),
-            Section(
-                "Power spectra and CTF",
-                figures=(
-                    (
-                        "spectra.png",
-                        "up to half Nyquist; left half: log power spectrum of the noise-free "
-                        "image; right half: "
-                        "CTF² from the particle's STAR parameters (the Thon rings continue "
-                        "across when the written CTF matches the images)",
-                    ),
-                ),
-            ),
-            Section(
-                "Orientations",
-                figures=(("orientations.png", f"projection directions of {m} particles"),),
-            ),
-        ],
+    _write_metadata(out, params, n=len(params), box=volume.shape[-1], pixel=pixel)
+    write_mrc(out / "truth.mrc", volume.cpu(), pixel_size_angstrom=pixel, overwrite=True)
+    write_simulate_report(
+        out, parameters=params, examples=examples, pixel_size_angstrom=pixel, summary=summary
     )
 
 
-def _simulate_distributed(
+def _check_values(n, volume_path, model_path, snr, dose, box, apix, defocus_min, defocus_max):
+    """Refuse option values that cannot make a dataset (before anything is read)."""
+    if n < 1:
+        fail(f"--n-particles {n}: the number of particles must be at least 1")
+    if (volume_path is None) == (model_path is None):
+        fail("give exactly one of --volume MAP.mrc or --model MODEL.pdb|cif")
+    if snr is not None and dose is not None:
+        fail("give --snr or --dose, not both (Gaussian noise or shot noise)")
+    if snr is not None and not snr > 0:
+        fail(f"--snr {snr}: must be > 0")
+    if dose is not None and not dose > 0:
+        fail(f"--dose {dose}: must be > 0 e⁻/Å²")
+    if box is not None and box < 8:
+        fail(f"--box {box}: must be at least 8 px")
+    if apix is not None and not apix > 0:
+        fail(f"--apix {apix}: must be > 0 Å")
+    if not 0 <= defocus_min <= defocus_max:
+        fail(f"--defocus-min {defocus_min:g} / --defocus-max {defocus_max:g} Å: need 0 ≤ min ≤ max")
+
+
+def _check_run(chunk_size: int, workers, scheduler, device: str, thickness) -> None:
+    """Refuse a bad chunking, contradictory --workers/--scheduler/--device, a bad thickness."""
+    if chunk_size < 1:
+        fail(f"--chunk-size {chunk_size}: must be ≥ 1")
+    if workers is not None and scheduler is not None:
+        fail("give --workers N (a local cluster) or --scheduler ADDRESS, not both")
+    if (workers is not None or scheduler is not None) and device != "cpu":
+        fail("--workers/--scheduler simulate on the workers' CPUs; drop --device")
+    if thickness is not None and not thickness > 0:
+        fail(f"--slice-thickness-angstrom {thickness}: must be > 0 Å")
+
+
+def _device(device: str):
+    """The torch device of --device, or exit when it is not available."""
+
+    target = torch_device(device)
+    return target
+
+
+def _check_thickness(thickness: float | None, pixel: float) -> None:
+    """A multislice slice must be a whole number of voxels thick."""
+    voxels = None if thickness is None else thickness / pixel
+    if voxels is not None and abs(voxels - round(voxels)) > 1e-6:
+        fail(
+            f"--slice-thickness-angstrom {thickness}: must be a whole multiple "
+            f"of the pixel size {pixel:g} Å (choose it or --apix accordingly)"
+        )
+
+
+def _peak_rss() -> dict:
+    """This process's peak resident memory [MiB], for the summary of a one-process run."""
+    from cryoglass.distributed.cluster import peak_rss_bytes
+
+    return {"peak_rss_mib": round(peak_rss_bytes() / 2**20, 1)}
+
+
+def _simulate(
     out: Path,
     volume,
     *,
@@ -338,17 +370,52 @@ def _simulate_distributed(
     dose,
     seed,
     chunk_size,
+    device,
     workers,
     scheduler,
-    multislice_thickness_angstrom=None,
+    thickness,
 ):
-    """The stack written by Dask workers (they read the map from DIR/truth.mrc)."""
+    """Write DIR/particles.mrcs in this process, or on Dask workers (--workers/--scheduler).
+
+    Returns the particles' parameters, the first images (noisy, clean), the seconds taken
+    and the peak memory of the client and workers (None without workers).
+    """
+    from cryoglass.simulate.dataset import calibrate_noise_std, simulate_dataset
+
+    started = time.perf_counter()
+    if workers is None and scheduler is None:
+        from rich.progress import Progress
+
+        chunks = simulate_dataset(
+            volume,
+            n=n,
+            pixel_size_angstrom=pixel,
+            distributions=distributions,
+            snr=snr,
+            dose_e_per_a2=dose,
+            chunk_size=chunk_size,
+            seed=seed,
+            device=device,
+            keep_clean=True,
+            multislice_thickness_angstrom=thickness,
+        )
+        with Progress(transient=True) as progress:
+            task = progress.add_task("simulating", total=n)
+            params, examples = _write_stack(
+                out,
+                chunks,
+                n=n,
+                box=volume.shape[-1],
+                pixel=pixel,
+                advance=lambda k: progress.update(task, advance=k),
+            )
+        return params, examples, time.perf_counter() - started, None
+
     from cryoglass.distributed import SimulateSettings
     from cryoglass.distributed.commands import distributed_simulate
     from cryoglass.io import write_mrc
-    from cryoglass.simulate.dataset import calibrate_noise_std
 
-    truth = out / "truth.mrc"
+    truth = out / "truth.mrc"  # the workers read the map from here
     write_mrc(truth, volume.cpu(), pixel_size_angstrom=pixel, overwrite=True)
     noise_std = None
     if snr is not None:
@@ -358,7 +425,7 @@ def _simulate_distributed(
             snr=snr,
             distributions=distributions,
             seed=seed,
-            multislice_thickness_angstrom=multislice_thickness_angstrom,
+            multislice_thickness_angstrom=thickness,
         )
     settings = SimulateSettings(
         volume_path=str(truth.resolve()),
@@ -368,9 +435,9 @@ def _simulate_distributed(
         noise_std=noise_std,
         dose_e_per_a2=dose,
         seed=seed,
-        multislice_thickness_angstrom=multislice_thickness_angstrom,
+        multislice_thickness_angstrom=thickness,
     )
-    return distributed_simulate(
+    params, examples, memory = distributed_simulate(
         out / "particles.mrcs",
         settings=settings,
         box=volume.shape[-1],
@@ -379,73 +446,73 @@ def _simulate_distributed(
         chunk_size=chunk_size,
         echo=lambda text: typer.echo(text, err=True),
     )
+    return params, examples, time.perf_counter() - started, memory
+
+
+def _summary(
+    n,
+    box,
+    pixel,
+    source,
+    snr,
+    dose,
+    views,
+    seed,
+    defocus,
+    thickness,
+    device,
+    seconds,
+    *,
+    out,
+    memory,
+) -> dict:
+    """The --json summary (and the report's table)."""
+    return {
+        "particles": n,
+        "box_px": box,
+        "pixel_size_angstrom": round(pixel, 6),
+        "source": source,
+        "noise": f"snr {snr}" if snr is not None else (f"dose {dose} e/A^2" if dose else "none"),
+        "defocus_um": [defocus[0] / 1e4, defocus[1] / 1e4],
+        "views": views,
+        "image_formation": f"multislice ({thickness:g} A slices)" if thickness else "projection",
+        "seed": seed,
+        "device": str(device),
+        "seconds": round(seconds, 3),
+        "out": str(out),
+        **(memory or _peak_rss()),
+    }
 
 
 def main(
-    volume_path: Path | None = typer.Option(None, "--volume", help="Input map (.mrc), cubic."),
-    model_path: Path | None = typer.Option(
-        None, "--model", help="Atomic model (.pdb/.cif) instead of a map."
-    ),
-    n: int = typer.Option(..., "--n", help="Number of particles (≥ 1)."),
-    out: Path = typer.Option(..., "--out", help="Output folder (created; must be empty)."),
-    box: int | None = typer.Option(
-        None, "--box", help="Image box [px] (default: the map's; --model: 1.5 × its extent)."
-    ),
-    apix: float | None = typer.Option(
-        None,
-        "--apix",
-        help="Pixel size [Å]; --volume: resample from the header's; --model: default 1 Å.",
-    ),
-    snr: float | None = typer.Option(None, "--snr", help="Gaussian noise at this SNR."),
-    dose: float | None = typer.Option(
-        None, "--dose", help="Poisson shot noise at this dose [e⁻/Å²] (map in volts)."
-    ),
-    defocus_min_um: float = typer.Option(1.0, "--defocus-min-um", help="Smallest defocus [µm]."),
-    defocus_max_um: float = typer.Option(2.5, "--defocus-max-um", help="Largest defocus [µm]."),
-    astigmatism_angstrom: float = typer.Option(
-        0.0, "--astigmatism-angstrom", help="Largest ΔU − ΔV [Å] (random angle)."
-    ),
-    shift_std_angstrom: float = typer.Option(
-        0.0, "--shift-std-angstrom", help="σ of Gaussian in-plane origins per axis [Å]."
-    ),
-    bfactor_max_a2: float = typer.Option(
-        0.0, "--bfactor-max-a2", help="Per-particle CTF B-factor uniform in [0, this] [Å²]."
-    ),
-    views: str = typer.Option(
-        "uniform",
-        "--views",
-        help="uniform | vmf:KAPPA | topside:FRACTION | topuniform:FRACTION | star:FILE.",
-    ),
-    voltage_kv: float = typer.Option(300.0, "--voltage-kv", help="Voltage [kV]."),
-    cs_mm: float = typer.Option(2.7, "--cs-mm", help="Spherical aberration [mm]."),
-    amplitude_contrast: float = typer.Option(
-        0.1, "--amplitude-contrast", help="Amplitude contrast Q0."
-    ),
-    multislice: bool = typer.Option(
-        False,
-        "--multislice",
-        help="Multislice image formation (the map read as a potential in volts).",
-    ),
-    slice_thickness_angstrom: float = typer.Option(
-        2.0,
-        "--slice-thickness-angstrom",
-        help="Multislice slice thickness [Å], a whole multiple of the pixel size.",
-    ),
-    seed: int = typer.Option(0, "--seed", help="Seed of the whole dataset."),
-    device: str = typer.Option("cpu", "--device", help="cpu or cuda (cuda:0, ...)."),
-    chunk_size: int = typer.Option(
-        1000, "--chunk-size", help="Images per chunk (memory only; data do not depend on it)."
-    ),
-    overwrite: bool = typer.Option(
-        False, "--overwrite", help="Write into a non-empty DIR, replacing cryoglass outputs."
-    ),
-    json_output: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
-    workers: int | None = typer.Option(
-        None, "--workers", min=1, help="Simulate on a local Dask cluster of N processes."
-    ),
-    scheduler: str | None = typer.Option(
-        None, "--scheduler", help="Simulate on an existing Dask cluster (tcp://host:8786)."
-    ),
+    volume_path: _VolumePath = None,
+    model_path: _ModelPath = None,
+    n: _N = ...,
+    out: _Out = ...,
+    box: _Box = None,
+    apix: _Apix = None,
+    snr: _Snr = None,
+    dose: _Dose = None,
+    defocus_min: _DefocusMin = 10000.0,
+    defocus_max: _DefocusMax = 25000.0,
+    defocus_min_um: _DefocusMinUm = None,
+    defocus_max_um: _DefocusMaxUm = None,
+    astigmatism_angstrom: _AstigmatismAngstrom = 0.0,
+    shift_std_angstrom: _ShiftStdAngstrom = 0.0,
+    bfactor_max_a2: _BfactorMaxA2 = 0.0,
+    views: _Views = "uniform",
+    voltage_kv: _VoltageKv = 300.0,
+    cs_mm: _CsMm = 2.7,
+    amplitude_contrast: _AmplitudeContrast = 0.1,
+    multislice: _Multislice = False,
+    slice_thickness_angstrom: _SliceThicknessAngstrom = 2.0,
+    seed: _Seed = 0,
+    device: Device = "cpu",
+    chunk_size: _ChunkSize = 1000,
+    overwrite: _Overwrite = False,
+    json_output: JsonOutput = False,
+    workers: Workers = None,
+    scheduler: Scheduler = None,
 ) -> None:
     """Simulate a particle dataset: images, RELION STAR, cryoDRGN pickles, truth map, report.
 
@@ -467,162 +534,66 @@ def main(
     map must be a Coulomb potential in volts: --model makes one; a --volume map is assumed
     to be one (a density in other units gives a wrongly scaled phase).
 
-    DIR must be empty or new (--overwrite replaces the
-    files above and leaves others alone); inputs are never overwritten.
+    DIR must be empty or new (--overwrite replaces the files above and leaves others alone);
+    inputs are never overwritten.
 
     \b
     Example:
-      cryoglass simulate --volume emd.mrc --n 10000 --box 128 --apix 1.5 --snr 0.1 --out sim
+      cryoglass simulate --volume emd.mrc --n-particles 10000 --box 128 --apix 1.5 --snr 0.1 \\
+        --out sim
       relion_reconstruct --i sim/particles.star --ctf --o sim/rec.mrc   # gives back truth.mrc
     With --workers N (local Dask processes) or --scheduler ADDRESS (docs/scaling.md) each task
     simulates whole seeding blocks and writes them into its rows of particles.mrcs: the same
     dataset as without them (also with --multislice, where most of the time goes).
-      cryoglass simulate --volume emd.mrc --n 100000 --snr 0.1 --out sim --workers 2
+      cryoglass simulate --volume emd.mrc --n-particles 100000 --snr 0.1 --out sim --workers 2
     """
-    if n < 1:
-        fail(f"--n {n}: the number of particles must be at least 1")
-    if (volume_path is None) == (model_path is None):
-        fail("give exactly one of --volume MAP.mrc or --model MODEL.pdb|cif")
-    if snr is not None and dose is not None:
-        fail("give --snr or --dose, not both (Gaussian noise or shot noise)")
-    if snr is not None and not snr > 0:
-        fail(f"--snr {snr}: must be > 0")
-    if dose is not None and not dose > 0:
-        fail(f"--dose {dose}: must be > 0 e⁻/Å²")
-    if box is not None and box < 8:
-        fail(f"--box {box}: must be at least 8 px")
-    if apix is not None and not apix > 0:
-        fail(f"--apix {apix}: must be > 0 Å")
-    if not 0 <= defocus_min_um <= defocus_max_um:
-        fail(
-            f"--defocus-min-um {defocus_min_um} / --defocus-max-um {defocus_max_um}: "
-            "need 0 ≤ min ≤ max"
-        )
-    if chunk_size < 1:
-        fail(f"--chunk-size {chunk_size}: must be ≥ 1")
-    if workers is not None and scheduler is not None:
-        fail("give --workers N (a local cluster) or --scheduler ADDRESS, not both")
-    distributed = workers is not None or scheduler is not None
-    if distributed and device != "cpu":
-        fail("--workers/--scheduler simulate on the workers' CPUs; drop --device")
-    if multislice and not slice_thickness_angstrom > 0:
-        fail(f"--slice-thickness-angstrom {slice_thickness_angstrom}: must be > 0 Å")
-    inputs = [p for p in (volume_path, model_path) if p is not None]
-    if views.startswith("star:"):
-        inputs.append(Path(views[5:]))
-    _check_out(out, inputs, overwrite)
+    from cryoglass.simulate.dataset import ParticleDistributions
 
-    import torch
-    from rich.progress import Progress
+    defocus_min = defocus_min if defocus_min_um is None else 1e4 * defocus_min_um
+    defocus_max = defocus_max if defocus_max_um is None else 1e4 * defocus_max_um
+    _check_values(n, volume_path, model_path, snr, dose, box, apix, defocus_min, defocus_max)
+    thickness = slice_thickness_angstrom if multislice else None
+    _check_run(chunk_size, workers, scheduler, device, thickness)
+    _check_out(out, overwrite, volume_path=volume_path, model_path=model_path, views=views)
 
-    from cryoglass.io import write_mrc
-    from cryoglass.simulate.dataset import ParticleDistributions, simulate_dataset
-
-    try:
-        target = torch.device(device)
-        torch.empty(0, device=target)
-    except (RuntimeError, AssertionError) as error:
-        fail(f"--device {device}: not available ({error})")
+    target = _device(device)
     view_spec = _parse_views(views)
-    if volume_path is not None:
-        volume, pixel = _load_volume(volume_path, apix)
-        source = str(volume_path)
-        volume = _fit_box(volume, box or volume.shape[-1], pixel=pixel, where=source)
-    else:
-        volume, pixel = _load_model(model_path, apix, box)
-        source = str(model_path)
-    box = volume.shape[-1]
-    voxels_per_slice = slice_thickness_angstrom / pixel
-    if multislice and abs(voxels_per_slice - round(voxels_per_slice)) > 1e-6:
-        fail(
-            f"--slice-thickness-angstrom {slice_thickness_angstrom}: must be a whole multiple "
-            f"of the pixel size {pixel:g} Å (choose it or --apix accordingly)"
-        )
+    volume, pixel, source = _read_source(volume_path, model_path, box=box, apix=apix)
+    _check_thickness(thickness, pixel)
+    lens = {"voltage_kv": voltage_kv, "cs_mm": cs_mm, "amplitude_contrast": amplitude_contrast}
     distributions = ParticleDistributions(
         views=view_spec,
-        defocus_min_um=defocus_min_um,
-        defocus_max_um=defocus_max_um,
+        defocus_min_um=defocus_min / 1e4,  # the library's unit; the flags are in Å
+        defocus_max_um=defocus_max / 1e4,
         astigmatism_angstrom=astigmatism_angstrom,
         shift_scale_angstrom=shift_std_angstrom,
         bfactor_max_a2=bfactor_max_a2,
-        voltage_kv=voltage_kv,
-        cs_mm=cs_mm,
-        amplitude_contrast=amplitude_contrast,
+        **lens,
     )
+    noise, dask = {"snr": snr, "dose": dose}, {"workers": workers, "scheduler": scheduler}
     out.mkdir(parents=True, exist_ok=True)
-    started = time.perf_counter()
-    memory = None
-    try:
-        if distributed:
-            params, examples, memory = _simulate_distributed(
-                out,
-                volume,
-                n=n,
-                pixel=pixel,
-                distributions=distributions,
-                snr=snr,
-                dose=dose,
-                seed=seed,
-                chunk_size=chunk_size,
-                workers=workers,
-                scheduler=scheduler,
-                multislice_thickness_angstrom=slice_thickness_angstrom if multislice else None,
-            )
-        else:
-            chunks = simulate_dataset(
-                volume,
-                n=n,
-                pixel_size_angstrom=pixel,
-                distributions=distributions,
-                snr=snr,
-                dose_e_per_a2=dose,
-                chunk_size=chunk_size,
-                seed=seed,
-                device=target,
-                keep_clean=True,
-                multislice_thickness_angstrom=slice_thickness_angstrom if multislice else None,
-            )
-            with Progress(transient=True) as progress:
-                task = progress.add_task("simulating", total=n)
-                params, examples = _write_stack(
-                    out,
-                    chunks,
-                    n=n,
-                    box=box,
-                    pixel=pixel,
-                    progress_task=lambda k: progress.update(task, advance=k),
-                )
-    except ValueError as error:
-        fail(str(error))
-    elapsed = time.perf_counter() - started
-    _write_metadata(out, params, n=n, box=box, pixel=pixel)
-    write_mrc(out / "truth.mrc", volume.cpu(), pixel_size_angstrom=pixel, overwrite=True)
-    summary = {
-        "particles": n,
-        "box_px": box,
-        "pixel_size_angstrom": round(pixel, 6),
-        "source": source,
-        "noise": f"snr {snr}" if snr is not None else (f"dose {dose} e/A^2" if dose else "none"),
-        "defocus_um": [defocus_min_um, defocus_max_um],
-        "views": views,
-        "image_formation": (
-            f"multislice ({slice_thickness_angstrom:g} A slices)" if multislice else "projection"
-        ),
-        "seed": seed,
-        "device": str(target),
-        "seconds": round(elapsed, 3),
-        "out": str(out),
-    }
-    if memory is not None:
-        summary.update(memory)
-    else:
-        from cryoglass.distributed.cluster import peak_rss_bytes
-
-        summary["peak_rss_mib"] = round(peak_rss_bytes() / 2**20, 1)
-    _report(out, params=params, examples=examples, pixel=pixel, summary=summary)
+    with failing(ValueError):
+        params, examples, seconds, memory = _simulate(
+            out,
+            volume,
+            n=n,
+            pixel=pixel,
+            distributions=distributions,
+            seed=seed,
+            chunk_size=chunk_size,
+            device=target,
+            thickness=thickness,
+            **noise,
+            **dask,
+        )
+    box = volume.shape[-1]
+    defocus = (defocus_min, defocus_max)
+    run = (n, box, pixel, source, snr, dose, views, seed, defocus, thickness, target, seconds)
+    summary = _summary(*run, out=out, memory=memory)
+    _write_outputs(out, volume, params, examples, pixel=pixel, summary=summary)
     if json_output:
         print_json(summary)
-    else:
-        typer.echo(
-            f"wrote {n} particles ({box}² px, {pixel:g} Å/px) to {out} in {elapsed:.1f} s", err=True
-        )
+        return
+    typer.echo(
+        f"wrote {n} particles ({box}² px, {pixel:g} Å/px) to {out} in {seconds:.1f} s", err=True
+    )

@@ -47,7 +47,7 @@ def _source(path: Path, pixel_size: float | None):
             pixel_size = stack.info.pixel_size_angstrom
         if pixel_size is None:
             stack.close()
-            fail(f"{path}: header has no pixel size; give --pixel-size-angstrom")
+            fail(f"{path}: header has no pixel size; give --apix")
         return stack, float(pixel_size), f"{len(stack)} images of {path}"
     fail(f"{path}: expected a .star file or an MRC stack (.mrcs, .mrc)")
 
@@ -73,7 +73,7 @@ def convert(
         1024, "--chunk-images", min=1, help="Images per Zarr chunk (and per read/write)."
     ),
     pixel_size: float | None = typer.Option(
-        None, "--pixel-size-angstrom", help="Pixel size [Å] (default: from the STAR/MRC header)."
+        None, "--apix", help="Pixel size [Å] (default: from the STAR/MRC header)."
     ),
     star_out: Path | None = typer.Option(
         None,
@@ -107,7 +107,7 @@ def convert(
     if out.resolve() == source.resolve():
         fail(f"{out}: is the input")
     if pixel_size is not None and not pixel_size > 0:
-        fail(f"--pixel-size-angstrom must be > 0, got {pixel_size}")
+        fail(f"--apix must be > 0, got {pixel_size}")
     if star_out is not None:
         if source.suffix.lower() != ".star":
             fail(f"--star-out needs particles from a .star file, got {source}")

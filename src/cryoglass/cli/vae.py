@@ -8,30 +8,20 @@ folder holds ``config.json`` (inputs and architecture), ``checkpoint.E.pt`` and
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import typer
 
-from cryoglass.cli._common import fail, print_json
+from cryoglass.cli._common import fail, failing, print_json
 
 app = typer.Typer(
     help="Heterogeneity with a cryoDRGN-style VAE: train, analyze, volumes, traverse, select.",
     no_args_is_help=True,
 )
-
-_ARCH = (
-    "enc_dim",
-    "enc_layers",
-    "dec_dim",
-    "dec_layers",
-    "zdim",
-    "enc_size",
-    "encoding",
-    "feature_sigma",
-)
-
 
 # ----------------------------------------------------------------------------- helpers
 
@@ -40,23 +30,21 @@ def _load_particles(star: Path, poses: Path | None, ctf_pkl: Path | None):
     """ParticleSet with poses (and CTF) and its single pixel size; exits with a message."""
     import dataclasses
 
-    from cryoglass.io import read_cryodrgn_ctf, read_cryodrgn_poses, read_particles
+    from cryoglass.io import (
+        check_particle_set,
+        read_cryodrgn_ctf,
+        read_cryodrgn_poses,
+        read_particles,
+    )
 
-    try:
+    with failing(ValueError, KeyError, OSError, prefix=f"{star}: "):
         particles = read_particles(star)
-    except (ValueError, KeyError, OSError) as error:
-        fail(f"{star}: {error}")
-    if len(particles) == 0:
-        fail(f"{star}: no particles")
-    pixel = particles.pixel_size_angstrom
-    if float(pixel.max() - pixel.min()) > 0.01 * float(pixel.min()):
-        fail(f"{star}: optics groups have different pixel sizes; the VAE needs one pixel size")
+    with failing():
+        pixel = check_particle_set(particles, source=str(star), purpose="the VAE")
     d = particles.image_size
-    try:
+    with failing(ValueError, FileNotFoundError):
         if poses is not None:
-            euler, shift = read_cryodrgn_poses(
-                poses, image_size=d, pixel_size_angstrom=float(pixel[0])
-            )
+            euler, shift = read_cryodrgn_poses(poses, image_size=d, pixel_size_angstrom=pixel)
             if euler.shape[0] != len(particles):
                 fail(f"{poses}: {euler.shape[0]} poses for {len(particles)} particles in {star}")
             particles = dataclasses.replace(particles, euler_deg=euler, shift_angstrom=shift)
@@ -67,17 +55,15 @@ def _load_particles(star: Path, poses: Path | None, ctf_pkl: Path | None):
             if ctf.batch_shape[0] != len(particles):
                 fail(f"{ctf_pkl}: {ctf.batch_shape[0]} rows for {len(particles)} particles")
             particles = dataclasses.replace(particles, ctf=ctf)
-    except (ValueError, FileNotFoundError) as error:
-        fail(str(error))
-    if particles.euler_deg is None:
-        fail(
-            f"{star}: no poses (rlnAngleRot/Tilt/Psi). The VAE needs known poses: run a "
-            "consensus refinement first, or give --poses poses.pkl"
+    with failing():
+        check_particle_set(
+            particles,
+            source=str(star),
+            purpose="the VAE",
+            poses=True,
+            poses_hint="run a consensus refinement first, or give --poses poses.pkl",
         )
-    missing = [p for p in particles.image_files if not Path(p).exists()]
-    if missing:
-        fail(f"{star}: image file missing: {missing[0]}")
-    return particles, float(pixel[0])
+    return particles, pixel
 
 
 def _particle_data(particles, pixel: float):
@@ -112,14 +98,19 @@ def _checkpoint(folder: Path, epoch: int | None) -> tuple[Path, int]:
 
 
 def _load_model(folder: Path, epoch: int | None, device: str):
-    from cryoglass.hetero import load_checkpoint
-
     path, epoch = _checkpoint(folder, epoch)
-    try:
-        model, _ = load_checkpoint(path, device=device)
-    except (ValueError, FileNotFoundError) as error:
-        fail(str(error))
+    model, _ = _read_checkpoint(path, device)
     return model, epoch
+
+
+def _read_checkpoint(path: Path, device: str):
+    """(model, payload) of a VAE checkpoint file; fails with one line otherwise."""
+    from cryoglass.hetero import model_from_checkpoint
+    from cryoglass.io.checkpoint import load_tensors
+
+    with failing(ValueError, FileNotFoundError):
+        payload = load_tensors(path, device=device)
+        return model_from_checkpoint(payload, device=device, source=str(path)), payload
 
 
 def _latents(folder: Path, epoch: int):
@@ -151,25 +142,99 @@ def _config(folder: Path) -> dict:
     return json.loads(path.read_text())
 
 
-def _plot_curve(history: list[dict], path: Path) -> None:
-    from cryoglass.report.figures import pyplot
-
-    plt = pyplot()
-
-    from cryoglass.report.figures import save_figure
-
-    fig, ax = plt.subplots(figsize=(5, 3.2))
-    epochs = [h["epoch"] for h in history]
-    ax.plot(epochs, [h["loss"] for h in history], "o-", label="total")
-    ax.plot(epochs, [h["reconstruction"] for h in history], "s--", label="reconstruction")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("loss per Fourier pixel")
-    ax.legend()
-    ax.set_title("learning curve")
-    save_figure(fig, path)
-
-
 # ----------------------------------------------------------------------------- train
+
+
+@contextlib.contextmanager
+def _option_names() -> Iterator[None]:
+    """Exit on a ValueError from TrainConfig, naming the command's options, not its fields."""
+    try:
+        yield
+    except ValueError as error:
+        message = str(error).replace("point_fraction", "--point-fraction")
+        fail(message.replace("dense_radius_fraction", "--dense-radius"))
+
+
+def _check_out(out: Path, resume: bool) -> None:
+    """Exit unless OUT holds a run exactly when --continue is given."""
+    done = _epochs_done(out) if out.is_dir() else []
+    if done and not resume:
+        fail(
+            f"{out}: already holds a training run (epoch {done[-1]}); use --continue or a new --out"
+        )
+    if resume and not done:
+        fail(f"{out}: nothing to continue (no checkpoint.E.pt)")
+
+
+def _resume(out: Path, star: Path, requested: dict, *, image_size: int, epochs: int, device: str):
+    """(model, optimizer, train config, history, epochs done) of the run in OUT."""
+    from cryoglass.hetero import TrainConfig
+    from cryoglass.hetero.train import make_optimizer
+
+    path, start = _checkpoint(out, None)
+    model, payload = _read_checkpoint(path, device)
+    have = model.config.as_dict()
+    clash = [
+        f"--{k.replace('_', '-')} {v} (checkpoint: {have[k]})"
+        for k, v in requested.items()
+        if v is not None and v != have[k]
+    ]
+    if clash:
+        fail(f"{path}: checkpoint has another architecture: {', '.join(clash)}")
+    if model.config.image_size != image_size:
+        fail(
+            f"{star}: images are {image_size}x{image_size} but the model in {path} is for "
+            f"{model.config.image_size}x{model.config.image_size}"
+        )
+    saved = TrainConfig(**payload["train_config"])
+    train_config = TrainConfig(**{**saved.__dict__, "epochs": epochs})
+    optimizer = make_optimizer(model, train_config)
+    optimizer.load_state_dict(payload["optimizer"])
+    return model, optimizer, train_config, list(payload["history"]), start
+
+
+def _new_run(out: Path, inputs: dict, requested: dict, *, train_config, seed: int, device: str):
+    """A new model; OUT/config.json records ``inputs`` (files, sizes) and both configs."""
+    from cryoglass.hetero import VAEConfig, build_model
+    from cryoglass.io import write_text_atomic
+
+    d = inputs["image_size"]
+    values = {k: v for k, v in requested.items() if v is not None}
+    values.setdefault("enc_size", min(d, 64))
+    with failing(ValueError):
+        config = VAEConfig(image_size=d, **values)
+    model = build_model(config, seed=seed, device=device)
+    out.mkdir(parents=True, exist_ok=True)
+    record = {**inputs, "vae_config": config.as_dict(), "train_config": train_config.__dict__}
+    write_text_atomic(out / "config.json", json.dumps(record, indent=2))
+    return model
+
+
+def _epoch_writer(out: Path, model, optimizer, train_config, history: list[dict], *, json_out):
+    """``on_epoch_end(stats, latents)``: checkpoint, latents, log and learning curve in OUT."""
+    from cryoglass.hetero import checkpoint_payload
+    from cryoglass.io import save_tensors, write_npy, write_text_atomic
+    from cryoglass.report.vae import save_learning_curve
+
+    def on_epoch_end(stats: dict, latents) -> None:
+        history.append(stats)
+        epoch = int(stats["epoch"])
+        payload = checkpoint_payload(
+            model, optimizer, config=train_config, epoch=epoch, history=history
+        )
+        save_tensors(out / f"checkpoint.{epoch}.pt", payload, overwrite=True)
+        for name in (f"latents.{epoch}.npy", "latents.npy"):
+            write_npy(out / name, latents.numpy())
+        write_text_atomic(out / "train_log.json", json.dumps(history, indent=2))
+        save_learning_curve(history, out / "learning_curve.png")
+        typer.echo(
+            f"epoch {epoch}/{train_config.epochs}: loss {stats['loss']:.5f} "
+            f"(reconstruction {stats['reconstruction']:.5f}, KL {stats['kl']:.3f}) "
+            f"{stats['seconds']:.1f} s",
+            err=json_out,
+        )
+
+    return on_epoch_end
 
 
 @app.command()
@@ -221,12 +286,10 @@ def train(
 
     Example: cryoglass vae train particles.star --zdim 8 --epochs 20 --out vae01
     """
-    import numpy as np
     import torch
 
-    from cryoglass.hetero import TrainConfig, VAEConfig, build_model, fit, load_checkpoint
-    from cryoglass.hetero.train import make_optimizer, save_checkpoint
-    from cryoglass.io import write_text_atomic
+    from cryoglass.hetero import TrainConfig, fit
+    from cryoglass.hetero.train import make_optimizer
 
     if threads is not None:
         torch.set_num_threads(threads)
@@ -245,14 +308,8 @@ def train(
     particles, pixel = _load_particles(star, poses, ctf_pkl)
     data = _particle_data(particles, pixel)
     d = particles.image_size
-    done = _epochs_done(out) if out.is_dir() else []
-    if done and not resume:
-        fail(
-            f"{out}: already holds a training run (epoch {done[-1]}); use --continue or a new --out"
-        )
-    if resume and not done:
-        fail(f"{out}: nothing to continue (no checkpoint.E.pt)")
-    try:
+    _check_out(out, resume)
+    with _option_names():
         train_config = TrainConfig(
             epochs=epochs,
             batch_size=batch_size,
@@ -264,45 +321,11 @@ def train(
             point_fraction=point_fraction,
             dense_radius_fraction=dense_radius,
         )
-    except ValueError as error:  # name the options, not the config fields
-        message = str(error).replace("point_fraction", "--point-fraction")
-        fail(message.replace("dense_radius_fraction", "--dense-radius"))
-    history: list[dict] = []
     if resume:
-        path, start = _checkpoint(out, None)
-        try:
-            model, payload = load_checkpoint(path, device=device)
-        except (ValueError, FileNotFoundError) as error:
-            fail(str(error))
-        have = model.config.as_dict()
-        clash = [
-            f"--{k.replace('_', '-')} {v} (checkpoint: {have[k]})"
-            for k, v in requested.items()
-            if v is not None and v != have[k]
-        ]
-        if clash:
-            fail(f"{path}: checkpoint has another architecture: {', '.join(clash)}")
-        if model.config.image_size != d:
-            fail(
-                f"{star}: images are {d}x{d} but the model in {path} is for "
-                f"{model.config.image_size}x{model.config.image_size}"
-            )
-        saved = TrainConfig(**payload["train_config"])
-        train_config = TrainConfig(**{**saved.__dict__, "epochs": epochs})
-        optimizer = make_optimizer(model, train_config)
-        optimizer.load_state_dict(payload["optimizer"])
-        history = list(payload["history"])
+        model, optimizer, train_config, history, start = _resume(
+            out, star, requested, image_size=d, epochs=epochs, device=device
+        )
     else:
-        values = {k: v for k, v in requested.items() if v is not None}
-        values.setdefault("enc_size", min(d, 64))
-        try:
-            config = VAEConfig(image_size=d, **values)
-        except ValueError as error:
-            fail(str(error))
-        model = build_model(config, seed=seed, device=device)
-        optimizer = None
-        start = 0
-        out.mkdir(parents=True, exist_ok=True)
         inputs = {
             "star": str(star.resolve()),
             "poses": None if poses is None else str(poses.resolve()),
@@ -310,39 +333,15 @@ def train(
             "n_particles": len(particles),
             "image_size": d,
             "pixel_size_angstrom": pixel,
-            "vae_config": config.as_dict(),
-            "train_config": train_config.__dict__,
         }
-        write_text_atomic(out / "config.json", json.dumps(inputs, indent=2))
-    optimizer = optimizer or make_optimizer(model, train_config)
-
-    def on_epoch_end(stats: dict, latents: torch.Tensor) -> None:
-        history.append(stats)
-        epoch = int(stats["epoch"])
-        save_checkpoint(
-            out / f"checkpoint.{epoch}.pt",
-            model,
-            optimizer,
-            config=train_config,
-            epoch=epoch,
-            history=history,
+        model = _new_run(
+            out, inputs, requested, train_config=train_config, seed=seed, device=device
         )
-        for name in (f"latents.{epoch}.npy", "latents.npy"):
-            tmp = out / f".{name}.tmp.npy"
-            np.save(tmp, latents.numpy())
-            tmp.replace(out / name)
-        write_text_atomic(out / "train_log.json", json.dumps(history, indent=2))
-        _plot_curve(history, out / "learning_curve.png")
-        typer.echo(
-            f"epoch {epoch}/{train_config.epochs}: loss {stats['loss']:.5f} "
-            f"(reconstruction {stats['reconstruction']:.5f}, KL {stats['kl']:.3f}) "
-            f"{stats['seconds']:.1f} s",
-            err=json_out,
-        )
-
+        optimizer, history, start = make_optimizer(model, train_config), [], 0
     if start >= epochs:
         fail(f"{out}: already trained for {start} epochs; ask for more with --epochs")
-    try:
+    on_epoch_end = _epoch_writer(out, model, optimizer, train_config, history, json_out=json_out)
+    with failing(ValueError, prefix=f"{star}: "):
         fit(
             model,
             data,
@@ -351,49 +350,11 @@ def train(
             start_epoch=start,
             on_epoch_end=on_epoch_end,
         )
-    except ValueError as error:
-        fail(f"{star}: {error}")
     if json_out:
         print_json({"out": str(out), "epochs": history[-1]["epoch"], "history": history})
 
 
 # ----------------------------------------------------------------------------- analyze
-
-
-def _scatter(points, colours, path: Path, title: str, labels: tuple[str, str]) -> None:
-    from cryoglass.report.figures import pyplot
-
-    plt = pyplot()
-
-    from cryoglass.report.figures import save_figure
-
-    fig, ax = plt.subplots(figsize=(4.5, 4))
-    p = points.numpy()
-    ax.scatter(p[:, 0], p[:, 1] if p.shape[1] > 1 else 0 * p[:, 0], c=colours, s=4, cmap="tab20")
-    ax.set_xlabel(labels[0])
-    ax.set_ylabel(labels[1])
-    ax.set_title(title)
-    save_figure(fig, path)
-
-
-def _slices_figure(volumes, path: Path) -> None:
-    from cryoglass.report.figures import pyplot
-
-    plt = pyplot()
-
-    from cryoglass.report.figures import save_figure
-
-    k = volumes.shape[0]
-    cols = min(k, 10)
-    rows = (k + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(1.4 * cols, 1.4 * rows), squeeze=False)
-    for ax in axes.reshape(-1):
-        ax.axis("off")
-    for i, volume in enumerate(volumes):
-        ax = axes.reshape(-1)[i]
-        ax.imshow(volume.sum(dim=0).numpy(), cmap="gray")
-        ax.set_title(f"{i}", fontsize=7)
-    save_figure(fig, path)
 
 
 @app.command()
@@ -410,11 +371,12 @@ def analyze(
 
     Example: cryoglass vae analyze vae01 --kmeans 20
     """
-    import numpy as np
     import torch
 
     from cryoglass.hetero import generate_volumes, kmeans, nearest_points, pca, umap_embedding
+    from cryoglass.io import write_bytes_atomic, write_index_list, write_npy
     from cryoglass.report.html import Section, write_html_report
+    from cryoglass.report.vae import save_latent_scatter, save_volume_projections
 
     info = _config(folder)
     model, epoch = _load_model(folder, epoch, device)
@@ -424,7 +386,7 @@ def analyze(
     if model.config.zdim == 0:
         volumes = generate_volumes(model)
         names = _write_volumes(volumes, out, info["pixel_size_angstrom"])
-        _slices_figure(volumes, out / "volumes.png")
+        save_volume_projections(volumes, out / "volumes.png")
         sections.append(Section("Homogeneous map (zdim 0)", figures=(("volumes.png", names[0]),)))
         summary = {"out": str(out), "volumes": names}
     else:
@@ -432,13 +394,17 @@ def analyze(
         k = min(kmeans_k, z.shape[0])
         labels, centers = kmeans(z, k, seed=seed)
         on_data = nearest_points(z, centers)
-        np.save(out / "labels.npy", labels.numpy())
-        np.save(out / "centers.npy", z[on_data].numpy())
-        np.savetxt(out / "centers_ind.txt", on_data.numpy(), fmt="%d")
+        write_npy(out / "labels.npy", labels.numpy())
+        write_npy(out / "centers.npy", z[on_data].numpy())
+        write_index_list(out / "centers_ind.txt", on_data.numpy())
         result = pca(z, n_components=max(pcs, 2))
-        np.save(out / "pca.npy", result.projections.numpy())
-        _scatter(
-            result.projections[:, :2], labels.numpy(), out / "pca.png", "latent PCA", ("PC1", "PC2")
+        write_npy(out / "pca.npy", result.projections.numpy())
+        save_latent_scatter(
+            result.projections[:, :2],
+            labels.numpy(),
+            out / "pca.png",
+            title="latent PCA",
+            labels=("PC1", "PC2"),
         )
         figures = [("pca.png", "PC1 vs PC2, coloured by k-means cluster")]
         paragraphs = [
@@ -456,12 +422,14 @@ def analyze(
             embedding = None
             paragraphs.append(str(error))
         if embedding is not None:
-            np.save(out / "umap.npy", embedding.numpy())
-            _scatter(embedding, labels.numpy(), out / "umap.png", "UMAP", ("UMAP1", "UMAP2"))
+            write_npy(out / "umap.npy", embedding.numpy())
+            save_latent_scatter(
+                embedding, labels.numpy(), out / "umap.png", title="UMAP", labels=("UMAP1", "UMAP2")
+            )
             figures.append(("umap.png", "UMAP of the latents, coloured by k-means cluster"))
         volumes = generate_volumes(model, z[on_data].to(torch.float32))
         names = _write_volumes(volumes, out, info["pixel_size_angstrom"], prefix="kmeans")
-        _slices_figure(volumes, out / "kmeans_volumes.png")
+        save_volume_projections(volumes, out / "kmeans_volumes.png")
         figures.append(("kmeans_volumes.png", f"Projections along z of the {k} k-means volumes"))
         counts = torch.bincount(labels, minlength=k).tolist()
         sections.append(
@@ -477,7 +445,7 @@ def analyze(
         )
         summary = {"out": str(out), "kmeans": k, "counts": counts, "volumes": names}
     if (folder / "learning_curve.png").is_file():
-        (out / "learning_curve.png").write_bytes((folder / "learning_curve.png").read_bytes())
+        write_bytes_atomic(out / "learning_curve.png", (folder / "learning_curve.png").read_bytes())
         sections.append(Section("Training", figures=(("learning_curve.png", "loss per epoch"),)))
     write_html_report(
         out / "report.html",
@@ -514,6 +482,7 @@ def volumes(
     import torch
 
     from cryoglass.hetero import generate_volumes, kmeans, nearest_points, pc_trajectory, pca
+    from cryoglass.io import write_npy
 
     info = _config(folder)
     model, epoch = _load_model(folder, epoch, device)
@@ -523,10 +492,8 @@ def volumes(
     elif sum(chosen) != 1:
         fail("give exactly one of --z FILE, --kmeans K, --pc-traversal PC")
     elif z_file is not None:
-        try:
+        with failing(OSError, ValueError, prefix=f"{z_file}: "):
             array = np.load(z_file) if z_file.suffix == ".npy" else np.loadtxt(z_file, ndmin=2)
-        except (OSError, ValueError) as error:
-            fail(f"{z_file}: {error}")
         points = torch.as_tensor(np.asarray(array, dtype=np.float32)).reshape(-1, array.shape[-1])
         if points.shape[1] != model.config.zdim:
             fail(
@@ -539,14 +506,12 @@ def volumes(
             _, centers = kmeans(z, kmeans_k, seed=seed)
             points = z[nearest_points(z, centers)]
         else:
-            try:
+            with failing(ValueError):
                 points = pc_trajectory(pca(z), pc_traversal, n_points=n_points)
-            except ValueError as error:
-                fail(str(error))
     maps = generate_volumes(model, None if points is None else points.to(torch.float32))
     names = _write_volumes(maps, out, info["pixel_size_angstrom"])
     if points is not None:
-        np.save(out / "z_values.npy", points.numpy())
+        write_npy(out / "z_values.npy", points.numpy())
     typer.echo(f"wrote {len(names)} maps to {out}")
 
 
@@ -570,6 +535,7 @@ def traverse(
     import numpy as np
 
     from cryoglass.hetero import generate_volumes, graph_traversal
+    from cryoglass.io import write_index_list, write_npy
 
     info = _config(folder)
     model, epoch = _load_model(folder, epoch, device)
@@ -580,16 +546,13 @@ def traverse(
     except ValueError:
         fail(f"--anchors: expected comma-separated integers, got {anchors!r}")
     z = _latents(folder, epoch)
-    try:
+    with failing(ValueError):
         path, length = graph_traversal(z, ids, k=neighbours)
-    except ValueError as error:  # name the options, not the config fields
-        message = str(error).replace("point_fraction", "--point-fraction")
-        fail(message.replace("dense_radius_fraction", "--dense-radius"))
     out.mkdir(parents=True, exist_ok=True)
-    np.savetxt(out / "path_indices.txt", path.numpy(), fmt="%d")
+    write_index_list(out / "path_indices.txt", path.numpy())
     pick = np.unique(np.linspace(0, len(path) - 1, min(max_volumes, len(path))).round().astype(int))
     points = z[path[pick]]
-    np.save(out / "z_values.npy", points.numpy())
+    write_npy(out / "z_values.npy", points.numpy())
     names = _write_volumes(generate_volumes(model, points), out, info["pixel_size_angstrom"])
     typer.echo(f"path of {len(path)} particles (latent length {length:.3f}); {len(names)} maps")
 
@@ -613,12 +576,10 @@ def select(
     Example: cryoglass vae select vae01 --kmeans-labels vae01/analyze.20/labels.npy \\
     --classes 0,3 --out sel.star
     """
-    import dataclasses
-
     import numpy as np
     import torch
 
-    from cryoglass.io import read_particles, write_relion_star
+    from cryoglass.io import read_particles, write_latent_star
 
     info = _config(folder)
     _, epoch = _checkpoint(folder, epoch)
@@ -627,7 +588,7 @@ def select(
         fail("give exactly one of --kmeans-labels (with --classes) or --indices")
     n = info["n_particles"]
     keep = torch.zeros(n, dtype=torch.bool)
-    try:
+    with failing(OSError, ValueError):
         if kmeans_labels is not None:
             if classes is None:
                 fail("--kmeans-labels needs --classes, e.g. --classes 0,3")
@@ -642,20 +603,10 @@ def select(
             if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= n):
                 fail(f"{indices}: indices must be in 0..{n - 1}")
             keep[ids] = True
-    except (OSError, ValueError) as error:
-        fail(str(error))
     if invert:
         keep = ~keep
     particles = read_particles(info["star"])
     rows = torch.nonzero(keep).reshape(-1)
-    subset = particles.subset(rows)
-    if subset.particles_table is not None:
-        table = subset.particles_table.copy()
-        for j in range(z.shape[1]):
-            table[f"rlnCryoglassLatent{j + 1}"] = z[rows, j].numpy().astype(np.float64)
-        subset = dataclasses.replace(subset, particles_table=table)
-    try:
-        write_relion_star(out, subset, overwrite=overwrite)
-    except (FileExistsError, ValueError) as error:
-        fail(str(error))
+    with failing(FileExistsError, ValueError):
+        write_latent_star(out, particles.subset(rows), z[rows], overwrite=overwrite)
     typer.echo(f"wrote {len(rows)} of {n} particles to {out}")

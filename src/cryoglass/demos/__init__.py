@@ -1,1 +1,2 @@
-"""Demo sections, one module per topic, called by `cryoglass demo`."""
+"""The demo behind `cryoglass demo`: :mod:`~cryoglass.demos.pipeline` (the main job, from an
+atomic model to a sharpened map) and one module per topic section (``run(out, seed=)``)."""

@@ -14,7 +14,7 @@ from cryoglass.classify import (
     inplane_error_deg,
     simulate_views,
 )
-from cryoglass.demo import model_map
+from cryoglass.data import model_map
 from cryoglass.io import write_mrc
 from cryoglass.report.figures import save_figure
 from cryoglass.report.html import Section

@@ -10,7 +10,7 @@ single-process result whatever the chunking or the number of workers.
   ``peak_memory``.
 * :mod:`~cryoglass.distributed.tasks` — chunk tasks (``reconstruct_chunk``, ``simulate_chunk``,
   ``stack_sums_chunk``, ``class2d_chunk``), ``make_chunks``; ``tune_allocator`` (from
-  :mod:`cryoglass.allocator`: undoes the slow glibc setting Dask's nanny gives its workers).
+  :mod:`cryoglass._allocator`: undoes the slow glibc setting Dask's nanny gives its workers).
 * :mod:`~cryoglass.distributed.preload` — imported by every worker as it starts (Dask
   ``preload``): the task code and the allocator setting, before the first task.
 * :mod:`~cryoglass.distributed.reduce` — ``add_sums``, checkpoints.

@@ -56,7 +56,7 @@ class ClusterInfo:
 #:
 #: The workers also start with ``MALLOC_ARENA_MAX=1``: Dask runs tasks in a thread, and glibc
 #: gives a thread its own arena, whose 64 MiB sub-heaps are unmapped as soon as they are free,
-#: whatever the trim threshold of :func:`cryoglass.allocator.tune_allocator`.  A reconstruct
+#: whatever the trim threshold of :func:`cryoglass.distributed.tune_allocator`.  A reconstruct
 #: batch then page-faulted its ~150 MB of work buffers in again every time (15,000–21,000 faults
 #: and 0.22–0.25 s per 256 × 128² batch in a thread; 0 faults and 0.18 s with one arena).  With
 #: one thread per worker there is no lock contention to lose.  A cluster reached with

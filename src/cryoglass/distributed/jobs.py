@@ -471,11 +471,13 @@ def simulate_stack(
 ):
     """Simulate ``settings.n`` particles on a Dask cluster into the MRC stack ``out_path``.
 
-    The stack is preallocated (``mrcfile.new_mmap``) under a temporary name; each task makes
-    whole seeding blocks (``chunk_size`` rounded up to a multiple of ``BLOCK_SIZE``), writes
-    them into its rows and returns their parameters and statistics; the header statistics are
-    set at the end and the file renamed to ``out_path``.  Same images as
-    :func:`cryoglass.simulate.simulate_dataset` with the same settings, for any chunking.
+    The stack is an :class:`cryoglass.io.MRCStackWriter` (an existing ``out_path`` is
+    replaced); each task makes whole seeding blocks (``chunk_size`` rounded up to a multiple
+    of ``BLOCK_SIZE``), writes them into its rows of the writer's temporary file
+    (:func:`cryoglass.io.write_stack_images`) and returns their parameters and statistics;
+    the writer then sets the header statistics and renames the file to ``out_path``.  Same
+    images as :func:`cryoglass.simulate.simulate_dataset` with the same settings, for any
+    chunking.
 
     Returns
     -------
@@ -484,21 +486,21 @@ def simulate_stack(
     examples : (ndarray, Tensor)
         First ``examples`` noisy and clean images.
     """
-    import mrcfile
     from dask.distributed import as_completed
 
+    from cryoglass.io import MRCStackWriter
     from cryoglass.simulate.dataset import BLOCK_SIZE, ParticleParameters
 
     n = settings.n
     blocks = math.ceil(n / BLOCK_SIZE)
     per_task = max(1, math.ceil(chunk_size / BLOCK_SIZE))
-    out_path = Path(out_path)
-    tmp = out_path.with_name(f".{out_path.name}.{os.getpid()}.tmp")
-    try:
-        with mrcfile.new_mmap(tmp, shape=(n, box, box), mrc_mode=2, overwrite=True) as mrc:
-            mrc.set_image_stack()
-            mrc.voxel_size = settings.pixel_size_angstrom
-            offset = 1024 + int(mrc.header.nsymbt)  # image data follow the extended header
+    with MRCStackWriter(
+        out_path,
+        n_images=n,
+        image_shape=(box, box),
+        pixel_size_angstrom=settings.pixel_size_angstrom,
+        overwrite=True,
+    ) as writer:
         futures, run = {}, uuid.uuid4().hex[:12]
         for first in range(0, blocks, per_task):
             stop = min(first + per_task, blocks)
@@ -507,8 +509,9 @@ def simulate_stack(
                 first,
                 stop,
                 settings,
-                out_path=str(tmp),
-                data_offset=offset,
+                out_path=str(writer.temporary_path),
+                data_offset=writer.data_offset,
+                byte_order=writer.byte_order,
                 examples=examples if first == 0 else 0,
                 key=f"cryoglass-simulate-{run}-{first}",
                 pure=False,
@@ -522,17 +525,8 @@ def simulate_stack(
             if progress is not None:
                 progress(len(result["parameters"]))
         results.sort(key=lambda r: r["start"])
-        count = n * box * box
-        mean = sum(r["sum"] for r in results) / count
-        rms = math.sqrt(max(sum(r["sum2"] for r in results) / count - mean * mean, 0.0))
-        with mrcfile.mmap(tmp, mode="r+") as mrc:
-            mrc.header.dmin = min(r["min"] for r in results)
-            mrc.header.dmax = max(r["max"] for r in results)
-            mrc.header.dmean, mrc.header.rms = mean, rms
-        os.replace(tmp, out_path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+        for result in results:  # in stack order: the header is the same for any chunking
+            writer.add_statistics(result["statistics"])
     parameters = ParticleParameters.concatenate([r["parameters"] for r in results])
     return parameters, results[0]["examples"]
 

@@ -27,6 +27,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from cryoglass.io import atomic_write
+
 __all__ = [
     "PartialSums",
     "accumulator_from_sums",
@@ -121,20 +123,17 @@ def save_checkpoint(
     job : str
         :func:`fingerprint` of the job.
     """
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     arrays = dict(total)
     arrays[_DONE] = np.asarray(sorted(done), dtype=np.int64)
     arrays[_FINGERPRINT] = np.asarray(job)
-    try:
+
+    def write(tmp: Path) -> None:
         with open(tmp, "wb") as handle:
             np.savez(handle, **arrays)
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+
+    atomic_write(path, write, overwrite=True)
 
 
 def load_checkpoint(path: str | os.PathLike, *, job: str) -> tuple[PartialSums, set[int]] | None:

@@ -9,18 +9,18 @@ returns partial sums as numpy arrays (:mod:`cryoglass.distributed.reduce`).
 * :func:`reconstruct_chunk` — the direct-Fourier-inversion sums ``Σ CTF·F`` and ``Σ CTF²``
   of :func:`cryoglass.reconstruct.accumulate`, one accumulator per half set.
 * :func:`simulate_chunk` — whole blocks of :func:`cryoglass.simulate.simulate_dataset`
-  (seeded per block, so identical to the single-process dataset), written into their slice
-  of a preallocated memory-mapped MRC stack.
+  (seeded per block, so identical to the single-process dataset), written into their rows
+  of the stack an :class:`cryoglass.io.MRCStackWriter` holds open.
 * :func:`stack_sums_chunk` — ``Σ x`` and ``Σ x²`` of the images (mean/variance image), the
   cheapest out-of-core pass (used to check bounded memory).
 * :func:`class2d_chunk` — the E-step sufficient statistics of 2D classification
   (:func:`cryoglass.classify.em2d.estep_statistics`) and the chunk's per-particle assignments.
 
-Every task first calls :func:`cryoglass.allocator.tune_allocator` (once per process): Dask's
+Every task first calls :func:`cryoglass._allocator.tune_allocator` (once per process): Dask's
 nanny starts workers with ``MALLOC_TRIM_THRESHOLD_=65536``, which on glibc also freezes the
 ``mmap`` threshold at 128 KiB, so that every tensor larger than that is a fresh ``mmap`` whose
 pages are zero-filled on first touch (a reconstruct chunk ran 2.4× slower).  Tasks end with
-:func:`cryoglass.allocator.trim_heap`.
+:func:`cryoglass._allocator.trim_heap`.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from cryoglass.allocator import trim_heap, tune_allocator
+from cryoglass._allocator import trim_heap, tune_allocator
 from cryoglass.distributed.reduce import PartialSums, accumulator_to_sums
 
 __all__ = [
@@ -151,21 +151,6 @@ class ReconstructSettings:
     batch_size: int = 256
 
 
-def _float32_ctf(ctf, count: int):
-    """CTFParams with every field a float32 (count,) tensor (as ``cryoglass reconstruct``)."""
-    values = {
-        f.name: torch.as_tensor(getattr(ctf, f.name), dtype=torch.float32).expand(count)
-        for f in dataclasses.fields(ctf)
-    }
-    return dataclasses.replace(ctf, **values)
-
-
-def _ctf_rows(ctf, rows: torch.Tensor):
-    return dataclasses.replace(
-        ctf, **{f.name: getattr(ctf, f.name)[rows] for f in dataclasses.fields(ctf)}
-    )
-
-
 def reconstruct_chunk(chunk: ParticleChunk, settings: ReconstructSettings) -> PartialSums:
     """Back-project one chunk: the partial sums of each group's accumulator.
 
@@ -183,44 +168,30 @@ def reconstruct_chunk(chunk: ParticleChunk, settings: ReconstructSettings) -> Pa
 
     Notes
     -----
-    The same float32 conversions and calls as ``cryoglass reconstruct``: rotations
-    ``A = euler_to_matrix(float32(euler))``, float32 origins and CTF, then
-    :func:`cryoglass.reconstruct.accumulate` batch by batch.
+    The same routine as ``cryoglass reconstruct`` in one process:
+    :func:`cryoglass.reconstruct.accumulate_subsets` over the chunk's image batches.
     """
-    from cryoglass.geometry.euler import euler_to_matrix
     from cryoglass.io import ParticleStack
-    from cryoglass.reconstruct import accumulate, empty_accumulator
+    from cryoglass.reconstruct import accumulate_subsets
 
     tune_allocator()
     particles = chunk.particles
     if particles.euler_deg is None:
         raise ValueError(f"chunk {chunk.chunk_id}: particles have no poses")
-    count = len(particles)
-    rotations = euler_to_matrix(particles.euler_deg.to(torch.float32))
-    shifts = particles.shift_angstrom
-    shifts = None if shifts is None else shifts.to(torch.float32)
-    ctf = _float32_ctf(particles.ctf, count) if settings.ctf else None
-    labels = torch.as_tensor(chunk.labels)
-    accs = {
-        g: empty_accumulator(settings.box, pad=settings.pad, interpolation=settings.interpolation)
-        for g in settings.groups
-    }
     with ParticleStack(particles) as stack:
-        for indices, images in stack.iter_batches(settings.batch_size):
-            for g, acc in accs.items():
-                rows = indices[labels[indices] == g]
-                if rows.numel() == 0:
-                    continue
-                accs[g] = accumulate(
-                    acc,
-                    images[rows - indices[0]],
-                    rotations[rows],
-                    shift_angstrom=None if shifts is None else shifts[rows],
-                    ctf=None if ctf is None else _ctf_rows(ctf, rows),
-                    pixel_size_angstrom=settings.pixel_size_angstrom,
-                    symmetry=settings.symmetry,
-                    inplace=True,
-                )
+        accs = accumulate_subsets(
+            stack.iter_batches(settings.batch_size),
+            labels=torch.as_tensor(chunk.labels),
+            euler_deg=particles.euler_deg,
+            shift_angstrom=particles.shift_angstrom,
+            ctf=particles.ctf if settings.ctf else None,
+            box=settings.box,
+            pixel_size_angstrom=settings.pixel_size_angstrom,
+            groups=settings.groups,
+            pad=settings.pad,
+            symmetry=settings.symmetry,
+            interpolation=settings.interpolation,
+        )
     sums: PartialSums = {}
     for g, acc in accs.items():
         sums.update(accumulator_to_sums(acc, prefix=f"{g}/"))
@@ -400,9 +371,10 @@ def simulate_chunk(
     *,
     out_path: str,
     data_offset: int,
+    byte_order: str,
     examples: int = 0,
 ) -> dict:
-    """Simulate blocks ``first … stop − 1`` and write them into their slice of ``out_path``.
+    """Simulate blocks ``first … stop − 1`` and write them into their rows of ``out_path``.
 
     Parameters
     ----------
@@ -410,40 +382,42 @@ def simulate_chunk(
         Block range.
     settings : SimulateSettings
     out_path : str
-        Preallocated MRC stack of ``settings.n`` float32 images (written in place; only this
-        chunk's rows are touched, so chunks on different workers never overlap).
+        The temporary file of an open :class:`cryoglass.io.MRCStackWriter` of ``settings.n``
+        images (``writer.temporary_path``); only this chunk's rows are written, so chunks on
+        different workers never overlap.
     data_offset : int
-        Byte offset of the image data in ``out_path`` (1024 + extended header).
+        ``writer.data_offset``: byte offset of the image data in ``out_path``.
+    byte_order : str
+        ``writer.byte_order``: ``"<"`` or ``">"``.
     examples : int
         Also return the first ``examples`` noisy and clean images (for reports).
 
     Returns
     -------
     dict
-        ``parameters`` (ParticleParameters), ``start``, ``sum``, ``sum2``, ``min``, ``max``
-        (float64 statistics of the written images), ``examples`` (noisy ndarray, clean
-        Tensor) or None.
+        ``start``, ``parameters`` (ParticleParameters), ``statistics``
+        (:class:`cryoglass.io.StackStatistics` of the written images, for
+        ``writer.add_statistics``), ``examples`` (noisy ndarray, clean Tensor) or None.
     """
+    from cryoglass.io import write_stack_images
     from cryoglass.simulate.dataset import BLOCK_SIZE
 
     tune_allocator()
     images, clean, parameters = simulate_blocks(first, stop, settings)
     block = images.detach().to("cpu", torch.float32).numpy()
     start = first * BLOCK_SIZE
-    box = block.shape[-1]
-    target = np.memmap(
-        out_path, dtype=np.float32, mode="r+", offset=data_offset, shape=(settings.n, box, box)
+    statistics = write_stack_images(
+        out_path,
+        block,
+        start=start,
+        data_offset=data_offset,
+        n_images=settings.n,
+        byte_order=byte_order,
     )
-    target[start : start + len(block)] = block
-    target.flush()
-    del target
     return {
         "start": start,
         "parameters": parameters,
-        "sum": float(block.sum(dtype=np.float64)),
-        "sum2": float(np.square(block, dtype=np.float64).sum()),
-        "min": float(block.min()),
-        "max": float(block.max()),
+        "statistics": statistics,
         "examples": (block[:examples].copy(), clean[:examples].detach().cpu())
         if examples
         else None,

@@ -46,10 +46,10 @@ from cryoglass.hetero.train import (
     ParticleData,
     TrainConfig,
     build_model,
+    checkpoint_payload,
     encode_latents,
     fit,
-    load_checkpoint,
-    save_checkpoint,
+    model_from_checkpoint,
 )
 from cryoglass.hetero.volumes import fourier_volume, generate_volumes, spectrum_to_volume
 
@@ -70,6 +70,7 @@ __all__ = [
     "blob_model",
     "blob_particles",
     "build_model",
+    "checkpoint_payload",
     "encode_latents",
     "fit",
     "fourier_points",
@@ -81,7 +82,7 @@ __all__ = [
     "kl_divergence",
     "kmeans",
     "knn_graph",
-    "load_checkpoint",
+    "model_from_checkpoint",
     "nearest_points",
     "pc_trajectory",
     "pca",
@@ -89,7 +90,6 @@ __all__ = [
     "gaussian_frequencies",
     "positional_encoding",
     "reparameterize",
-    "save_checkpoint",
     "slice_coordinates",
     "spectrum_to_volume",
     "two_state_amplitudes",

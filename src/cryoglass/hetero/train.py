@@ -31,11 +31,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
@@ -58,13 +56,13 @@ __all__ = [
     "TrainConfig",
     "batch_loss",
     "build_model",
+    "checkpoint_payload",
     "encode_latents",
     "estimate_scales",
     "fit",
-    "load_checkpoint",
+    "model_from_checkpoint",
     "make_optimizer",
     "prepare_batch",
-    "save_checkpoint",
     "subsample_points",
     "train_epoch",
 ]
@@ -501,22 +499,38 @@ def fit(
     return history
 
 
-def save_checkpoint(
-    path: str | os.PathLike,
+def checkpoint_payload(
     model: HeteroVAE,
     optimizer: torch.optim.Optimizer,
     *,
     config: TrainConfig,
     epoch: int,
     history: list[dict[str, float]],
-) -> Path:
-    """Write model, optimiser, configs and loss history after ``epoch`` epochs (atomic).
+) -> dict:
+    """The checkpoint after ``epoch`` epochs: model, optimiser, configs and loss history.
 
-    The file is a ``torch.save`` of plain types and tensors (loadable with
-    ``weights_only=True``).
+    Plain types and tensors only, so the file that ``cryoglass.io.save_tensors`` writes from
+    it loads with ``weights_only=True`` (:func:`cryoglass.io.load_tensors`, then
+    :func:`model_from_checkpoint`).
+
+    Parameters
+    ----------
+    model : HeteroVAE
+    optimizer : torch.optim.Optimizer
+        Its state (Adam moments) makes a resumed run continue exactly.
+    config : TrainConfig
+    epoch : int
+        Number of completed epochs.
+    history : list of dict
+        Stats of the completed epochs.
+
+    Returns
+    -------
+    dict
+        ``format`` (``"cryoglass-vae-checkpoint"``), ``version``, ``epoch``, ``vae_config``,
+        ``train_config``, ``model`` (state dict), ``optimizer`` (state dict) and ``history``.
     """
-    path = Path(path)
-    payload = {
+    return {
         "format": CHECKPOINT_FORMAT,
         "version": 1,
         "epoch": int(epoch),
@@ -526,47 +540,38 @@ def save_checkpoint(
         "optimizer": optimizer.state_dict(),
         "history": list(history),
     }
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
-    return path
 
 
-def load_checkpoint(
-    path: str | os.PathLike,
+def model_from_checkpoint(
+    payload: dict,
     *,
     device: torch.device | str = "cpu",
     expected: VAEConfig | None = None,
-) -> tuple[HeteroVAE, dict]:
-    """Rebuild the model of a checkpoint.
+    source: str = "checkpoint",
+) -> HeteroVAE:
+    """Rebuild the model of a checkpoint payload (read by :func:`cryoglass.io.load_tensors`).
 
     Parameters
     ----------
-    path : path-like
+    payload : dict
+        What :func:`checkpoint_payload` made (``format``, ``vae_config``, ``model`` …).
     device : optional
     expected : VAEConfig, optional
         Raise if the checkpoint's architecture differs from this one.
+    source : str
+        Names the checkpoint in error messages (its file).
 
     Returns
     -------
-    model : HeteroVAE
-    payload : dict
-        The checkpoint (``epoch``, ``optimizer`` state, ``train_config``, ``history``).
+    HeteroVAE
 
     Raises
     ------
     ValueError
         Not a cryoglass VAE checkpoint, or an architecture that does not match.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: checkpoint not found")
-    try:
-        payload = torch.load(path, map_location=device, weights_only=True)
-    except Exception as error:  # noqa: BLE001 - any unreadable file is reported the same way
-        raise ValueError(f"{path}: not a cryoglass VAE checkpoint ({error})") from error
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path}: not a cryoglass VAE checkpoint (no '{CHECKPOINT_FORMAT}' tag)")
+        raise ValueError(f"{source}: not a cryoglass VAE checkpoint (no '{CHECKPOINT_FORMAT}' tag)")
     # checkpoints written before VAEConfig.phase_flip existed were trained without it
     config = VAEConfig(**{"phase_flip": False, **payload["vae_config"]})
     if expected is not None and expected != config:
@@ -575,12 +580,12 @@ def load_checkpoint(
             for k, v in config.as_dict().items()
             if getattr(expected, k) != v
         ]
-        raise ValueError(f"{path}: checkpoint has another architecture ({'; '.join(diff)})")
+        raise ValueError(f"{source}: checkpoint has another architecture ({'; '.join(diff)})")
     model = HeteroVAE(config).to(device)
     try:
         model.load_state_dict(payload["model"])
     except RuntimeError as error:
         raise ValueError(
-            f"{path}: weights do not fit the architecture in the checkpoint: {error}"
+            f"{source}: weights do not fit the architecture in the checkpoint: {error}"
         ) from error
-    return model, payload
+    return model

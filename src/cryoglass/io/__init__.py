@@ -6,8 +6,12 @@
 * :mod:`~cryoglass.io.cryosparc` — cryoSPARC ``.cs`` files.
 * :mod:`~cryoglass.io.cryodrgn` — cryoDRGN pose/CTF pickles.
 * :mod:`~cryoglass.io.structure` — PDB/mmCIF atomic models.
-* ``atomic_write``/``atomic_path``/``write_text_atomic`` — every file cryoglass writes goes
-  through a temporary file and a rename (``cryoglass.io._atomic``).
+* :mod:`~cryoglass.io.maps` — half-map pairs and masks as the analysis commands read them.
+* :mod:`~cryoglass.io.chimerax` — ChimeraX ``.cxc`` scripts.
+* :mod:`~cryoglass.io.checkpoint`, :mod:`~cryoglass.io.arrays` — tensor checkpoints, ``.npy``.
+* :mod:`~cryoglass.io.zarr_stack` — Zarr particle stacks.
+* ``atomic_write``/``atomic_path``/``atomic_folder``/``write_text_atomic`` — every file
+  cryoglass writes goes through a temporary name and a rename (``cryoglass.io._atomic``).
 """
 
 from __future__ import annotations
@@ -30,10 +34,15 @@ _SUBMODULE = {
     "MRCStackWriter": "mrc",
     "StackStatistics": "mrc",
     "write_stack_images": "mrc",
+    "atomic_folder": "_atomic",
     "atomic_path": "_atomic",
     "atomic_write": "_atomic",
     "write_bytes_atomic": "_atomic",
     "write_text_atomic": "_atomic",
+    "write_index_list": "arrays",
+    "write_npy": "arrays",
+    "load_tensors": "checkpoint",
+    "save_tensors": "checkpoint",
     "check_pixel_size": "mrc",
     "open_mrc_stack": "mrc",
     "read_mrc": "mrc",
@@ -41,11 +50,15 @@ _SUBMODULE = {
     "write_mrc": "mrc",
     "ParticleSet": "particles",
     "ParticleStack": "particles",
+    "check_particle_set": "particles",
     "make_particle_set": "particles",
     "parse_image_names": "particles",
     "read_images": "particles",
     "read_particles": "star",
     "read_relion_star": "star",
+    "class_numbers": "star",
+    "write_class2d_star": "star",
+    "write_latent_star": "star",
     "write_relion_star": "star",
     "AtomicModel": "structure",
     "read_structure": "structure",
@@ -73,11 +86,14 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:
     from cryoglass.io._atomic import (
+        atomic_folder,
         atomic_path,
         atomic_write,
         write_bytes_atomic,
         write_text_atomic,
     )
+    from cryoglass.io.arrays import write_index_list, write_npy
+    from cryoglass.io.checkpoint import load_tensors, save_tensors
     from cryoglass.io.cryodrgn import (
         read_cryodrgn_ctf,
         read_cryodrgn_poses,
@@ -100,11 +116,19 @@ if TYPE_CHECKING:
     from cryoglass.io.particles import (
         ParticleSet,
         ParticleStack,
+        check_particle_set,
         make_particle_set,
         parse_image_names,
         read_images,
     )
-    from cryoglass.io.star import read_particles, read_relion_star, write_relion_star
+    from cryoglass.io.star import (
+        class_numbers,
+        read_particles,
+        read_relion_star,
+        write_class2d_star,
+        write_latent_star,
+        write_relion_star,
+    )
     from cryoglass.io.structure import (
         AtomicModel,
         read_structure,
@@ -120,10 +144,14 @@ __all__ = [
     "ParticleSet",
     "ParticleStack",
     "StackStatistics",
+    "atomic_folder",
     "atomic_path",
     "atomic_write",
+    "check_particle_set",
     "check_pixel_size",
+    "class_numbers",
     "cryosparc_pose_to_euler",
+    "load_tensors",
     "make_particle_set",
     "open_mrc_stack",
     "parse_image_names",
@@ -136,11 +164,16 @@ __all__ = [
     "read_particles",
     "read_relion_star",
     "read_structure",
+    "save_tensors",
     "with_coordinates",
     "write_bytes_atomic",
+    "write_class2d_star",
     "write_cryodrgn_ctf",
     "write_cryodrgn_poses",
+    "write_index_list",
+    "write_latent_star",
     "write_mrc",
+    "write_npy",
     "write_relion_star",
     "write_stack_images",
     "write_structure",

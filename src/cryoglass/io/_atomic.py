@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 __all__ = [
+    "atomic_folder",
     "atomic_path",
     "atomic_write",
     "check_writable",
@@ -138,3 +141,30 @@ def write_text_atomic(path: str | os.PathLike, text: str, *, overwrite: bool = T
 def write_bytes_atomic(path: str | os.PathLike, data: bytes, *, overwrite: bool = True) -> Path:
     """Write ``data`` to ``path`` atomically; replaces an existing file by default."""
     return atomic_write(path, lambda tmp: tmp.write_bytes(data), overwrite=overwrite)
+
+
+@contextlib.contextmanager
+def atomic_folder(path: str | os.PathLike) -> Iterator[Path]:
+    """A new folder beside ``path`` that replaces ``path`` when the ``with`` block ends.
+
+    The folder counterpart of :func:`atomic_path` (for outputs that are folders, such as Zarr
+    stores): the block fills the yielded folder; if it raises, the partial folder is removed
+    and ``path`` is left as it was.  The caller has checked that ``path`` may be replaced.
+
+    Yields
+    ------
+    Path
+        The temporary folder's name (not yet created).
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        yield tmp
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+        os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

@@ -31,6 +31,7 @@ from cryoglass.io.zarr_stack import ZarrStack, open_zarr_stack
 __all__ = [
     "ParticleSet",
     "ParticleStack",
+    "check_particle_set",
     "make_particle_set",
     "parse_image_names",
     "read_images",
@@ -281,6 +282,83 @@ def make_particle_set(
         else torch.as_tensor(optics_group, dtype=torch.int64),
         image_root=root,
     )
+
+
+def check_particle_set(
+    particles: ParticleSet,
+    *,
+    source: str,
+    purpose: str,
+    poses: bool = False,
+    ctf: bool = False,
+    image_sizes: bool = False,
+    poses_hint: str = "",
+    ctf_hint: str = "",
+) -> float:
+    """Check what a computation on ``particles`` needs before it starts; return the pixel size.
+
+    Parameters
+    ----------
+    particles : ParticleSet
+    source : str
+        Names the particles in messages (their STAR file).
+    purpose : str
+        What needs them, for messages ("reconstruction", "2D classification", "the VAE").
+    poses, ctf : bool
+        Require Euler angles / CTF parameters.
+    image_sizes : bool
+        Also read every image file's header and require the STAR's image size.
+    poses_hint, ctf_hint : str
+        Appended to the message when poses / CTF are missing (what the user can do).
+
+    Returns
+    -------
+    float
+        The one pixel size [Å].
+
+    Raises
+    ------
+    ValueError
+        No particles; optics groups with pixel sizes more than 1 % apart; missing poses or CTF;
+        missing image files; image files of another size.  One line naming the file.
+    """
+    if len(particles) == 0:
+        raise ValueError(f"{source}: no particles")
+    pixel = particles.pixel_size_angstrom
+    low, high = float(pixel.min()), float(pixel.max())
+    if high - low > 0.01 * low:
+        raise ValueError(
+            f"{source}: pixel size mismatch between optics groups ({low:.4f}–{high:.4f} Å); "
+            f"{purpose} needs one pixel size (rescale the particles)"
+        )
+    if poses and particles.euler_deg is None:
+        raise ValueError(
+            f"{source}: {purpose} needs known poses: rlnAngleRot/Tilt/Psi (none in this file)"
+            + (f"; {poses_hint}" if poses_hint else "")
+        )
+    if ctf and particles.ctf is None:
+        raise ValueError(
+            f"{source}: {purpose} needs CTF columns (rlnDefocusU, rlnDefocusV)"
+            + (f"; {ctf_hint}" if ctf_hint else "")
+        )
+    missing = [p for p in particles.image_files if not Path(p).exists()]
+    if missing:
+        raise ValueError(
+            f"{source}: {len(missing)} image file(s) missing, e.g. {missing[0]} "
+            "(paths in rlnImageName resolve against the STAR file's folder)"
+        )
+    if image_sizes:
+        from cryoglass.io.mrc import read_mrc_header
+
+        size = particles.image_size
+        for path in particles.image_files:
+            shape = tuple(int(v) for v in read_mrc_header(path).shape[-2:])
+            if shape != (size, size):
+                raise ValueError(
+                    f"{path}: images are {shape[1]}×{shape[0]} px but {source} says {size} px "
+                    "(rlnImageSize); all images must have one size"
+                )
+    return float(pixel[0])
 
 
 class ParticleStack:

@@ -22,7 +22,9 @@ cryo-EM data sets in RELION-3.1. IUCrJ 7:253-267. https://doi.org/10.1107/S20522
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -34,7 +36,17 @@ from cryoglass.io._atomic import atomic_write
 from cryoglass.io.mrc import read_mrc_header
 from cryoglass.io.particles import ParticleSet, parse_image_names
 
-__all__ = ["read_particles", "read_relion_star", "write_relion_star"]
+if TYPE_CHECKING:
+    from cryoglass.classify.em2d import Assignments
+
+__all__ = [
+    "class_numbers",
+    "read_particles",
+    "read_relion_star",
+    "write_class2d_star",
+    "write_latent_star",
+    "write_relion_star",
+]
 
 _F64 = torch.float64
 # Columns that belong to the optics table in RELION 3.1 (removed from particle rows on write).
@@ -529,3 +541,112 @@ def write_relion_star(
         starfile.write(blocks, tmp, float_format="%.6f")
 
     return atomic_write(path, _write, overwrite=overwrite)
+
+
+def write_class2d_star(
+    path: str | os.PathLike,
+    particles: ParticleSet,
+    assignments: Assignments,
+    *,
+    overwrite: bool = False,
+) -> Path:
+    """Write the input particles with the columns of a RELION Class2D ``_data.star``.
+
+    The input rows are kept, their 3D angles (rlnAngleRot, rlnAngleTilt) dropped, and these
+    columns set from ``assignments``: rlnAnglePsi [deg], rlnOriginX/YAngst [Å],
+    rlnClassNumber (1-based), rlnMaxValueProbDistribution and rlnLogLikeliContribution.
+
+    Parameters
+    ----------
+    path : path-like
+        Output STAR file (RELION 3.1).
+    particles : ParticleSet
+        The n classified particles, in the order of ``assignments``.
+    assignments : cryoglass.classify.Assignments
+        Class index (n,) (0-based), ψ (n,) [deg], origin (n, 2) [Å], maximum posterior (n,) and
+        log-likelihood contribution (n,), on the CPU.
+    overwrite : bool
+        Replace an existing file.
+
+    Returns
+    -------
+    Path
+
+    Raises
+    ------
+    FileExistsError
+        ``path`` exists and ``overwrite`` is False.
+
+    See Also
+    --------
+    class_numbers : reads rlnClassNumber back.
+    """
+    table = particles.particles_table.copy()
+    table = table.drop(columns=[c for c in ("rlnAngleRot", "rlnAngleTilt") if c in table])
+    table["rlnAnglePsi"] = assignments.psi_deg.double().numpy()
+    table["rlnClassNumber"] = (assignments.class_index + 1).numpy().astype(int)
+    table["rlnMaxValueProbDistribution"] = assignments.max_probability.numpy()
+    table["rlnLogLikeliContribution"] = assignments.log_likelihood.numpy()
+    classified = replace(
+        particles,
+        euler_deg=None,
+        shift_angstrom=assignments.shift_angstrom.to(_F64),
+        particles_table=table,
+    )
+    return write_relion_star(path, classified, overwrite=overwrite)
+
+
+def class_numbers(particles: ParticleSet) -> torch.Tensor | None:
+    """The 2D class of each particle (rlnClassNumber, 1-based), or None without that column.
+
+    Parameters
+    ----------
+    particles : ParticleSet
+        Read from a STAR file, e.g. one written by :func:`write_class2d_star`.
+
+    Returns
+    -------
+    Tensor (n,), int64, or None
+    """
+    table = particles.particles_table
+    if table is None or "rlnClassNumber" not in table.columns:
+        return None
+    return torch.as_tensor(table["rlnClassNumber"].to_numpy().astype("int64"))
+
+
+def write_latent_star(
+    path: str | os.PathLike,
+    particles: ParticleSet,
+    latents: torch.Tensor,
+    *,
+    overwrite: bool = False,
+) -> Path:
+    """Write particles with their latent coordinates as columns rlnCryoglassLatent1, 2, …
+
+    Parameters
+    ----------
+    path : path-like
+        Output STAR file (RELION 3.1).
+    particles : ParticleSet
+        n particles; the columns are added to their original rows (particles without
+        original rows are written without them).
+    latents : Tensor (n, zdim)
+        Latent coordinates, in the order of ``particles``.
+    overwrite : bool
+        Replace an existing file.
+
+    Returns
+    -------
+    Path
+
+    Raises
+    ------
+    FileExistsError
+        ``path`` exists and ``overwrite`` is False.
+    """
+    if particles.particles_table is not None:
+        table = particles.particles_table.copy()
+        for j in range(latents.shape[1]):
+            table[f"rlnCryoglassLatent{j + 1}"] = latents[:, j].numpy().astype(np.float64)
+        particles = replace(particles, particles_table=table)
+    return write_relion_star(path, particles, overwrite=overwrite)

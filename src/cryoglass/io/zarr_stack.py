@@ -18,12 +18,12 @@ Only this module knows the layout; :func:`open_zarr_stack` returns a reader with
 from __future__ import annotations
 
 import os
-import shutil
-import uuid
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from cryoglass.io._atomic import atomic_folder
 
 __all__ = ["ZarrStack", "open_zarr_stack", "write_zarr_stack"]
 
@@ -88,8 +88,7 @@ def write_zarr_stack(
     if first.ndim != 3:
         raise ValueError(f"{path}: images must have shape (n, h, w), got {first.shape[1:]} each")
     h, w = first.shape[1:]
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
+    with atomic_folder(path) as tmp:
         group = zarr.open_group(tmp, mode="w")
         group.attrs.update(
             {
@@ -104,14 +103,6 @@ def write_zarr_stack(
         for start in range(0, n, chunk_images):  # loop over chunks, not particles
             stop = min(start + chunk_images, n)
             array[start:stop] = _block(images, start, stop)
-        if path.is_dir():
-            shutil.rmtree(path)
-        elif path.exists():
-            path.unlink()
-        os.replace(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return path
 
 

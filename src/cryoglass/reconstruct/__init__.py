@@ -6,7 +6,8 @@
 * :mod:`~cryoglass.reconstruct.fourier_inversion` — ``empty_accumulator`` → ``accumulate`` (per
   chunk, any order) → ``merge`` → ``finalize`` (Wiener-like division, gridding correction,
   relion_reconstruct's soft mask); ``reconstruct`` does all of it for images in memory.
-* :mod:`~cryoglass.reconstruct.halves` — half sets (rlnRandomSubset or a seeded split).
+* :mod:`~cryoglass.reconstruct.halves` — half sets (rlnRandomSubset or a seeded split) and
+  ``accumulate_subsets``, the one back-projection of particle batches into per-half sums.
 * :mod:`~cryoglass.reconstruct.symmetry` — symmetry-equivalent poses ``A·L``.
 """
 
@@ -30,12 +31,13 @@ from cryoglass.reconstruct.fourier_inversion import (
     shell_mean_weight,
     tau2_from_fsc,
 )
-from cryoglass.reconstruct.halves import half_set_indices, split_halves
+from cryoglass.reconstruct.halves import accumulate_subsets, half_set_indices, split_halves
 from cryoglass.reconstruct.symmetry import expand_rotations
 
 __all__ = [
     "Accumulator",
     "accumulate",
+    "accumulate_subsets",
     "backproject",
     "ctf_slice_values",
     "empty_accumulator",

@@ -1,10 +1,19 @@
-"""Half sets for gold-standard FSC: RELION's ``rlnRandomSubset`` or a seeded random split."""
+"""Half sets for gold-standard FSC: the split (RELION's ``rlnRandomSubset`` or a seeded random
+split) and the one routine that back-projects a stream of particle batches into one accumulator
+per half set (used by ``cryoglass reconstruct`` in one process and by its Dask tasks).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+
 import torch
 
-__all__ = ["half_set_indices", "split_halves"]
+from cryoglass.ctf.params import CTFParams
+from cryoglass.geometry.euler import euler_to_matrix
+from cryoglass.reconstruct.fourier_inversion import Accumulator, accumulate, empty_accumulator
+
+__all__ = ["accumulate_subsets", "half_set_indices", "split_halves"]
 
 
 def split_halves(
@@ -59,3 +68,86 @@ def split_halves(
 def half_set_indices(halves: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Particle indices of half 1 and half 2 (sorted), from :func:`split_halves`' labels."""
     return torch.nonzero(halves == 1).reshape(-1), torch.nonzero(halves == 2).reshape(-1)
+
+
+def accumulate_subsets(
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    *,
+    labels: torch.Tensor,
+    euler_deg: torch.Tensor,
+    shift_angstrom: torch.Tensor | None,
+    ctf: CTFParams | None,
+    box: int,
+    pixel_size_angstrom: float,
+    groups: tuple[int, ...] = (1,),
+    pad: int = 2,
+    symmetry: str = "C1",
+    interpolation: str = "linear",
+    device: torch.device | str | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> dict[int, Accumulator]:
+    """Back-project particle batches into one accumulator per subset (half set).
+
+    Parameters
+    ----------
+    batches : iterable of (indices, images)
+        ``indices`` (b,) int64: consecutive 0-based particle numbers of the batch (rows of
+        ``labels``, ``euler_deg`` …); ``images`` (b, N, N) real, origin at ``N//2``.
+    labels : Tensor, int, (n,)
+        Subset of every particle (e.g. :func:`split_halves`); particles whose label is not in
+        ``groups`` are skipped.
+    euler_deg : Tensor, (n, 3)
+        RELION angles rot, tilt, psi [°].
+    shift_angstrom : Tensor, (n, 2), optional
+        RELION origins [Å].
+    ctf : CTFParams, optional
+        Per-particle CTFs (broadcast to ``(n,)``); None inserts without CTF.
+    box : int
+        Image size ``N`` [px].
+    pixel_size_angstrom : float
+    groups : tuple of int
+        Labels that get an accumulator: ``(1,)``, or ``(1, 2)`` for half sets.
+    pad, symmetry, interpolation, device
+        As :func:`cryoglass.reconstruct.empty_accumulator` and
+        :func:`cryoglass.reconstruct.accumulate`.
+    progress : callable, optional
+        Called with the number of images of each batch when it is done.
+
+    Returns
+    -------
+    dict of int → Accumulator
+        One per group (with zero count where no particle has that label).
+
+    Notes
+    -----
+    Poses, origins and CTFs are converted to float32 once (the accumulators' precision):
+    ``A = euler_to_matrix(float32(euler))``.  Partial sums of disjoint particle sets add
+    (:func:`cryoglass.reconstruct.merge`), so chunks on Dask workers give the same map.
+    """
+    count = int(labels.shape[0])
+    rotations = euler_to_matrix(torch.as_tensor(euler_deg).to(torch.float32))
+    shifts = None if shift_angstrom is None else torch.as_tensor(shift_angstrom).to(torch.float32)
+    ctf = None if ctf is None else ctf.expand(count, dtype=torch.float32)
+    labels = torch.as_tensor(labels)
+    accs = {
+        g: empty_accumulator(box, pad=pad, interpolation=interpolation, device=device)
+        for g in groups
+    }
+    for indices, images in batches:
+        for g, acc in accs.items():
+            rows = indices[labels[indices] == g]
+            if rows.numel() == 0:
+                continue
+            accs[g] = accumulate(
+                acc,
+                images[rows - indices[0]],
+                rotations[rows],
+                shift_angstrom=None if shifts is None else shifts[rows],
+                ctf=None if ctf is None else ctf[rows],
+                pixel_size_angstrom=pixel_size_angstrom,
+                symmetry=symmetry,
+                inplace=True,
+            )
+        if progress is not None:
+            progress(int(indices.numel()))
+    return accs

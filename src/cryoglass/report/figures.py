@@ -22,7 +22,9 @@ __all__ = [
     "plot_fsc",
     "save_fsc_figure",
     "fsc_summary_figure",
+    "plot_guinier",
     "save_guinier_figure",
+    "save_3dfsc_figures",
     "image_tiles",
     "plot_direction_density",
     "plot_thickness_voltage_table",
@@ -32,6 +34,15 @@ __all__ = [
 FSC_THRESHOLDS: tuple[tuple[float, str], ...] = ((0.143, "--"), (0.5, ":"))
 
 _BACKEND_SET = False
+
+#: Legend labels of the curve names used in JSON and :class:`cryoglass.validate.FSCSummary`.
+_CURVE_LABELS = {
+    "fsc": "FSC",
+    "fsc_corrected": "corrected FSC",
+    "fsc_unmasked": "unmasked",
+    "fsc_masked": "masked",
+    "fsc_phase_randomized": "phase-randomised masked",
+}
 
 
 def pyplot():
@@ -159,8 +170,10 @@ def save_fsc_figure(
 
 def fsc_summary_figure(path: str | Path, summary: Any, *, title: str) -> Path:
     """The FSC plot of a :class:`cryoglass.validate.FSCSummary` (all its curves)."""
-    curves = {summary.label: summary.fsc.tolist()}
-    curves.update({name: curve.tolist() for name, curve in summary.curves.items()})
+    curves = {_CURVE_LABELS.get(summary.label, summary.label): summary.fsc.tolist()}
+    curves.update(
+        {_CURVE_LABELS.get(name, name): curve.tolist() for name, curve in summary.curves.items()}
+    )
     res = summary.resolution_0143_angstrom
     text = (
         f"{res:.2f} Å at FSC = 0.143"
@@ -173,19 +186,17 @@ def fsc_summary_figure(path: str | Path, summary: Any, *, title: str) -> Path:
         curves,
         resolution_angstrom=res,
         title=f"{title}: {text}",
-        emphasise=summary.label,
+        emphasise=_CURVE_LABELS.get(summary.label, summary.label),
     )
 
 
-def save_guinier_figure(path: str | Path, result: Any, *, title: str = "Guinier plot") -> Path:
-    """Guinier plot of a :class:`cryoglass.validate.PostprocessResult`: ln⟨|F|⟩ against k².
+def plot_guinier(ax, result: Any, *, title: str = "Guinier plot") -> None:
+    """Guinier plot of a :class:`cryoglass.validate.PostprocessResult` on ``ax``: ln⟨|F|⟩ vs k².
 
     Draws the input (average of the halves), the FSC-weighted and the sharpened amplitudes, the
     fitted line (``slope = −B/4``) over its range and the final resolution.
     """
-    plt = pyplot()
     k2 = result.guinier_k2.cpu().numpy()
-    fig, ax = plt.subplots(figsize=(7, 4.2))
     for label, curve in (
         ("input (average of halves)", result.guinier_input),
         ("FSC-weighted", result.guinier_weighted),
@@ -206,6 +217,13 @@ def save_guinier_figure(path: str | Path, result: Any, *, title: str = "Guinier 
     ax.axvline(1.0 / result.resolution_angstrom**2, color="k", lw=0.7, ls=":")
     ax.set(xlabel="k² [1/Å²]", ylabel="ln <|F|>", title=title)
     ax.legend(fontsize=8)
+
+
+def save_guinier_figure(path: str | Path, result: Any, *, title: str = "Guinier plot") -> Path:
+    """:func:`plot_guinier` on a figure of its own, saved as PNG (atomically)."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    plot_guinier(ax, result, title=title)
     return save_figure(fig, path)
 
 
@@ -307,3 +325,63 @@ def plot_thickness_voltage_table(rows: list[dict[str, float]], *, key: str = "nc
     ax.legend()
     fig.tight_layout()
     return fig
+
+
+def save_3dfsc_figures(out: str | Path, result: Any) -> tuple[Path, Path]:
+    """``histogram.png`` and ``fsc.png`` of a :class:`cryoglass.validate.ThreeDFSC` in ``out``.
+
+    The histogram shows the directional resolutions (% of cones) with the global FSC and the
+    mean directional FSC ± 1 SD; ``fsc.png`` draws 60 conical FSCs in grey over the global FSC
+    (:func:`plot_fsc`).
+    """
+    import torch
+
+    plt = pyplot()
+    out = Path(out)
+
+    freq = result.frequency_inv_angstrom.numpy()
+    res = result.directional_resolution_angstrom
+    valid = res[~torch.isnan(res)]
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    if valid.numel():
+        ax.hist(
+            (1.0 / valid).numpy(),
+            bins=20,
+            range=(0, float(freq[-1])),
+            color="#4878cf",
+            alpha=0.7,
+            weights=100.0 * torch.ones_like(valid).numpy() / res.numel(),
+        )
+    ax.set(xlabel="directional resolution at FSC = 0.143 [1/Å]", ylabel="% of cones")
+    ax2 = ax.twinx()
+    # a cone with no voxels in a (low) shell has FSC exactly 0: leave it out of the curves
+    cones = torch.where(result.cone_fsc == 0, torch.nan, result.cone_fsc)
+    mean_t = cones.nanmean(0)
+    mean = mean_t.numpy()
+    std = ((cones - mean_t) ** 2).nanmean(0).sqrt().numpy()
+    ax2.plot(freq, result.global_fsc.numpy(), color="#d62728", lw=2.5, label="global FSC")
+    ax2.plot(freq, mean + std, "g--", lw=1, label="directional FSC ± 1 SD")
+    ax2.plot(freq, mean - std, "g--", lw=1)
+    ax2.axhline(result.fsc_threshold, color="0.5", ls=":", lw=0.8)
+    ax2.set(ylim=(-0.05, 1.02), ylabel="FSC", xlim=(0, float(freq[-1])))
+    ax2.legend(fontsize=8, loc="upper right")
+    g = result.global_resolution_angstrom
+    ax.set_title(
+        f"3DFSC: sphericity {result.sphericity:.3f}, global "
+        + (f"{g:.2f} Å" if g is not None else "none"),
+        fontsize=10,
+    )
+    fig_h = fig
+
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for i in torch.linspace(0, result.cone_fsc.shape[0] - 1, 60).long().tolist():
+        ax.plot(freq, cones[i].numpy(), color="0.7", lw=0.5)
+    plot_fsc(
+        ax,
+        freq,
+        {"global FSC": result.global_fsc.numpy()},
+        title=f"conical FSCs ({result.cone_half_angle_deg:g}° cones, 60 of "
+        f"{result.cone_fsc.shape[0]}) and the global FSC",
+        emphasise="global FSC",
+    )
+    return save_figure(fig_h, out / "histogram.png"), save_figure(fig, out / "fsc.png")

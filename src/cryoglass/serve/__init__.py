@@ -1,6 +1,10 @@
 """``cryoglass serve``: a local web app for FSC / postprocess / 3DFSC jobs and teaching explorers.
 
-* :mod:`~cryoglass.serve.app` — :func:`create_app` (FastAPI: pages, JSON API, explorer PNGs).
+* :mod:`~cryoglass.serve.app` — :func:`create_app` (FastAPI: middleware and three routers,
+  :mod:`~cryoglass.serve.routes_api` for ``/api/jobs``, :mod:`~cryoglass.serve.routes_explore`
+  for the explorer PNGs, :mod:`~cryoglass.serve.routes_pages` for the HTML pages).
+* :mod:`~cryoglass.serve.submit` — a submission's checks, saved uploads and queued job (shared
+  by the API and the form).
 * :mod:`~cryoglass.serve.jobs` — SQLite job records and the worker processes that run the
   cryoglass commands on uploaded maps.
 * :mod:`~cryoglass.serve.explorers` — the CTF, blur/sharpen and Fourier-slice figures.

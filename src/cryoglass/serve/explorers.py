@@ -3,7 +3,7 @@
 * CTF explorer — :func:`ctf_profile_png` (1D CTF along the defocus-u and -v axes with the
   envelope) and :func:`ctf_image_png` (the 2D CTF), from :mod:`cryoglass.ctf`.
 * Blur/sharpen explorer — :func:`blur_png`: low-pass and B-factor (exp(−B k²/4)) applied to
-  the bundled TRPV1 map (:func:`cryoglass.demo.model_map`, 64³ at 2 Å), a slice or projection
+  the bundled TRPV1 map (:func:`cryoglass.data.model_map`, 64³ at 2 Å), a slice or projection
   before and after, and the radially averaged power spectra.
 * Fourier-slice explorer — :func:`fourier_slice_png`: for Euler angles (rot, tilt, psi) the
   central slice |F| of the map's transform (:func:`cryoglass.projection.extract_slices`) and
@@ -42,7 +42,7 @@ def _png(fig) -> bytes:
 
 @functools.cache
 def _bundled_map_cached() -> torch.Tensor:
-    from cryoglass.demo import model_map
+    from cryoglass.data import model_map
 
     volume, _, _ = model_map(
         box=MAP_BOX, pixel_size_angstrom=MAP_PIXEL_ANGSTROM, sigma_angstrom=MAP_SIGMA_ANGSTROM

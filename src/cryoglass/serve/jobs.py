@@ -258,7 +258,9 @@ def run_job(job_id: str, data_dir: str) -> str:
         if code == 0:
             result = json.loads(stdout)
             if kind == "fsc":  # the fsc command writes no JSON file of its own
-                (out / "fsc.json").write_text(json.dumps(result, indent=2) + "\n")
+                from cryoglass.io import write_text_atomic
+
+                write_text_atomic(out / "fsc.json", json.dumps(result, indent=2) + "\n")
         else:  # the command's message, with paths shown relative to the job folder
             error = _error_message(stderr, code).replace(f"{store.job_dir(job_id)}/", "")
     except Exception as exc:  # any crash becomes a failed job with its traceback in the log

@@ -39,6 +39,7 @@ from cryoglass.validate.fsc import (
 )
 
 __all__ = [
+    "guinier_rows",
     "BFactorFit",
     "PostprocessResult",
     "guinier_plot",
@@ -489,3 +490,23 @@ def postprocess(
         unsharpened=unsharpened.to(dtype),
         mask=None if mask is None else mask.to(dtype),
     )
+
+
+def guinier_rows(result: PostprocessResult) -> list[dict]:
+    """The Guinier curves of ``result`` as rows (k² [1/Å²], ln⟨|F|⟩ input/weighted/sharpened).
+
+    Shells without amplitude (``ln 0``, stored as ``−inf``/very negative) give None.
+    """
+
+    def clean(value: float) -> float | None:
+        return value if value > -1e30 else None
+
+    return [
+        {
+            "k2_inv_angstrom2": float(result.guinier_k2[i]),
+            "ln_amplitude_input": clean(float(result.guinier_input[i])),
+            "ln_amplitude_weighted": clean(float(result.guinier_weighted[i])),
+            "ln_amplitude_sharpened": clean(float(result.guinier_sharpened[i])),
+        }
+        for i in range(result.guinier_k2.shape[-1])
+    ]

@@ -9,7 +9,8 @@ settings it page-faulted about 30,000 times per batch and took 0.26–0.29 s; wi
 (:func:`tune_allocator`) it faulted 0 times and took 0.18–0.20 s, at the same peak resident
 memory (825 MB against 833 MB).  Every ``cryoglass`` command calls :func:`tune_allocator` as
 it starts, and so does every Dask worker (``cryoglass.distributed.preload``); library users
-can call it themselves.  Nothing changes off Linux/glibc.
+can call it themselves (public as ``cryoglass.distributed.tune_allocator``; this module is the
+private runtime side of cryoglass).  Nothing changes off Linux/glibc.
 
 :func:`trim_heap` hands the kept memory back (glibc ``malloc_trim``): Dask tasks call it when
 they end, because a worker is judged by its resident memory between tasks.

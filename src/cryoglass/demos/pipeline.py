@@ -18,7 +18,6 @@ Each step is a function that returns its report section, so the steps read one a
 from __future__ import annotations
 
 import importlib
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,15 +30,19 @@ from cryoglass.fourier import apply_bfactor, fft2_centered, radial_power_spectru
 from cryoglass.geometry import matrix_to_euler, random_rotations
 from cryoglass.io import read_structure, write_mrc
 from cryoglass.projection import project
-from cryoglass.report.figures import save_figure
+from cryoglass.report.figures import (
+    image_tiles,
+    plot_fsc,
+    plot_guinier,
+    pyplot,
+    save_figure,
+    save_fsc_figure,
+)
 from cryoglass.report.html import Section, write_html_report
-from cryoglass.simulate import gaussian_map, potential_map, projected_potential
-from cryoglass.simulate.dataset import ParticleDistributions, simulate_dataset
+from cryoglass.simulate import potential_map, projected_potential
+from cryoglass.simulate.dataset import ParticleDistributions, ParticleParameters, simulate_dataset
 
-__all__ = ["DemoSettings", "model_map", "run_demo"]
-
-#: Atomic numbers used as Gaussian weights by :func:`model_map` (others count as carbon).
-_ATOMIC_NUMBER = {"H": 1, "C": 6, "N": 7, "O": 8, "P": 15, "S": 16}
+__all__ = ["TOPIC_SECTIONS", "DemoSettings", "run_demo"]
 
 #: Topic sections contributed by other modules: ``cryoglass.demos.<name>.run(out, seed=)``.
 TOPIC_SECTIONS = ("class2d", "orientations", "nma", "vae")
@@ -58,48 +61,6 @@ class DemoSettings:
     device: str = "cpu"
     seed: int = 0
     topics: tuple[str, ...] = field(default=TOPIC_SECTIONS)
-
-
-def model_map(
-    *, box: int, pixel_size_angstrom: float, sigma_angstrom: float, device: str = "cpu"
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The bundled TRPV1 model as a sum-of-Gaussians map centred on its centre of mass.
-
-    A quick, smooth stand-in for the potential (one Gaussian per atom, weighted by its atomic
-    number), used by tests and lessons. Returns the map (box³), the centred atom coordinates
-    (M, 3) [Å] and the weights (M,).
-    """
-    model = read_structure(trpv1_model_path(), hydrogens=False, waters=False)
-    weights = torch.tensor([_ATOMIC_NUMBER.get(e, 6) for e in model.elements], dtype=torch.float64)
-    coords = model.coordinates_angstrom
-    centre = (coords * weights[:, None]).sum(0) / weights.sum()
-    coords = (coords - centre).to(device=device, dtype=torch.float32)
-    weights = weights.to(device=device, dtype=torch.float32)
-    volume = gaussian_map(
-        coords,
-        shape=(box, box, box),
-        pixel_size_angstrom=pixel_size_angstrom,
-        sigma_angstrom=sigma_angstrom,
-        weights=weights,
-    )
-    return volume, coords, weights
-
-
-def _tiles(images: torch.Tensor, titles: list[str], path: Path, *, cmap: str = "gray") -> None:
-    from cryoglass.report.figures import pyplot
-
-    plt = pyplot()
-
-    n = images.shape[0]
-    cols = min(n, 4)
-    rows = math.ceil(n / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3 * cols, 3 * rows), squeeze=False)
-    for ax in axes.ravel():
-        ax.axis("off")
-    for ax, image, title in zip(axes.ravel(), images.detach().cpu(), titles, strict=False):
-        ax.imshow(image.numpy(), cmap=cmap, origin="lower")
-        ax.set_title(title, fontsize=9)
-    save_figure(fig, path)
 
 
 class _Clock:
@@ -137,7 +98,7 @@ def _potential(out: Path, s: DemoSettings, clock: _Clock):
         ).to(s.device)
     write_mrc(out / "truth.mrc", volume, pixel_size_angstrom=s.pixel_size_angstrom, overwrite=True)
     c = s.box // 2
-    _tiles(
+    image_tiles(
         torch.stack([volume[c], volume[:, c], volume[:, :, c]]),
         ["central z slice [y, x]", "central y slice [z, x]", "central x slice [z, y]"],
         out / "map_slices.png",
@@ -187,7 +148,7 @@ def _projections(out: Path, s: DemoSettings, volume, model, generator, clock: _C
         overwrite=True,
     )
     titles = [f"rot {x:.0f}, tilt {y:.0f}, psi {z:.0f}" for x, y, z in euler.cpu().tolist()]
-    _tiles(images, titles, out / "projections.png")
+    image_tiles(images, titles, out / "projections.png")
     return Section(
         "2. Projections by the Fourier-slice theorem",
         (
@@ -206,10 +167,7 @@ def _projections(out: Path, s: DemoSettings, volume, model, generator, clock: _C
 
 def _ctf_series(out: Path, clock: _Clock) -> Section:
     """Step 3: the CTF for four defoci."""
-    from cryoglass.report.figures import pyplot
-
     plt = pyplot()
-
     pixel, box = 2.0, 256  # Nyquist 1/4 Å⁻¹: the rings stay resolved (no aliasing) up to 3 µm
     defoci = torch.tensor([5000.0, 10000.0, 20000.0, 30000.0])
     params = CTFParams(defocus_u_angstrom=defoci, defocus_v_angstrom=defoci)
@@ -248,17 +206,14 @@ def _ctf_series(out: Path, clock: _Clock) -> Section:
 
 def _dataset(out: Path, s: DemoSettings, volume, clock: _Clock):
     """Step 4: a simulated dataset (kept in memory; a sample is written)."""
-    from cryoglass.report.figures import pyplot
-
     plt = pyplot()
-
     distributions = ParticleDistributions(
         defocus_min_um=s.defocus_min_um,
         defocus_max_um=s.defocus_max_um,
         astigmatism_angstrom=300.0,
         shift_scale_angstrom=3.0,
     )
-    images, params = [], []
+    images, parts = [], []
     with clock.time(f"simulate {s.n_particles:,} particles, {s.box}²"):
         for chunk in simulate_dataset(
             volume,
@@ -270,17 +225,9 @@ def _dataset(out: Path, s: DemoSettings, volume, clock: _Clock):
             device=s.device,
         ):
             images.append(chunk.images)
-            params.append(chunk.parameters)
+            parts.append(chunk.parameters)
     images = torch.cat(images)
-    euler = torch.cat([p.euler_deg for p in params])
-    shifts = torch.cat([p.shift_angstrom for p in params])
-    subset = torch.cat([p.random_subset for p in params])
-    ctf = CTFParams(
-        **{
-            name: torch.cat([torch.as_tensor(getattr(p.ctf, name)).expand(len(p)) for p in params])
-            for name in CTFParams.__dataclass_fields__
-        }
-    )
+    params = ParticleParameters.concatenate(parts)
     write_mrc(
         out / "particles_sample.mrcs",
         images[:32],
@@ -319,29 +266,25 @@ def _dataset(out: Path, s: DemoSettings, volume, clock: _Clock):
         (("sample", "particles_sample.mrcs (first 32 particles)"),),
         (("dataset.png", "A particle, the mean 2D power spectrum and its radial profile."),),
     )
-    return (images, euler, shifts, ctf, subset), section
+    return (images, params), section
 
 
 def _reconstruction(out: Path, s: DemoSettings, volume, data, clock: _Clock):
     """Step 5: two half maps by direct Fourier inversion, FSC between them and to the truth."""
-    from cryoglass.report.figures import pyplot
-
-    plt = pyplot()
-
     from cryoglass.reconstruct import reconstruct
-    from cryoglass.validate import fourier_shell_correlation, resolution_at_threshold
+    from cryoglass.validate import fourier_shell_correlation, fsc_summary
 
-    images, euler, shifts, ctf, subset = data
+    images, params = data
     halves = []
     with clock.time(f"reconstruct 2 half maps ({s.n_particles:,} particles)"):
         for half in (1, 2):
-            idx = (subset == half).nonzero().squeeze(1)
+            idx = (params.random_subset == half).nonzero().squeeze(1)
             halves.append(
                 reconstruct(
                     images[idx],
-                    euler_deg=euler[idx].float(),
-                    shift_angstrom=shifts[idx].float(),
-                    ctf=ctf[idx],
+                    euler_deg=params.euler_deg[idx].float(),
+                    shift_angstrom=params.shift_angstrom[idx].float(),
+                    ctf=params.ctf[idx],
                     pixel_size_angstrom=s.pixel_size_angstrom,
                     device=s.device,
                 )
@@ -351,24 +294,22 @@ def _reconstruction(out: Path, s: DemoSettings, volume, data, clock: _Clock):
         write_mrc(
             out / f"half{i}.mrc", half, pixel_size_angstrom=s.pixel_size_angstrom, overwrite=True
         )
-    fsc_halves = fourier_shell_correlation(halves[0], halves[1]).cpu()
-    fsc_truth = fourier_shell_correlation(average, volume).cpu()
     kwargs = {"box_size": s.box, "pixel_size_angstrom": s.pixel_size_angstrom}
-    res_halves = float(resolution_at_threshold(fsc_halves, threshold=0.143, **kwargs))
-    res_truth = float(resolution_at_threshold(fsc_truth, threshold=0.5, **kwargs))
-    freqs = shell_frequencies(fsc_halves.shape[0], **kwargs)
-    fig, ax = plt.subplots(figsize=(7, 3.8))
-    ax.plot(freqs.numpy(), fsc_halves.numpy(), label="half map 1 vs half map 2")
-    ax.plot(freqs.numpy(), fsc_truth.numpy(), label="average vs truth")
-    ax.axhline(0.143, color="gray", ls="--", lw=0.8)
-    ax.axhline(0.5, color="gray", ls=":", lw=0.8)
-    ax.set_xlabel("k [1/Å]")
-    ax.set_ylabel("FSC")
-    ax.set_ylim(-0.1, 1.05)
-    ax.legend(fontsize=8)
-    save_figure(fig, out / "fsc.png")
+    halves_fsc = fsc_summary(
+        fourier_shell_correlation(halves[0], halves[1]), label="half map 1 vs half map 2", **kwargs
+    )
+    truth_fsc = fsc_summary(
+        fourier_shell_correlation(average, volume), label="average vs truth", **kwargs
+    )
+    res_halves = halves_fsc.resolution_0143_angstrom
+    res_truth = truth_fsc.resolution_05_angstrom
+    save_fsc_figure(
+        out / "fsc.png",
+        halves_fsc.frequency_inv_angstrom.tolist(),
+        {summary.label: summary.fsc.tolist() for summary in (halves_fsc, truth_fsc)},
+    )
     c = s.box // 2
-    _tiles(
+    image_tiles(
         torch.stack([volume[:, c], average[:, c]]),
         ["truth (y slice)", "reconstruction"],
         out / "reconstruction.png",
@@ -398,11 +339,9 @@ def _reconstruction(out: Path, s: DemoSettings, volume, data, clock: _Clock):
 
 def _postprocess(out: Path, s: DemoSettings, halves, clock: _Clock) -> Section:
     """Step 6: masked, corrected FSC, Guinier B-factor, sharpening and blurring."""
-    from cryoglass.report.figures import pyplot
+    from cryoglass.validate import auto_mask, postprocess
 
     plt = pyplot()
-
-    from cryoglass.validate import auto_mask, postprocess
 
     average = (halves[0] + halves[1]) / 2
     with clock.time("post-process (mask, corrected FSC, B, sharpen)"):
@@ -427,26 +366,20 @@ def _postprocess(out: Path, s: DemoSettings, halves, clock: _Clock) -> Section:
         out / "blurred_B200.mrc", blurred, pixel_size_angstrom=s.pixel_size_angstrom, overwrite=True
     )
     fig, axes = plt.subplots(1, 2, figsize=(12, 3.8))
-    k2 = result.guinier_k2.cpu().numpy()
-    axes[0].plot(k2, result.guinier_input.cpu().numpy(), label="average of halves")
-    axes[0].plot(k2, result.guinier_sharpened.cpu().numpy(), label="sharpened")
-    axes[0].set_xlabel("k² [1/Å²]")
-    axes[0].set_ylabel("ln ⟨|F|⟩")
-    axes[0].set_title(f"Guinier plot, B = {result.bfactor_a2:.0f} Å²")
-    axes[0].legend(fontsize=8)
-    f = result.frequency_inv_angstrom.cpu().numpy()
-    axes[1].plot(f, result.fsc_unmasked.cpu().numpy(), label="unmasked")
+    plot_guinier(axes[0], result, title=f"Guinier plot, B = {result.bfactor_a2:.0f} Å²")
+    curves = {"unmasked": result.fsc_unmasked}
     if result.fsc_masked is not None:
-        axes[1].plot(f, result.fsc_masked.cpu().numpy(), label="masked")
-        axes[1].plot(f, result.fsc_randomized.cpu().numpy(), label="phase-randomised")
-    axes[1].plot(f, result.fsc_corrected.cpu().numpy(), label="corrected", lw=2)
-    axes[1].axhline(0.143, color="gray", ls="--", lw=0.8)
-    axes[1].set_xlabel("k [1/Å]")
-    axes[1].set_ylabel("FSC")
-    axes[1].legend(fontsize=8)
+        curves.update({"masked": result.fsc_masked, "phase-randomised": result.fsc_randomized})
+    curves["corrected"] = result.fsc_corrected
+    plot_fsc(
+        axes[1],
+        result.frequency_inv_angstrom.tolist(),
+        {label: curve.tolist() for label, curve in curves.items()},
+        emphasise="corrected",
+    )
     save_figure(fig, out / "postprocess.png")
     c = s.box // 2
-    _tiles(
+    image_tiles(
         torch.stack([blurred[:, c], average[:, c], result.sharpened[:, c]]),
         ["blurred, B = +200 Å²", "average of halves", f"sharpened, B = {result.bfactor_a2:.0f} Å²"],
         out / "blur_sharpen.png",

@@ -1,0 +1,175 @@
+"""The HTML pages of ``cryoglass serve``: job list and form, job results, explorer pages.
+
+A job page shows first the numbers its command names in the ``"headline"`` list of its
+``--json`` output (:func:`headline_rows`), then every scalar of that output
+(:func:`summary_rows`), the command's figures and its files.  Nothing here knows which keys a
+command reports.
+"""
+
+from __future__ import annotations
+
+import datetime
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi.responses import RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+
+from cryoglass.serve import explorers
+from cryoglass.serve.jobs import KINDS
+from cryoglass.serve.routes_api import job_or_404, job_store, worker_pool
+from cryoglass.serve.submit import UploadError, submit_job
+
+__all__ = ["headline_rows", "router", "summary_rows"]
+
+#: Result keys shown elsewhere (curves, the headline list) or not meant for the summary table.
+_NOT_SUMMARY = {"headline", "shells", "guinier", "files", "inputs"}
+
+router = APIRouter(include_in_schema=False)
+
+
+def _fmt(value: Any) -> str:
+    """Numbers for the pages: 4 significant digits; vectors in brackets; None as '—'."""
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, list):
+        return "(" + ", ".join(_fmt(v) for v in value) + ")"
+    return str(value)
+
+
+def _time(stamp: float | None) -> str:
+    if stamp is None:
+        return "—"
+    return datetime.datetime.fromtimestamp(stamp).strftime("%Y-%m-%d %H:%M:%S")
+
+
+_templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
+_templates.env.filters["fmt"] = _fmt
+_templates.env.filters["time"] = _time
+
+
+def summary_rows(result: dict[str, Any] | None) -> list[tuple[str, Any]]:
+    """(key, value) rows of a result's scalar numbers (nested dicts flattened one level).
+
+    Parameters
+    ----------
+    result : dict or None
+        A command's ``--json`` output.
+
+    Returns
+    -------
+    list of (str, value)
+        Scalars and short lists (≤ 3 values) in the result's order; ``headline``, ``shells``,
+        ``guinier``, ``files`` and ``inputs`` are left out.
+    """
+    rows: list[tuple[str, Any]] = []
+    for key, value in (result or {}).items():
+        if key in _NOT_SUMMARY:
+            continue
+        if isinstance(value, dict):
+            rows += [(f"{key}.{k}", v) for k, v in value.items()]
+        elif not isinstance(value, list) or len(value) <= 3:
+            rows.append((key, value))
+    return rows
+
+
+def headline_rows(result: dict[str, Any] | None) -> list[tuple[str, Any]]:
+    """(key, value) of the keys a command lists under ``"headline"`` in its ``--json`` output.
+
+    Parameters
+    ----------
+    result : dict or None
+        A command's ``--json`` output; by convention it carries ``"headline"``, the keys of
+        that same JSON to show first (e.g. ``["resolution_0143_angstrom", ...]`` for ``fsc``).
+
+    Returns
+    -------
+    list of (str, value)
+        In the order of ``headline``; keys absent from the result are skipped, and a result
+        without ``headline`` has none.
+    """
+    result = result or {}
+    return [(key, result[key]) for key in result.get("headline", []) if key in result]
+
+
+def _page(request: Request, name: str, status_code: int = 200, **context) -> Response:
+    return _templates.TemplateResponse(request, name, context, status_code=status_code)
+
+
+def _index(request: Request, *, status_code: int = 200, error: str | None = None) -> Response:
+    jobs = job_store(request).list()
+    return _page(request, "index.html", status_code, jobs=jobs, kinds=list(KINDS), error=error)
+
+
+@router.get("/")
+def index(request: Request) -> Response:
+    return _index(request)
+
+
+@router.post("/jobs")
+async def form_submit(
+    request: Request,
+    kind: str = Form(...),
+    half1: UploadFile | None = File(None),
+    half2: UploadFile | None = File(None),
+    full: UploadFile | None = File(None),
+    mask: UploadFile | None = File(None),
+    apix: str = Form(""),
+    bfactor: str = Form("auto"),
+    auto_mask: bool = Form(False),
+    cone_deg: float = Form(20.0),
+    seed: int = Form(0),
+) -> Response:
+    uploads = {"half1": half1, "half2": half2, "full": full, "mask": mask}
+    try:
+        try:
+            pixel = float(apix) if apix.strip() else None
+        except ValueError:
+            raise UploadError(400, f"apix must be a number in Å, got {apix!r}") from None
+        job_id = await submit_job(
+            job_store(request),
+            worker_pool(request),
+            kind,
+            uploads,
+            apix=pixel,
+            bfactor=bfactor,
+            auto_mask=auto_mask,
+            cone_deg=cone_deg,
+            seed=seed,
+        )
+    except UploadError as error:
+        return _index(request, status_code=error.status, error=error.message)
+    return RedirectResponse(f"/jobs/{job_id}", status_code=303)
+
+
+@router.get("/jobs/{job_id}")
+def job_page(request: Request, job_id: str) -> Response:
+    job = job_or_404(job_store(request), job_id)
+    return _page(
+        request,
+        "job.html",
+        job=job,
+        headline=headline_rows(job["result"]),
+        rows=summary_rows(job["result"]),
+        figures=[f for f in job["files"] if f.endswith(".png")],
+    )
+
+
+@router.get("/explore/ctf")
+def ctf_page(request: Request) -> Response:
+    return _page(request, "ctf.html")
+
+
+@router.get("/explore/blur")
+def blur_page(request: Request) -> Response:
+    return _page(request, "blur.html", box=explorers.MAP_BOX)
+
+
+@router.get("/explore/slice")
+def slice_page(request: Request) -> Response:
+    return _page(request, "slice.html")
