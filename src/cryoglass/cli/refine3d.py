@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from cryoglass.cli._common import fail, failing, print_json, torch_device
-from cryoglass.cli.options import Device, JsonOutput, Overwrite
+from cryoglass.cli.options import ChunkSize, Device, JsonOutput, Overwrite, Scheduler, Workers
 
 _STATE, _STATE_JSON = "checkpoint.pt", "checkpoint.json"
 #: RELION's output names (Refine3D/jobNNN/…), and ours beside them.
@@ -139,6 +139,45 @@ def _load_state(out: Path, description: dict, device):
         return state_from_checkpoint(load_tensors(out / _STATE), record, device=device)
 
 
+def _run_on_dask(particles, volume, run, state, on_iteration, workers, scheduler, **how):
+    """auto_refine with each iteration's E-step on a Dask cluster."""
+    from rich.progress import Progress
+
+    from cryoglass.distributed.commands import dask_session, refine_engine
+    from cryoglass.refine.auto import auto_refine
+
+    if workers is not None and scheduler is not None:
+        fail("give --workers N (a local cluster) or --scheduler ADDRESS, not both")
+    with dask_session(workers, scheduler, echo=lambda t: typer.echo(t, err=True)) as client:
+        with Progress(transient=True) as progress:
+            task = progress.add_task("aligning (chunks)", total=len(particles))
+
+            def advance(count: int) -> None:
+                progress.update(task, advance=count)
+                if progress.tasks[0].completed >= len(particles):
+                    progress.reset(task)
+
+            estep = refine_engine(
+                client,
+                particles,
+                labels=run["labels"],
+                settings=run["settings"],
+                ctf=how["ctf"],
+                batch_size=how["batch_size"],
+                chunk_size=how["chunk_size"],
+                progress=advance,
+            )
+            with failing(ValueError, prefix=f"{how['star']}: "):
+                return auto_refine(
+                    volume,
+                    lambda: iter(()),
+                    **run,
+                    state=state,
+                    on_iteration=on_iteration,
+                    estep=estep,
+                )
+
+
 def _write_outputs(out: Path, result, particles, labels, *, pixel: float, settings) -> dict:
     """RELION's files, the FSC, the history and the report; the JSON summary."""
     import torch
@@ -215,6 +254,9 @@ def main(
     continue_run: bool = typer.Option(False, "--continue", help="Resume from DIR's checkpoint."),
     overwrite: Overwrite = False,
     json_output: JsonOutput = False,
+    workers: Workers = None,
+    scheduler: Scheduler = None,
+    chunk_size: ChunkSize = 1024,
 ) -> None:
     """Refine poses and a map from particles and a reference, as RELION's 3D auto-refine.
 
@@ -226,7 +268,9 @@ def main(
     significant poses, and regularises each half map with τ² from the halves' FSC; the angular
     step follows the resolution.  Converged (resolution stalled for two iterations at a fine
     enough step), a final iteration to Nyquist joins the halves.  One line per iteration;
-    DIR/checkpoint.pt/.json after each, so --continue resumes.
+    DIR/checkpoint.pt/.json after each, so --continue resumes.  With --workers N (a local Dask
+    cluster) or --scheduler ADDRESS each iteration's alignment runs on the workers, chunks of
+    --chunk-size particles read from the files by the workers; the client merges the exact sums.
 
     Files in DIR (RELION's names): run_data.star (input columns + rlnAngleRot/Tilt/Psi,
     rlnOriginX/YAngst, rlnRandomSubset, rlnMaxValueProbDistribution, rlnNrOfSignificantSamples,
@@ -284,25 +328,38 @@ def main(
         typer.echo(_progress_line(new_state), err=True)
         _save_state(out, new_state, description)
 
-    with ParticleStack(particles) as stack, Progress(transient=True) as progress:
-        task = progress.add_task("aligning", total=len(particles))
+    run = {"n_particles": len(particles), "ctf": ctf_rows, "labels": labels, "settings": settings}
+    if workers is not None or scheduler is not None:
+        result = _run_on_dask(
+            particles,
+            volume,
+            run,
+            state,
+            on_iteration,
+            workers,
+            scheduler,
+            ctf=ctf,
+            batch_size=batch_size,
+            chunk_size=chunk_size,
+            star=star,
+        )
+    else:
+        with ParticleStack(particles) as stack, Progress(transient=True) as progress:
+            task = progress.add_task("aligning", total=len(particles))
 
-        def batches():
-            progress.reset(task)
-            return stack.iter_batches(batch_size)
+            def batches():
+                progress.reset(task)
+                return stack.iter_batches(batch_size)
 
-        with failing(ValueError, prefix=f"{star}: "):
-            result = auto_refine(
-                volume.to(target),
-                batches,
-                n_particles=len(particles),
-                ctf=ctf_rows,
-                labels=labels,
-                settings=settings,
-                state=state,
-                on_iteration=on_iteration,
-                progress=lambda count: progress.update(task, advance=count),
-            )
+            with failing(ValueError, prefix=f"{star}: "):
+                result = auto_refine(
+                    volume.to(target),
+                    batches,
+                    **run,
+                    state=state,
+                    on_iteration=on_iteration,
+                    progress=lambda count: progress.update(task, advance=count),
+                )
     summary = _write_outputs(out, result, particles, labels, pixel=pixel, settings=settings)
     typer.echo(
         f"{summary['resolution_angstrom']:.2f} Å after {summary['iterations']} iterations; "

@@ -65,7 +65,7 @@ from cryoglass.refine.align import (
     insert_batch,
     noise_power_sums,
 )
-from cryoglass.refine.likelihood import band
+from cryoglass.refine.likelihood import Band, band
 from cryoglass.refine.poses import global_rotations
 from cryoglass.validate.fsc import fourier_shell_correlation, resolution_at_threshold
 from cryoglass.validate.masks import soft_sphere_mask
@@ -76,11 +76,17 @@ __all__ = [
     "RefineSettings",
     "RefineState",
     "auto_refine",
+    "IterationPlan",
+    "IterationSums",
+    "align_and_insert",
     "initial_state",
+    "plan_iteration",
     "refine_iteration",
 ]
 
 Batches = Callable[[], Iterable[tuple[torch.Tensor, torch.Tensor]]]
+#: ``estep(state, max_shell) -> (two Accumulators, sigma2 (2, N//2 + 1), Poses)``.
+EStep = Callable[..., tuple]
 
 
 @dataclass(frozen=True)
@@ -159,6 +165,12 @@ class Poses:
     max_probability: torch.Tensor
     n_significant: torch.Tensor
     log_likelihood: torch.Tensor
+
+    def set_rows(self, rows: torch.Tensor, other: Poses) -> None:
+        """Copy ``other``'s poses into rows ``rows`` (in place)."""
+        for name in ("rotations", "origins_px", "max_probability", "n_significant"):
+            getattr(self, name)[rows] = getattr(other, name).to(getattr(self, name).dtype)
+        self.log_likelihood[rows] = other.log_likelihood
 
     @staticmethod
     def empty(n: int) -> Poses:
@@ -293,6 +305,186 @@ def _max_shell(state: RefineState, size: int, s: RefineSettings, final: bool) ->
     return int(min(size // 2, math.ceil(shell) + extra))
 
 
+@dataclass(frozen=True, eq=False)
+class IterationPlan:
+    """What every batch of one iteration needs: references, band, sampling, noise model.
+
+    Made once per iteration by :func:`plan_iteration` (on each Dask worker, from the state's
+    two reference maps); :func:`align_and_insert` applies it to a batch.
+    """
+
+    references: tuple  # two VolumeFourier
+    tables: tuple  # two GlobalTable, or (None, None) for local searches
+    band: Band
+    sampling: Sampling
+    sigma2: torch.Tensor  # (2, N//2 + 1)
+    correlation: bool
+    symmetry: str
+    pixel_size_angstrom: float
+    pad: int
+    k_full: torch.Tensor  # (P, 2)
+    shell_full: torch.Tensor  # (P,)
+    weight_full: torch.Tensor  # (P,)
+
+
+def plan_iteration(
+    references: torch.Tensor,
+    sigma2: torch.Tensor,
+    sampling: Sampling,
+    *,
+    iteration: int,
+    max_shell: int,
+    settings: RefineSettings,
+) -> IterationPlan:
+    """Prepare an iteration: the two references' transforms and (global) projection tables."""
+    size, device = references.shape[-1], references.device
+    b = band(size, max_shell, device=device)
+    k_full, _ = slice_frequencies(size, device=device, dtype=torch.float32)
+    shell_full = torch.floor(k_full.double().norm(dim=1) + 0.5).long()
+    weight_full = torch.ones(k_full.shape[0], device=device)
+    weight_full[(k_full[:, 0] == 0) | ((size % 2 == 0) & (k_full[:, 0] == size // 2))] = 0.5
+    prepared = tuple(prepare_volume_fourier(references[h]) for h in range(2))
+    tables = (None, None)
+    if not sampling.local:
+        rotations, _ = global_rotations(sampling.order - 1, symmetry=settings.symmetry)
+        tables = tuple(global_table(prepared[h], rotations.to(device), b) for h in range(2))
+    return IterationPlan(
+        references=prepared,
+        tables=tables,
+        band=b,
+        sampling=sampling,
+        sigma2=sigma2.to(device),
+        correlation=iteration == 0 and settings.firstiter_cc,
+        symmetry=settings.symmetry,
+        pixel_size_angstrom=settings.pixel_size_angstrom,
+        pad=settings.pad,
+        k_full=k_full,
+        shell_full=shell_full,
+        weight_full=weight_full,
+    )
+
+
+@dataclass(eq=False)
+class IterationSums:
+    """The M-step sums of both halves over some particles (they add: chunks merge exactly).
+
+    Attributes
+    ----------
+    accumulators : list of two Accumulator
+    noise : Tensor, (2, N//2 + 1), float64
+        Expected residual power per shell (:func:`cryoglass.refine.align.noise_power_sums`).
+    counts : Tensor, (2,), float64
+        Particles of each half.
+    """
+
+    accumulators: list
+    noise: torch.Tensor
+    counts: torch.Tensor
+
+    @staticmethod
+    def empty(size: int, *, pad: int, device=None) -> IterationSums:
+        return IterationSums(
+            [empty_accumulator(size, pad=pad, device=device) for _ in range(2)],
+            torch.zeros(2, size // 2 + 1, dtype=torch.float64, device=device),
+            torch.zeros(2, dtype=torch.float64),
+        )
+
+    def sigma2(self) -> torch.Tensor:
+        """Noise power per shell of each half, (2, N//2 + 1)."""
+        n_shells = self.noise.shape[1]
+        size = self.accumulators[0].size
+        k, _ = slice_frequencies(size, device=self.noise.device, dtype=torch.float64)
+        shell = torch.floor(k.norm(dim=1) + 0.5).long().clamp_max(n_shells)
+        weight = torch.ones(k.shape[0], dtype=torch.float64, device=k.device)
+        weight[(k[:, 0] == 0) | ((size % 2 == 0) & (k[:, 0] == size // 2))] = 0.5
+        points = torch.zeros(n_shells + 1, dtype=torch.float64, device=k.device)
+        points.index_add_(0, shell, weight)
+        denominator = self.counts.to(self.noise.device)[:, None] * points[:n_shells]
+        return (self.noise / denominator.clamp_min(1e-30)).float()
+
+
+def align_and_insert(
+    plan: IterationPlan,
+    sums: IterationSums,
+    images: torch.Tensor,
+    *,
+    labels: torch.Tensor,
+    ctf: CTFParams | None,
+    previous_rotations: torch.Tensor,
+    previous_origins_px: torch.Tensor,
+) -> Poses:
+    """One batch: align each image to its half's reference and add it to the sums (in place).
+
+    Parameters
+    ----------
+    plan : IterationPlan
+    sums : IterationSums
+        Receives the batch (modified in place).
+    images : Tensor, (B, N, N)
+    labels : Tensor, (B,)
+        Half set of each image (1 or 2).
+    ctf : CTFParams (B,), optional
+    previous_rotations : Tensor, (B, 3, 3)
+    previous_origins_px : Tensor, (B, 2)
+
+    Returns
+    -------
+    Poses
+        The batch's best poses and posterior statistics (CPU).
+    """
+    device = plan.k_full.device
+    size = images.shape[-1]
+    images = images.to(device, torch.float32)
+    x_full = image_slice_values(images)
+    c_full = None
+    if ctf is not None:
+        c_full = ctf_slice_values(
+            ctf, size=size, pixel_size_angstrom=plan.pixel_size_angstrom, like=images
+        )
+    b, n_shells = plan.band, sums.noise.shape[1]
+    poses = Poses.empty(images.shape[0])
+    for h in range(2):
+        rows = torch.nonzero(labels.to(device) == h + 1).reshape(-1)
+        if rows.numel() == 0:
+            continue
+        x, c = x_full[rows], None if c_full is None else c_full[rows]
+        alignment = align_batch(
+            x[:, b.index],
+            torch.ones_like(x[:, b.index].real) if c is None else c[:, b.index],
+            plan.sigma2[h],
+            plan.references[h],
+            b,
+            plan.sampling,
+            table=plan.tables[h],
+            previous_rotations=previous_rotations[rows.cpu()].to(device),
+            previous_origins_px=previous_origins_px[rows.cpu()].to(device),
+            correlation=plan.correlation,
+        )
+        insert_batch(sums.accumulators[h], x, c, alignment, plan.k_full, symmetry=plan.symmetry)
+        if plan.correlation:  # the first reference is on another grey scale: the image power
+            power = (x.real.square() + x.imag.square()) * plan.weight_full
+            sums.noise[h].index_add_(0, plan.shell_full, power.sum(0).double())
+        else:
+            sums.noise[h] += noise_power_sums(
+                x,
+                c,
+                plan.references[h],
+                alignment,
+                plan.k_full,
+                plan.shell_full,
+                plan.weight_full,
+                n_shells,
+            )
+        sums.counts[h] += rows.numel()
+        at = rows.cpu()
+        poses.rotations[at] = alignment.rotations[:, 0].cpu()
+        poses.origins_px[at] = alignment.origins_px[:, 0].cpu()
+        poses.max_probability[at] = alignment.max_probability.cpu().float()
+        poses.n_significant[at] = alignment.n_significant.cpu()
+        poses.log_likelihood[at] = alignment.log_likelihood.cpu()
+    return poses
+
+
 def _accumulate(
     state: RefineState,
     batches: Batches,
@@ -303,74 +495,32 @@ def _accumulate(
     max_shell: int,
     progress: Callable[[int], None] | None,
 ):
-    """The E-step over every particle and the M-step sums of both halves."""
+    """The E-step over every particle and the M-step sums of both halves (one process)."""
     refs = state.references
-    size, device = refs.shape[-1], refs.device
-    b = band(size, max_shell, device=device)
-    k_full, _ = slice_frequencies(size, device=device, dtype=torch.float32)
-    shell_full = torch.floor(k_full.double().norm(dim=1) + 0.5).long()
-    weight_full = torch.ones(k_full.shape[0], device=device)
-    weight_full[(k_full[:, 0] == 0) | ((size % 2 == 0) & (k_full[:, 0] == size // 2))] = 0.5
-    sampling, first = state.sampling, state.iteration == 0 and settings.firstiter_cc
-    prepared = [prepare_volume_fourier(refs[h]) for h in range(2)]
-    tables = [None, None]
-    if not sampling.local:
-        rotations, _ = global_rotations(sampling.order - 1, symmetry=settings.symmetry)
-        tables = [global_table(prepared[h], rotations.to(device), b) for h in range(2)]
-    accs = [empty_accumulator(size, pad=settings.pad, device=device) for _ in range(2)]
-    n_shells = size // 2 + 1
-    noise = torch.zeros(2, n_shells, dtype=torch.float64, device=device)
-    counts = torch.zeros(2, dtype=torch.float64)
+    plan = plan_iteration(
+        refs,
+        state.sigma2,
+        state.sampling,
+        iteration=state.iteration,
+        max_shell=max_shell,
+        settings=settings,
+    )
+    sums = IterationSums.empty(refs.shape[-1], pad=settings.pad, device=refs.device)
     poses = Poses.empty(labels.shape[0])
     for indices, images in batches():
-        images = images.to(device, torch.float32)
-        x_full = image_slice_values(images)
-        c_full = None
-        if ctf is not None:
-            c_full = ctf_slice_values(
-                ctf[indices],
-                size=size,
-                pixel_size_angstrom=settings.pixel_size_angstrom,
-                like=images,
-            )
-        for h in range(2):
-            rows = torch.nonzero(labels[indices] == h + 1).reshape(-1)
-            if rows.numel() == 0:
-                continue
-            x, c = x_full[rows], None if c_full is None else c_full[rows]
-            glob = indices[rows.cpu()]
-            alignment = align_batch(
-                x[:, b.index],
-                torch.ones_like(x[:, b.index].real) if c is None else c[:, b.index],
-                state.sigma2[h],
-                prepared[h],
-                b,
-                sampling,
-                table=tables[h],
-                previous_rotations=state.poses.rotations[glob].to(device),
-                previous_origins_px=state.poses.origins_px[glob].to(device),
-                correlation=first,
-            )
-            insert_batch(accs[h], x, c, alignment, k_full, symmetry=settings.symmetry)
-            if first:  # the first reference is on another grey scale: use the image power
-                power = (x.real.square() + x.imag.square()) * weight_full
-                noise[h].index_add_(0, shell_full, power.sum(0).double())
-            else:
-                noise[h] += noise_power_sums(
-                    x, c, prepared[h], alignment, k_full, shell_full, weight_full, n_shells
-                )
-            counts[h] += rows.numel()
-            poses.rotations[glob] = alignment.rotations[:, 0].cpu()
-            poses.origins_px[glob] = alignment.origins_px[:, 0].cpu()
-            poses.max_probability[glob] = alignment.max_probability.cpu().float()
-            poses.n_significant[glob] = alignment.n_significant.cpu()
-            poses.log_likelihood[glob] = alignment.log_likelihood.cpu()
+        batch = align_and_insert(
+            plan,
+            sums,
+            images,
+            labels=labels[indices],
+            ctf=None if ctf is None else ctf[indices],
+            previous_rotations=state.poses.rotations[indices],
+            previous_origins_px=state.poses.origins_px[indices],
+        )
+        poses.set_rows(indices, batch)
         if progress is not None:
             progress(int(indices.numel()))
-    points = torch.zeros(n_shells + 1, dtype=torch.float64, device=device)
-    points.index_add_(0, shell_full.clamp_max(n_shells), weight_full.double())
-    sigma2 = noise / (counts.to(device)[:, None] * points[:n_shells]).clamp_min(1e-30)
-    return accs, sigma2.float(), poses
+    return sums.accumulators, sums.sigma2(), poses
 
 
 def _half_maps(accs: list[Accumulator], settings: RefineSettings, mask: torch.Tensor):
@@ -431,6 +581,7 @@ def refine_iteration(
     settings: RefineSettings,
     final: bool = False,
     progress: Callable[[int], None] | None = None,
+    estep: EStep | None = None,
 ) -> tuple[RefineState, tuple[list[Accumulator], list[Accumulator]]]:
     """One E-step and M-step of both halves; the next state and the halves' sums.
 
@@ -448,6 +599,10 @@ def refine_iteration(
         The final iteration (all shells to Nyquist).
     progress : callable, optional
         Called with the number of images of each batch done.
+    estep : callable, optional
+        ``estep(state, max_shell) -> (accumulators, sigma2, poses)`` replaces the
+        single-process pass over ``batches`` (e.g. a Dask cluster:
+        :func:`cryoglass.distributed.commands.refine_engine`).
 
     Returns
     -------
@@ -459,15 +614,18 @@ def refine_iteration(
     size = state.references.shape[-1]
     mask = _mask(size, settings, state.references.device)
     max_shell = _max_shell(state, size, settings, final)
-    accs, sigma2, poses = _accumulate(
-        state,
-        batches,
-        ctf=ctf,
-        labels=labels,
-        settings=settings,
-        max_shell=max_shell,
-        progress=progress,
-    )
+    if estep is not None:
+        accs, sigma2, poses = estep(state, max_shell)
+    else:
+        accs, sigma2, poses = _accumulate(
+            state,
+            batches,
+            ctf=ctf,
+            labels=labels,
+            settings=settings,
+            max_shell=max_shell,
+            progress=progress,
+        )
     joined, _, regularised, fsc, resolution = _half_maps(accs, settings, mask)
     moved = _angle_deg(state.poses.rotations, poses.rotations)
     shifted = (state.poses.origins_px - poses.origins_px).norm(dim=1)
@@ -522,6 +680,7 @@ def auto_refine(
     state: RefineState | None = None,
     on_iteration: Callable[[RefineState], None] | None = None,
     progress: Callable[[int], None] | None = None,
+    estep: EStep | None = None,
 ) -> RefineResult:
     """Refine until convergence, then a final iteration to Nyquist that joins the halves.
 
@@ -542,6 +701,8 @@ def auto_refine(
         Called with the state after every iteration (progress lines, checkpoints).
     progress : callable, optional
         Called with the number of images done within an iteration.
+    estep : callable, optional
+        See :func:`refine_iteration`.
 
     Returns
     -------
@@ -551,12 +712,25 @@ def auto_refine(
         state = initial_state(reference, n_particles, settings)
     while not state.converged and state.iteration < settings.max_iterations:
         state, _ = refine_iteration(
-            state, batches, ctf=ctf, labels=labels, settings=settings, progress=progress
+            state,
+            batches,
+            ctf=ctf,
+            labels=labels,
+            settings=settings,
+            progress=progress,
+            estep=estep,
         )
         if on_iteration is not None:
             on_iteration(state)
     state, (accs, separate) = refine_iteration(
-        state, batches, ctf=ctf, labels=labels, settings=settings, final=True, progress=progress
+        state,
+        batches,
+        ctf=ctf,
+        labels=labels,
+        settings=settings,
+        final=True,
+        progress=progress,
+        estep=estep,
     )
     if on_iteration is not None:
         on_iteration(state)
