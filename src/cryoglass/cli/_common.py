@@ -29,7 +29,9 @@ def failing(*errors: type[BaseException], prefix: str = "") -> Iterator[None]:
     try:
         yield
     except caught as error:
-        fail(f"{prefix}{error}")
+        text = str(error).strip("'\"") if isinstance(error, KeyError) else str(error)
+        named = prefix and text.startswith(prefix.rstrip(": "))  # the message names it already
+        fail(text if named else f"{prefix}{text}")
 
 
 def torch_device(device: str):

@@ -42,6 +42,7 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("simulate", "simulate"),
     ("reconstruct", "reconstruct"),
     ("class2d", "class2d"),
+    ("refine3d", "refine3d"),
     ("select", "select"),
     ("ctf", "ctf"),
     ("fsc", "fsc"),

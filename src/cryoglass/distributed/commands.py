@@ -10,7 +10,13 @@ import contextlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-__all__ = ["dask_session", "distributed_reconstruct", "distributed_simulate", "memory_summary"]
+__all__ = [
+    "dask_session",
+    "distributed_reconstruct",
+    "distributed_simulate",
+    "memory_summary",
+    "refine_engine",
+]
 
 
 def memory_summary(client) -> dict:
@@ -140,3 +146,64 @@ def distributed_simulate(
 
     (params, examples), memory = _run(workers, scheduler, None, echo, settings.n, "simulating", job)
     return params, examples, memory
+
+
+def refine_engine(
+    client,
+    particles,
+    *,
+    labels,
+    settings,
+    ctf: bool,
+    batch_size: int,
+    chunk_size: int,
+    progress: Callable[[int], None] | None = None,
+):
+    """The E-step of :func:`cryoglass.refine.auto_refine` on a Dask cluster.
+
+    Returns ``estep(state, max_shell) -> (accumulators, sigma2, poses)`` for
+    :func:`cryoglass.refine.refine_iteration`: each iteration scatters the references, the
+    noise model and the previous poses once, and every chunk of ``chunk_size`` particles is
+    aligned and back-projected by a worker that reads its images itself.
+    """
+    import uuid
+
+    import numpy as np
+    import torch
+
+    from cryoglass.distributed.jobs import refine_estep
+    from cryoglass.distributed.reduce import accumulator_from_sums
+    from cryoglass.distributed.tasks import RefineTask, make_chunks
+    from cryoglass.refine.auto import IterationSums, Poses
+
+    chunks = make_chunks(particles, chunk_size=chunk_size, labels=np.asarray(labels))
+    run = uuid.uuid4().hex[:8]
+    n, size = len(particles), particles.image_size
+
+    def estep(state, max_shell: int):
+        task = RefineTask(
+            key=f"{run}-{state.iteration}-{max_shell}",
+            references=state.references.detach().cpu().numpy(),
+            sigma2=state.sigma2.detach().cpu().numpy(),
+            sampling=state.sampling,
+            iteration=state.iteration,
+            max_shell=max_shell,
+            settings=settings,
+            rotations=state.poses.rotations.numpy(),
+            origins_px=state.poses.origins_px.numpy(),
+            ctf=ctf,
+            batch_size=batch_size,
+        )
+        total = refine_estep(client, chunks, task, n_particles=n, progress=progress)
+        accs = [
+            accumulator_from_sums(total, size=size, pad=settings.pad, prefix=f"{h}/")
+            for h in (0, 1)
+        ]
+        sums = IterationSums(
+            accs, torch.from_numpy(total["noise"]), torch.from_numpy(total["counts"])
+        )
+        names = ("rotations", "origins_px", "max_probability", "n_significant", "log_likelihood")
+        poses = Poses(*(torch.from_numpy(total[f"rows/{name}"]) for name in names))
+        return accs, sums.sigma2(), poses
+
+    return estep

@@ -700,3 +700,59 @@ def class2d_initial_model(
     if stats.count != n:
         raise ValueError(f"chunks covered {stats.count} images, expected {n}")
     return initial_mstep(stats, image_size=size, settings=settings)
+
+
+def refine_estep(
+    client,
+    chunks: Sequence[ParticleChunk],
+    task,
+    *,
+    n_particles: int,
+    progress: Callable[[int], None] | None = None,
+    workers: Sequence[str] | None = None,
+):
+    """One refine3d iteration's E-step and M-step sums on a Dask cluster.
+
+    The task (references, noise model, previous poses: small) is scattered to every worker once;
+    each chunk returns its halves' sums and poses, added / placed at its rows as they arrive.
+    Sums of disjoint chunks add exactly, so the result is one single-process pass up to float
+    rounding.
+
+    Returns
+    -------
+    PartialSums
+        ``"0/…"``, ``"1/…"`` accumulator sums, ``"noise"``, ``"counts"`` and ``"rows/…"`` of all
+        particles in order.
+    """
+    from cryoglass.distributed.tasks import refine_chunk
+
+    shared = client.scatter(task, broadcast=True, hash=False)
+
+    def combine(total, part, chunk):
+        start = int(part.pop("start"))
+        rows = {k: part.pop(k) for k in [k for k in part if k.startswith("rows/")]}
+        if total is None:
+            total = {k: np.array(v, copy=True) for k, v in part.items()}
+            total.update(
+                {k: np.zeros((n_particles, *v.shape[1:]), dtype=v.dtype) for k, v in rows.items()}
+            )
+        else:
+            for key, value in part.items():
+                total[key] = total[key] + value
+        for key, value in rows.items():
+            total[key][start : start + len(value)] = value
+        return total
+
+    try:
+        return run_chunks(
+            client,
+            refine_chunk,
+            chunks,
+            settings=shared,
+            job=fingerprint({"kind": "refine3d", "key": task.key, "n": n_particles}),
+            progress=progress,
+            workers=workers,
+            combine=combine,
+        )
+    finally:
+        shared.release()

@@ -15,6 +15,8 @@ returns partial sums as numpy arrays (:mod:`cryoglass.distributed.reduce`).
   cheapest out-of-core pass (used to check bounded memory).
 * :func:`class2d_chunk` — the E-step sufficient statistics of 2D classification
   (:func:`cryoglass.classify.em2d.estep_statistics`) and the chunk's per-particle assignments.
+* :func:`refine_chunk` — one 3D-refinement iteration's E-step and M-step sums of both half
+  sets (:func:`cryoglass.refine.auto.align_and_insert`) and the chunk's best poses.
 
 Every task first calls :func:`cryoglass._allocator.tune_allocator` (once per process): Dask's
 nanny starts workers with ``MALLOC_TRIM_THRESHOLD_=65536``, which on glibc also freezes the
@@ -41,11 +43,13 @@ __all__ = [
     "Class2DTask",
     "ParticleChunk",
     "ReconstructSettings",
+    "RefineTask",
     "SimulateSettings",
     "class2d_chunk",
     "class2d_initial_chunk",
     "make_chunks",
     "reconstruct_chunk",
+    "refine_chunk",
     "simulate_blocks",
     "simulate_chunk",
     "stack_sums_chunk",
@@ -550,3 +554,104 @@ def class2d_initial_chunk(chunk: ParticleChunk, task: Class2DTask) -> PartialSum
             settings=task.settings,
         )
     return estep_to_sums(stats)
+
+
+@dataclass(frozen=True, eq=False)
+class RefineTask:
+    """What every task of one refine3d iteration needs besides its particles (scattered once).
+
+    Attributes
+    ----------
+    key : str
+        Identifies the iteration (workers build its plan once and reuse it for every chunk).
+    references : ndarray, (2, N, N, N) float32
+        The two half sets' references.
+    sigma2 : ndarray, (2, N//2 + 1)
+    sampling : cryoglass.refine.Sampling
+    iteration : int
+        Iterations done before this one (0: the first, cross-correlation).
+    max_shell : int
+        The E-step band.
+    settings : cryoglass.refine.RefineSettings
+    rotations, origins_px : ndarray, (n, 3, 3) and (n, 2)
+        Every particle's previous pose (float32).
+    ctf : bool
+    batch_size : int
+    """
+
+    key: str
+    references: np.ndarray
+    sigma2: np.ndarray
+    sampling: object
+    iteration: int
+    max_shell: int
+    settings: object
+    rotations: np.ndarray
+    origins_px: np.ndarray
+    ctf: bool
+    batch_size: int
+
+
+_PLANS: dict[str, object] = {}
+
+
+def _refine_plan(task: RefineTask):
+    """The iteration's plan, built once per worker process and iteration."""
+    from cryoglass.refine.auto import plan_iteration
+
+    if task.key not in _PLANS:
+        _PLANS.clear()  # only the current iteration's plan is kept
+        _PLANS[task.key] = plan_iteration(
+            torch.from_numpy(np.array(task.references, copy=True)),
+            torch.from_numpy(np.array(task.sigma2, copy=True)),
+            task.sampling,
+            iteration=task.iteration,
+            max_shell=task.max_shell,
+            settings=task.settings,
+        )
+    return _PLANS[task.key]
+
+
+def refine_chunk(chunk: ParticleChunk, task: RefineTask) -> PartialSums:
+    """One refine3d iteration over a chunk: both halves' M-step sums and the chunk's poses.
+
+    Returns
+    -------
+    PartialSums
+        ``"{h}/data"``, ``"{h}/weight"``, ``"{h}/count"`` (h = 0, 1), ``"noise"``, ``"counts"``
+        and the pose rows ``"rows/…"`` (chunk order), with ``"start"`` the chunk's first row.
+    """
+    from cryoglass.io import ParticleStack
+    from cryoglass.refine.auto import IterationSums, Poses, align_and_insert
+
+    tune_allocator()
+    plan = _refine_plan(task)
+    particles = chunk.particles
+    if task.ctf and particles.ctf is None:
+        raise ValueError(f"chunk {chunk.chunk_id}: particles have no CTF parameters")
+    ctf = particles.ctf.expand(len(particles)) if task.ctf else None
+    sums = IterationSums.empty(particles.image_size, pad=plan.pad)
+    poses = Poses.empty(len(particles))
+    labels = torch.as_tensor(chunk.labels)
+    rotations = torch.from_numpy(task.rotations[chunk.start : chunk.start + len(particles)])
+    origins = torch.from_numpy(task.origins_px[chunk.start : chunk.start + len(particles)])
+    with ParticleStack(particles) as stack:
+        for indices, images in stack.iter_batches(task.batch_size):
+            batch = align_and_insert(
+                plan,
+                sums,
+                images,
+                labels=labels[indices],
+                ctf=None if ctf is None else ctf[indices],
+                previous_rotations=rotations[indices],
+                previous_origins_px=origins[indices],
+            )
+            poses.set_rows(indices, batch)
+    out: PartialSums = {"noise": sums.noise.numpy(), "counts": sums.counts.numpy()}
+    for h, acc in enumerate(sums.accumulators):
+        out.update(accumulator_to_sums(acc, prefix=f"{h}/"))
+    for name in ("rotations", "origins_px", "max_probability", "n_significant", "log_likelihood"):
+        out[f"rows/{name}"] = getattr(poses, name).numpy()
+    out["start"] = np.asarray(chunk.start, dtype=np.int64)
+    trim_heap()
+    return out

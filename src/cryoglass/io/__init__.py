@@ -58,6 +58,7 @@ _SUBMODULE = {
     "read_relion_star": "star",
     "class_numbers": "star",
     "write_class2d_star": "star",
+    "write_refine3d_star": "star",
     "write_latent_star": "star",
     "write_relion_star": "star",
     "AtomicModel": "structure",
@@ -127,6 +128,7 @@ if TYPE_CHECKING:
         read_relion_star,
         write_class2d_star,
         write_latent_star,
+        write_refine3d_star,
         write_relion_star,
     )
     from cryoglass.io.structure import (
@@ -168,6 +170,7 @@ __all__ = [
     "with_coordinates",
     "write_bytes_atomic",
     "write_class2d_star",
+    "write_refine3d_star",
     "write_cryodrgn_ctf",
     "write_cryodrgn_poses",
     "write_index_list",

@@ -44,6 +44,7 @@ __all__ = [
     "read_particles",
     "read_relion_star",
     "write_class2d_star",
+    "write_refine3d_star",
     "write_latent_star",
     "write_relion_star",
 ]
@@ -594,6 +595,69 @@ def write_class2d_star(
         particles_table=table,
     )
     return write_relion_star(path, classified, overwrite=overwrite)
+
+
+def write_refine3d_star(
+    path: str | os.PathLike,
+    particles: ParticleSet,
+    *,
+    euler_deg: torch.Tensor,
+    origin_angstrom: torch.Tensor,
+    random_subset: torch.Tensor | None = None,
+    class_number: torch.Tensor | None = None,
+    max_probability: torch.Tensor | None = None,
+    n_significant: torch.Tensor | None = None,
+    log_likelihood: torch.Tensor | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Write the input particles with the columns of a RELION Refine3D/Class3D ``_data.star``.
+
+    The input rows and columns are kept; these are set: rlnAngleRot/Tilt/Psi [deg],
+    rlnOriginXAngst/YAngst [Å], and where given rlnRandomSubset, rlnClassNumber (1-based),
+    rlnMaxValueProbDistribution, rlnNrOfSignificantSamples, rlnLogLikeliContribution.
+
+    Parameters
+    ----------
+    path : path-like
+        Output STAR file (RELION 3.1).
+    particles : ParticleSet
+        The n particles, in the order of the other arguments.
+    euler_deg : Tensor, (n, 3)
+        RELION angles (rot, tilt, psi) [degrees].
+    origin_angstrom : Tensor, (n, 2)
+        RELION origins [Å].
+    random_subset : Tensor, (n,), optional
+        Half set (1 or 2).
+    class_number : Tensor, (n,), optional
+        1-based class.
+    max_probability, n_significant, log_likelihood : Tensor, (n,), optional
+    overwrite : bool
+
+    Returns
+    -------
+    Path
+    """
+    table = particles.particles_table.copy()
+    columns = {
+        "rlnRandomSubset": random_subset,
+        "rlnClassNumber": class_number,
+        "rlnMaxValueProbDistribution": max_probability,
+        "rlnNrOfSignificantSamples": n_significant,
+        "rlnLogLikeliContribution": log_likelihood,
+    }
+    for name, values in columns.items():
+        if values is None:
+            continue
+        array = torch.as_tensor(values).detach().cpu()
+        integer = name in ("rlnRandomSubset", "rlnClassNumber", "rlnNrOfSignificantSamples")
+        table[name] = array.numpy().astype(int) if integer else array.double().numpy()
+    refined = replace(
+        particles,
+        euler_deg=torch.as_tensor(euler_deg).detach().cpu().to(_F64),
+        shift_angstrom=torch.as_tensor(origin_angstrom).detach().cpu().to(_F64),
+        particles_table=table,
+    )
+    return write_relion_star(path, refined, overwrite=overwrite)
 
 
 def class_numbers(particles: ParticleSet) -> torch.Tensor | None:

@@ -7,6 +7,8 @@ from cryoglass.projection.fourier_slice import (
     gridding_correction,
     prepare_volume_fourier,
     slice_frequencies,
+    slice_values,
+    slice_values_at,
 )
 from cryoglass.projection.project import project, project_prepared, shift_phase
 from cryoglass.projection.real_space import project_real_space
@@ -23,4 +25,6 @@ __all__ = [
     "project_real_space",
     "shift_phase",
     "slice_frequencies",
+    "slice_values",
+    "slice_values_at",
 ]

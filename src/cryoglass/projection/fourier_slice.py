@@ -49,11 +49,13 @@ __all__ = [
     "extract_slices",
     "slice_frequencies",
     "slice_values",
+    "slice_values_at",
 ]
 
 _INTERPOLATIONS = ("linear", "nearest")
 _GUARD = 1  # zero layers before the data on the k_y and k_z axes of the table
 _CHUNK_BYTES = 16 * 2**20  # size of the gathered corner values of one chunk of images
+_GRID_SAMPLE_POINTS = 2**21  # points per grid_sample call (linear interpolation)
 
 
 @dataclass(frozen=True)
@@ -273,6 +275,38 @@ def slice_values(prepared: VolumeFourier, rotations: torch.Tensor) -> torch.Tens
     return torch.view_as_complex(_slice_values_real(prepared, rotations))
 
 
+def slice_values_at(
+    prepared: VolumeFourier, rotations: torch.Tensor, k: torch.Tensor
+) -> torch.Tensor:
+    """Slice values at chosen frequencies ``k`` (e.g. the band a refinement E-step uses).
+
+    Parameters
+    ----------
+    prepared : VolumeFourier
+    rotations : Tensor, shape (B, 3, 3)
+        RELION rotation matrices ``A``.
+    k : Tensor, shape (K, 2)
+        ``(k_x, k_y)`` in output-pixel units with ``k_x ≥ 0`` and ``|k| ≤ N//2`` (a subset of
+        :func:`slice_frequencies`).
+
+    Returns
+    -------
+    Tensor, shape (B, K), complex
+        ``V̂(Aᵀ(k_x, k_y, 0))``.
+    """
+    _check_rotations(rotations)
+    table = prepared.table
+    real_dtype = table.real.dtype
+    k = k.to(device=table.device, dtype=real_dtype)
+    rotations = rotations.to(device=table.device, dtype=real_dtype)
+    out = table.new_empty((rotations.shape[0], k.shape[0], 2), dtype=real_dtype)
+    step = _chunk_images(prepared, max(k.shape[0], 1))
+    for start in range(0, rotations.shape[0], step):
+        part = slice(start, start + step)
+        out[part] = _slice_chunk(prepared, rotations[part], k)
+    return torch.view_as_complex(out)
+
+
 def _slice_values_real(prepared: VolumeFourier, rotations: torch.Tensor) -> torch.Tensor:
     """:func:`slice_values` as real and imaginary parts, shape (B, P, 2) (contiguous)."""
     _check_rotations(rotations)
@@ -296,10 +330,12 @@ def _check_rotations(rotations: torch.Tensor) -> None:
 def _chunk_images(prepared: VolumeFourier, points: int) -> int:
     """How many images to interpolate at once (internal speed knob, no effect on results).
 
-    The 8 corner values of every point are gathered into one temporary array; keeping it near
-    ``_CHUNK_BYTES`` lets the allocator reuse its memory from chunk to chunk (a fresh multi-10-MB
-    array costs more in page faults than the gather itself) and keeps it in cache for the lerps.
+    Nearest: the values of every point are gathered into one temporary array; keeping it near
+    ``_CHUNK_BYTES`` lets the allocator reuse its memory from chunk to chunk.  Linear: about
+    ``_GRID_SAMPLE_POINTS`` points per ``grid_sample`` call (its cost per call is high).
     """
+    if prepared.interpolation == "linear":  # grid_sample: fewer, larger calls are faster
+        return max(1, _GRID_SAMPLE_POINTS // points)
     return max(1, _CHUNK_BYTES // (8 * points * prepared.table.element_size()))
 
 
@@ -345,6 +381,22 @@ def extract_slices(prepared: VolumeFourier, rotations: torch.Tensor) -> torch.Te
     return out.reshape(-1, n, n // 2 + 1)
 
 
+def _table_channels(table: torch.Tensor) -> torch.Tensor:
+    """The complex table as a (1, 2, D, H, W) real tensor (real, imaginary channels), cached.
+
+    ``grid_sample`` needs channels first; the copy is made once per table (the projector's
+    table is immutable once prepared) and kept on the table object.
+    """
+    cached = getattr(table, "_cryoglass_channels", None)
+    if cached is None:
+        cached = torch.view_as_real(table).permute(3, 0, 1, 2).unsqueeze(0).contiguous()
+        try:
+            table._cryoglass_channels = cached
+        except (AttributeError, RuntimeError):  # pragma: no cover - tensors accept attributes
+            pass
+    return cached
+
+
 def _interpolate_table(
     table: torch.Tensor, x: torch.Tensor, y: torch.Tensor, z: torch.Tensor, interpolation: str
 ) -> torch.Tensor:
@@ -365,20 +417,20 @@ def _interpolate_table(
         xi, yi, zi = (torch.round(c).to(itype) for c in (x, y, z))
         index = (zi * height + yi) * width + xi
         return torch.view_as_real(_gather(flat, index.reshape(-1))).reshape(*x.shape, 2)
-    # coordinates are >= 0, so truncation is floor and frac() is the fractional part
-    base = z.to(itype).mul_(height).add_(y.to(itype)).mul_(width).add_(x.to(itype))
-    offsets = torch.tensor(
-        [(dz * height + dy) * width + dx for dz in (0, 1) for dy in (0, 1) for dx in (0, 1)],
-        device=table.device,
-        dtype=itype,
-    )
+    # trilinear: torch's grid_sample on the table's (real, imaginary) channels, with the
+    # table coordinates mapped to [−1, 1] (align_corners: −1 and 1 are the first and last
+    # samples) — the same lerps as a gather of the 8 corners, about 4× faster on the CPU
+    channels = _table_channels(table)
     lead, points = x.shape[:-1], x.shape[-1]
-    index = base.unsqueeze(-2) + offsets[:, None]  # (..., 8, P)
-    # corners[..., dz, dy, dx, 2P]: real and imaginary parts interleaved along the last axis
-    corners = torch.view_as_real(_gather(flat, index.reshape(-1)))
-    corners = corners.reshape(*lead, 2, 2, 2, 2 * points)
-    fx, fy, fz = (torch.stack([c.frac()] * 2, dim=-1).reshape(*lead, 2 * points) for c in (x, y, z))
-    along_x = torch.lerp(corners[..., 0, :], corners[..., 1, :], fx[..., None, None, :])
-    along_y = torch.lerp(along_x[..., 0, :], along_x[..., 1, :], fy[..., None, :])
-    along_z = torch.lerp(along_y[..., 0, :], along_y[..., 1, :], fz)  # (..., 2P)
-    return along_z.reshape(*x.shape, 2)
+    grid = torch.stack(
+        (
+            x * (2.0 / (width - 1)) - 1.0,
+            y * (2.0 / (height - 1)) - 1.0,
+            z * (2.0 / (depth - 1)) - 1.0,
+        ),
+        dim=-1,
+    ).reshape(1, -1, points, 1, 3)
+    out = torch.nn.functional.grid_sample(
+        channels, grid.to(channels.dtype), mode="bilinear", padding_mode="zeros", align_corners=True
+    )  # (1, 2, B, P, 1)
+    return out[0, :, :, :, 0].permute(1, 2, 0).reshape(*lead, points, 2).contiguous()

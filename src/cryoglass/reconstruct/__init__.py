@@ -23,6 +23,7 @@ from cryoglass.reconstruct.backproject import (
 from cryoglass.reconstruct.fourier_inversion import (
     Accumulator,
     accumulate,
+    accumulate_values,
     empty_accumulator,
     finalize,
     memory_estimate_bytes,
@@ -31,13 +32,19 @@ from cryoglass.reconstruct.fourier_inversion import (
     shell_mean_weight,
     tau2_from_fsc,
 )
-from cryoglass.reconstruct.halves import accumulate_subsets, half_set_indices, split_halves
+from cryoglass.reconstruct.halves import (
+    accumulate_subsets,
+    half_set_indices,
+    join_below,
+    split_halves,
+)
 from cryoglass.reconstruct.symmetry import expand_rotations
 
 __all__ = [
     "Accumulator",
     "accumulate",
     "accumulate_subsets",
+    "accumulate_values",
     "backproject",
     "ctf_slice_values",
     "empty_accumulator",
@@ -47,6 +54,7 @@ __all__ = [
     "image_slice_values",
     "insert_slices",
     "insert_values",
+    "join_below",
     "memory_estimate_bytes",
     "merge",
     "reconstruct",

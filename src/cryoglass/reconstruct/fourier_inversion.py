@@ -62,6 +62,7 @@ from cryoglass.reconstruct.backproject import (
 __all__ = [
     "Accumulator",
     "accumulate",
+    "accumulate_values",
     "empty_accumulator",
     "finalize",
     "memory_estimate_bytes",
@@ -223,6 +224,69 @@ def accumulate(
         ctf_squared=ctf_squared,
     )
     return replace(acc, data=data, weight=weight, count=acc.count + images.shape[0])
+
+
+def accumulate_values(
+    acc: Accumulator,
+    values: torch.Tensor,
+    rotations: torch.Tensor,
+    *,
+    ctf_squared: torch.Tensor | None = None,
+    symmetry: str = "C1",
+    count: int | None = None,
+    inplace: bool = False,
+) -> Accumulator:
+    """Insert precomputed slice values: the step under :func:`accumulate` for weighted poses.
+
+    Refinement inserts every particle at several poses with posterior weights ``w``: the
+    caller forms ``values = w · c · e^{−2πi k·o} X̂`` and ``ctf_squared = w · c²`` (once per
+    image for all its poses) and inserts them here.
+
+    Parameters
+    ----------
+    acc : Accumulator
+    values : Tensor, shape (B, P), complex
+        At the ``P`` frequencies of :func:`cryoglass.projection.slice_frequencies`.
+    rotations : Tensor, shape (B, 3, 3)
+        RELION matrices ``A`` of each row.
+    ctf_squared : Tensor, shape (B, P), real, optional
+        Weights added to ``W`` (default 1 per value).
+    symmetry : str
+        Point group; each row is inserted at all ``A·L_g``.
+    count : int, optional
+        Images these rows stand for (default ``B``), added to ``acc.count``.
+    inplace : bool
+        Add into ``acc``'s tensors.
+
+    Returns
+    -------
+    Accumulator
+    """
+    rotations = _as_rotations(rotations, None, acc.weight.dtype)
+    if values.ndim != 2 or values.shape[0] != rotations.shape[0]:
+        raise ValueError(
+            f"values must have shape (B, P) with B = {rotations.shape[0]}, "
+            f"got {tuple(values.shape)}"
+        )
+    device, real_dtype = acc.weight.device, acc.weight.dtype
+    values = values.to(device)
+    rot = rotations.to(device=device, dtype=real_dtype)
+    values, rot_expanded = _expand(values, rot, symmetry)
+    if ctf_squared is not None:
+        ctf_squared, _ = _expand(ctf_squared.to(device=device, dtype=real_dtype), rot, symmetry)
+    data, weight = (acc.data, acc.weight) if inplace else (acc.data.clone(), acc.weight.clone())
+    insert_values(
+        data,
+        values,
+        rot_expanded,
+        size=acc.size,
+        pad=acc.pad,
+        interpolation=acc.interpolation,
+        weight=weight,
+        ctf_squared=ctf_squared,
+    )
+    added = rotations.shape[0] if count is None else int(count)
+    return replace(acc, data=data, weight=weight, count=acc.count + added)
 
 
 def merge(*accumulators: Accumulator) -> Accumulator:

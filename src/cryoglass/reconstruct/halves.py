@@ -6,14 +6,20 @@ per half set (used by ``cryoglass reconstruct`` in one process and by its Dask t
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 
 import torch
 
 from cryoglass.ctf.params import CTFParams
 from cryoglass.geometry.euler import euler_to_matrix
-from cryoglass.reconstruct.fourier_inversion import Accumulator, accumulate, empty_accumulator
+from cryoglass.reconstruct.fourier_inversion import (
+    Accumulator,
+    _shell_index,
+    accumulate,
+    empty_accumulator,
+)
 
-__all__ = ["accumulate_subsets", "half_set_indices", "split_halves"]
+__all__ = ["accumulate_subsets", "half_set_indices", "join_below", "split_halves"]
 
 
 def split_halves(
@@ -151,3 +157,45 @@ def accumulate_subsets(
         if progress is not None:
             progress(int(indices.numel()))
     return accs
+
+
+def join_below(
+    first: Accumulator, second: Accumulator, *, max_shell: int
+) -> tuple[Accumulator, Accumulator]:
+    """Both half sets' sums at low resolution: RELION's ``--low_resol_join_halves``.
+
+    Parameters
+    ----------
+    first, second : Accumulator
+        The sums of the two half sets (same box and padding).
+    max_shell : int
+        Shells ``round(|k|) ≤ max_shell`` (map pixels; ``box · pixel / resolution``) are
+        replaced in both by the sum of the two; finer shells stay independent.
+
+    Returns
+    -------
+    (Accumulator, Accumulator)
+        New accumulators (the inputs are not modified).
+
+    Notes
+    -----
+    Joining the halves below ~40 Å (RELION's default) keeps their low-resolution features
+    (hand, overall shape, orientation) alike, so the two refinements do not drift apart, while
+    the FSC at the resolutions that matter still compares independent data.
+    """
+    if (first.size, first.pad) != (second.size, second.pad):
+        raise ValueError("join_below: the two accumulators have different boxes or padding")
+    m = first.padded_size
+    shells = _shell_index(first.size, first.pad, device=first.data.device)
+    low = shells <= int(max_shell)
+    region = (slice(1, 1 + m), slice(1, 1 + m), slice(0, m // 2 + 1))  # inside the guards
+    data1, data2 = first.data.clone(), second.data.clone()
+    weight1, weight2 = first.weight.clone(), second.weight.clone()
+    for a, b in ((data1, data2), (weight1, weight2)):
+        total = a[region][low] + b[region][low]
+        a[region] = a[region].masked_scatter(low, total)
+        b[region] = b[region].masked_scatter(low, total)
+    return (
+        replace(first, data=data1, weight=weight1),
+        replace(second, data=data2, weight=weight2),
+    )

@@ -1,0 +1,177 @@
+"""`cryoglass refine3d` as a user runs it: outputs with RELION's names, resume, bad input."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import mrcfile
+import pytest
+import torch
+from conftest import run_relion
+from typer.testing import CliRunner
+
+from cryoglass.cli.main import app
+from cryoglass.io import make_particle_set, read_particles, write_mrc, write_relion_star
+
+N, PIXEL, COUNT = 32, 4.0, 120
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    """A small particle set without poses, its truth and a 30 Å reference."""
+    from cryoglass.data import model_map
+    from cryoglass.fourier import lowpass
+    from cryoglass.simulate.dataset import (
+        ParticleDistributions,
+        ParticleParameters,
+        simulate_dataset,
+    )
+
+    folder = tmp_path_factory.mktemp("refine3d")
+    truth = model_map(box=N, pixel_size_angstrom=PIXEL, sigma_angstrom=4.0)[0].float()
+    chunks = list(
+        simulate_dataset(
+            truth,
+            n=COUNT,
+            pixel_size_angstrom=PIXEL,
+            distributions=ParticleDistributions(shift_scale_angstrom=PIXEL),
+            snr=0.5,
+            seed=3,
+        )
+    )
+    images = torch.cat([c.images for c in chunks])
+    params = ParticleParameters.concatenate([c.parameters for c in chunks])
+    write_mrc(
+        folder / "particles.mrcs", images / images.std(), pixel_size_angstrom=PIXEL, stack=True
+    )
+    particles = make_particle_set(
+        [f"{i + 1}@particles.mrcs" for i in range(COUNT)],
+        image_root=folder,
+        pixel_size_angstrom=PIXEL,
+        image_size=N,
+        ctf=params.ctf,
+    )
+    write_relion_star(folder / "particles.star", particles)
+    write_mrc(folder / "truth.mrc", truth, pixel_size_angstrom=PIXEL)
+    reference = lowpass(truth, ndim=3, resolution_angstrom=30.0, pixel_size_angstrom=PIXEL)
+    write_mrc(folder / "reference.mrc", reference, pixel_size_angstrom=PIXEL)
+    return folder
+
+
+def _refine(folder, out, *extra):
+    return CliRunner().invoke(
+        app,
+        [
+            "refine3d",
+            str(folder / "particles.star"),
+            "--ref",
+            str(folder / "reference.mrc"),
+            "--out",
+            str(out),
+            "--max-iterations",
+            "2",
+            "--healpix-order",
+            "2",
+            "--particle-diameter",
+            "110",
+            "--json",
+            *extra,
+        ],
+    )
+
+
+def test_refine3d_writes_relion_outputs_and_resumes(dataset, tmp_path):
+    out = tmp_path / "Refine3D"
+    result = _refine(dataset, out)
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout[result.stdout.index("{") :])
+    assert summary["iterations"] == 3  # two iterations and the final one
+    assert "iteration  1:" in result.stderr and "iteration  3:" in result.stderr
+    for name in (
+        "run_data.star",
+        "run_class001.mrc",
+        "run_half1_class001_unfil.mrc",
+        "run_half2_class001_unfil.mrc",
+        "run_fsc.json",
+        "run_fsc.png",
+        "run_history.json",
+        "report.html",
+    ):
+        assert (out / name).is_file(), name
+    refined = read_particles(out / "run_data.star")
+    assert refined.euler_deg is not None and refined.shift_angstrom is not None
+    table = refined.particles_table
+    for column in (
+        "rlnRandomSubset",
+        "rlnMaxValueProbDistribution",
+        "rlnNrOfSignificantSamples",
+        "rlnLogLikeliContribution",
+    ):
+        assert column in table.columns
+    assert set(table["rlnRandomSubset"]) == {1, 2}
+    with mrcfile.open(out / "run_class001.mrc") as mrc:
+        assert mrc.data.shape == (N, N, N) and abs(float(mrc.voxel_size.x) - PIXEL) < 1e-4
+    fsc = json.loads((out / "run_fsc.json").read_text())
+    assert fsc["shells"][1]["fsc"] > 0.8 and summary["resolution_angstrom"] < 30
+    # a non-empty folder needs --continue or --overwrite; --continue resumes the checkpoint
+    again = _refine(dataset, out)
+    assert again.exit_code == 2 and "--continue" in again.output
+    resumed = _refine(dataset, out, "--continue")
+    assert resumed.exit_code == 0, resumed.output
+    assert "iteration  1:" not in resumed.stderr  # nothing redone but the final iteration
+    changed = _refine(dataset, out, "--continue", "--ini-high", "25")
+    assert changed.exit_code == 2 and "other inputs or options" in changed.output
+
+
+def test_refine3d_bad_inputs_are_one_line_errors(dataset, tmp_path):
+    runner = CliRunner()
+    base = ["refine3d", str(dataset / "particles.star"), "--ref"]
+    wrong = tmp_path / "no_pixel.mrc"
+    with mrcfile.new(wrong) as mrc:
+        mrc.set_data(torch.zeros(N, N, N).numpy())
+    cases = [
+        ([*base, str(tmp_path / "nope.mrc"), "--out", str(tmp_path / "a")], "no such file"),
+        ([*base, str(wrong), "--out", str(tmp_path / "b")], "no pixel size"),
+        (
+            [
+                *base,
+                str(dataset / "reference.mrc"),
+                "--out",
+                str(tmp_path / "c"),
+                "--particle-diameter",
+                "500",
+            ],
+            "--particle-diameter",
+        ),
+        (
+            [*base, str(dataset / "reference.mrc"), "--out", str(dataset)],
+            "folder is not empty",
+        ),
+    ]
+    for args, message in cases:
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2, (args, result.output)
+        assert message in result.output and "Traceback" not in result.output
+    # a STAR without CTF columns: refused with --ctf (the default)
+    plain = make_particle_set(
+        [f"{i + 1}@particles.mrcs" for i in range(COUNT)],
+        image_root=dataset,
+        pixel_size_angstrom=PIXEL,
+        image_size=N,
+    )
+    write_relion_star(tmp_path / "noctf.star", plain)
+    shutil.copy(dataset / "particles.mrcs", tmp_path / "particles.mrcs")
+    result = runner.invoke(
+        app,
+        [
+            "refine3d",
+            str(tmp_path / "noctf.star"),
+            "--ref",
+            str(dataset / "reference.mrc"),
+            "--out",
+            str(tmp_path / "d"),
+        ],
+    )
+    assert result.exit_code == 2 and "needs CTF columns" in result.output
+    assert result.output.count("noctf.star") == 1
