@@ -31,6 +31,12 @@ def test_demo_pipeline_from_model_to_sharpened_map(tmp_path: Path):
         timeout=900,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
+    # each section says when it starts and when it ends (issue 19: the demo was silent)
+    lines = proc.stderr.splitlines()
+    starts = [ln for ln in lines if ln.startswith("[") and ln.endswith(" …")]
+    ends = [ln for ln in lines if ln.startswith("[") and ": done in " in ln]
+    assert len(starts) == len(ends) == 11, proc.stderr[-3000:]
+    assert starts[0].startswith("[1/11] potential") and ends[-1].startswith("[11/11] report.html")
     report = (out / "report.html").read_text()
     for name in (
         "map_slices.png",

@@ -172,8 +172,23 @@ def test_datadir_finds_moved_images_for_every_image_reading_command(
         "class2d": ["class2d", star, "--classes", 1, "--iterations", 1, "--out", out / "c2d"],
         "stack convert": ["stack", "convert", star, "--out", out / "p.zarr"],
         "vae train": [
-            "vae", "train", star, "--epochs", 1, "--out", out / "vae", "--zdim", 1,
-            "--enc-dim", 8, "--dec-dim", 8, "--enc-layers", 1, "--dec-layers", 1,
+            "vae",
+            "train",
+            star,
+            "--epochs",
+            1,
+            "--out",
+            out / "vae",
+            "--zdim",
+            1,
+            "--enc-dim",
+            8,
+            "--dec-dim",
+            8,
+            "--enc-layers",
+            1,
+            "--dec-layers",
+            1,
         ],  # fmt: skip
     }
     for name, args in commands.items():
@@ -213,9 +228,12 @@ def test_written_star_keeps_project_relative_names(relion_project, tmp_path, mon
     assert written == source["rlnImageName"][source["rlnClassNumber"] == 2].tolist()
     assert all(name.split("@")[1] in STACKS for name in written)
     # read back from the project folder: the same images; written elsewhere: paths that work
-    assert read_particles(out).image_paths == read_particles(
-        "Refine3D/job012/run_data.star"
-    ).subset(source["rlnClassNumber"].to_numpy() == 2).image_paths
+    assert (
+        read_particles(out).image_paths
+        == read_particles("Refine3D/job012/run_data.star")
+        .subset(source["rlnClassNumber"].to_numpy() == 2)
+        .image_paths
+    )
     # written from outside the project (images found with --datadir): absolute paths, so
     # the copy works from anywhere
     monkeypatch.chdir(tmp_path)

@@ -244,7 +244,9 @@ def main(
     reconstructed, their FSC is written, and the full map (both halves' data) is regularised
     with τ² from that FSC, as RELION's final reconstruction (SSNR = FSC/(1−FSC)).
     Before starting, the command prints the memory it will need and refuses when that exceeds
-    the available memory.
+    the available memory.  It agrees with relion_reconstruct 3.1 for even boxes; for odd boxes
+    RELION 3.1 is no reference (its map of exact 63³ projections correlates 0.71 with the
+    truth; docs/conventions.md, item 12).
 
     \b
     Example:

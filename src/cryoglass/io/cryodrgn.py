@@ -258,16 +258,21 @@ def cryodrgn_pickle_kind(path: str | os.PathLike) -> str:
 
 
 def _stack_files(stack: Path) -> list[tuple[Path, int, int, float | None]]:
-    """(file, images, box, header pixel size or None) for an MRC stack or a .txt list."""
+    """(file as named, images, box, header pixel size or None) for a stack or a .txt list.
+
+    A ``.txt`` list names stacks relative to its own folder (cryoDRGN's rule); the files are
+    returned as paths relative to the current folder when the list's were, so that a STAR file
+    written from here keeps them relative.
+    """
     from cryoglass.io.mrc import read_mrc_header
 
     if stack.suffix.lower() == ".txt":
         if not stack.is_file():
             raise FileNotFoundError(f"{stack}: stack list not found")
         entries = [line.strip() for line in stack.read_text().splitlines() if line.strip()]
-        paths = [Path(e) if Path(e).is_absolute() else stack.parent / e for e in entries]
-        if not paths:
+        if not entries:
             raise ValueError(f"{stack}: the list names no stacks")
+        paths = [Path(e) if Path(e).is_absolute() else stack.parent / e for e in entries]
     else:
         paths = [stack]
     out = []
@@ -276,9 +281,7 @@ def _stack_files(stack: Path) -> list[tuple[Path, int, int, float | None]]:
         shape = info.shape if len(info.shape) == 3 else (1, *info.shape)
         if shape[-1] != shape[-2]:
             raise ValueError(f"{path}: images are {shape[-1]}×{shape[-2]} px, not square")
-        out.append(
-            (Path(os.path.abspath(path)), int(shape[0]), int(shape[-1]), info.pixel_size_angstrom)
-        )
+        out.append((path, int(shape[0]), int(shape[-1]), info.pixel_size_angstrom))
     boxes = sorted({box for _, _, box, _ in out})
     if len(boxes) != 1:
         raise ValueError(f"{stack}: stacks of different box sizes {boxes}")
@@ -349,12 +352,14 @@ def read_cryodrgn_particles(
         pixel = torch.full((n,), float(header), dtype=_F64)
     euler = shift = None
     if poses is not None:
-        euler, shift = read_cryodrgn_poses(poses, image_size=box, pixel_size_angstrom=pixel)
+        euler, shift_px = read_cryodrgn_poses(poses, image_size=box, pixel_size_angstrom=1.0)
         source = Path(poses)
         if euler.shape[0] != n:
             raise ValueError(f"{poses}: {euler.shape[0]} poses for {n} images in {stack}")
+        shift = None if shift_px is None else shift_px * pixel[:, None]
     particles = make_particle_set(
         names,
+        image_roots=(Path.cwd(),),
         pixel_size_angstrom=pixel,
         image_size=box,
         euler_deg=euler,

@@ -561,15 +561,16 @@ def _particles_out(particles: ParticleSet, star_path: Path, relative: bool) -> p
 
 
 def _relion30_table(optics: pd.DataFrame, particles: pd.DataFrame) -> pd.DataFrame:
-    """One RELION 3.0 table: optics values on every row, origins in pixels, pixel size as
-    rlnDetectorPixelSize [µm] with rlnMagnification 10000 (pixel = det · 10⁴ / mag)."""
+    """One RELION 3.0 table: optics values on every row (voltage, Cs, Q0, rlnImageSize, beam
+    tilt), origins in pixels, pixel size as rlnDetectorPixelSize [µm] with rlnMagnification
+    10000 (pixel = det · 10⁴ / mag)."""
     rows = optics.set_index("rlnOpticsGroup").loc[particles["rlnOpticsGroup"].to_numpy()]
     rows = rows.reset_index(drop=True)
     pixel = rows["rlnImagePixelSize"].to_numpy(dtype=np.float64)
     out = particles.drop(columns=["rlnOpticsGroup"]).reset_index(drop=True)
     for angst in [c for c in out.columns if c.startswith("rlnOrigin") and "Angst" in c]:
         out[angst.replace("Angst", "")] = out.pop(angst).to_numpy(dtype=np.float64) / pixel
-    for column in (*_OPTICS_COLUMNS[:3], "rlnBeamTiltX", "rlnBeamTiltY"):
+    for column in (*_OPTICS_COLUMNS[:3], "rlnImageSize", "rlnBeamTiltX", "rlnBeamTiltY"):
         if column in rows.columns:
             out[column] = rows[column].to_numpy()
     out["rlnMagnification"] = 10000.0
