@@ -50,7 +50,9 @@ def _load_particles(
             euler, shift = read_cryodrgn_poses(poses, image_size=d, pixel_size_angstrom=pixel)
             if euler.shape[0] != len(particles):
                 fail(f"{poses}: {euler.shape[0]} poses for {len(particles)} particles in {star}")
-            particles = dataclasses.replace(particles, euler_deg=euler, shift_angstrom=shift)
+            particles = dataclasses.replace(
+                particles, euler_deg=euler, shift_angstrom=shift, in_plane_only=False
+            )
         if ctf_pkl is not None:
             ctf, ctf_size, _ = read_cryodrgn_ctf(ctf_pkl)
             if ctf_size != d:

@@ -239,7 +239,9 @@ class ParticleSet:
     source_path : Path or None
         The metadata file read (None for sets made in memory).
     image_root : Path
-        Folder that relative image paths in ``particles_table`` resolve against.
+        The metadata file's folder (or the one folder given to the reader): the last place a
+        relative image path is looked for (after ``--datadir`` and the current folder,
+        ``image_search``), and the default root of :meth:`with_image_names`.
     particles_table, optics_table : pandas.DataFrame or None
         The original tables (RELION column names), kept so that writing preserves the
         columns cryoglass does not interpret.  Never modified in place.
