@@ -10,6 +10,7 @@ import mrcfile
 import numpy as np
 import torch
 
+from cryoglass.demos.pipeline import TOPIC_SECTIONS
 from cryoglass.validate import fourier_shell_correlation, resolution_at_threshold
 
 PIXEL = 1.3  # the defaults of `cryoglass demo`
@@ -31,6 +32,14 @@ def test_demo_pipeline_from_model_to_sharpened_map(tmp_path: Path):
         timeout=900,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
+    # each section says when it starts and when it ends (issue 19: the demo was silent)
+    lines = proc.stderr.splitlines()
+    starts = [ln for ln in lines if ln.startswith("[") and ln.endswith(" …")]
+    ends = [ln for ln in lines if ln.startswith("[") and ": done in " in ln]
+    steps = 7 + len(TOPIC_SECTIONS)  # 6 pipeline steps, the topics, the report
+    assert len(starts) == len(ends) == steps, proc.stderr[-3000:]
+    assert starts[0].startswith(f"[1/{steps}] potential")
+    assert ends[-1].startswith(f"[{steps}/{steps}] report.html")
     report = (out / "report.html").read_text()
     for name in (
         "map_slices.png",

@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from cryoglass.cli._common import fail, failing, print_json, torch_device
+from cryoglass.cli.options import DataDir
 
 _STATE = "checkpoint.pt"
 _STATE_JSON = "checkpoint.json"
@@ -39,7 +40,7 @@ def _check_options(
     return target
 
 
-def _read_particles(star: Path, use_ctf: bool):
+def _read_particles(star: Path, use_ctf: bool, datadir: Path | None = None):
     """(particles, pixel size [Å], CTF per particle or None); exits with a message otherwise."""
     import torch
 
@@ -48,7 +49,7 @@ def _read_particles(star: Path, use_ctf: bool):
     if not star.is_file():
         fail(f"{star}: particle file not found")
     with failing(ValueError, KeyError, OSError, prefix=f"{star}: "):
-        particles = read_particles(star)
+        particles = read_particles(star, datadir=datadir)
     with failing():
         pixel = check_particle_set(
             particles,
@@ -287,6 +288,7 @@ def main(
         2048, "--chunk-size", min=1, help="Particles per Dask task (with --workers/--scheduler)."
     ),
     json_output: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
+    datadir: DataDir = None,
 ) -> None:
     """Classify particle images into K 2D classes by maximum likelihood, like RELION's Class2D.
 
@@ -321,7 +323,7 @@ def main(
         scheduler=scheduler,
         device=device,
     )
-    particles, pixel, ctf_params = _read_particles(star, ctf)
+    particles, pixel, ctf_params = _read_particles(star, ctf, datadir)
     settings = Class2DSettings(
         n_classes=classes,
         pixel_size_angstrom=pixel,

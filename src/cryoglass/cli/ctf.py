@@ -7,18 +7,28 @@ from pathlib import Path
 import typer
 
 from cryoglass.cli._common import fail, print_json
+from cryoglass.cli.options import DataDir
 
 
-def _params_from_star(star: Path, row: int, box: int):
-    """(CTFParams of one particle, its pixel size [Å]) from a RELION STAR file."""
-    from cryoglass.io.star import read_relion_star
+def _params_from_star(
+    star: Path, row: int, box: int, amplitude_contrast: float | None, datadir: Path | None
+):
+    """(CTFParams of one particle, its pixel size [Å]) from a STAR or cryoSPARC .cs file.
+
+    ``amplitude_contrast`` (the user's --amplitude-contrast) overrides or supplies Q0, as
+    cryoDRGN's ``-w``; without it a file lacking rlnAmplitudeContrast is an error that says so.
+    """
+    from cryoglass.io import read_particles
 
     try:
-        particles = read_relion_star(star, image_size=box)
-    except (OSError, ValueError) as error:
-        fail(str(error))
+        particles = read_particles(
+            star, image_size=box, amplitude_contrast=amplitude_contrast, datadir=datadir
+        )
+    except (OSError, ValueError, KeyError) as error:
+        hint = "; give --amplitude-contrast" if "rlnAmplitudeContrast" in str(error) else ""
+        fail(f"{error}{hint}")
     if particles.ctf is None:
-        fail(f"{star}: no CTF columns (rlnDefocusU, rlnDefocusV)")
+        fail(f"{star}: no CTF columns (rlnDefocusU, rlnDefocusV / ctf/df1_A, ctf/df2_A)")
     n = len(particles.image_index)
     if not 0 <= row < n:
         fail(f"{star}: --row {row} out of range (the file has {n} particles, rows 0..{n - 1})")
@@ -72,8 +82,12 @@ def main(
     ),
     voltage_kv: float = typer.Option(300.0, "--voltage-kv", help="Acceleration voltage [kV]."),
     cs_mm: float = typer.Option(2.7, "--cs-mm", help="Spherical aberration Cs [mm]."),
-    amplitude_contrast: float = typer.Option(
-        0.1, "--amplitude-contrast", help="Amplitude contrast fraction Q0, 0 <= Q0 < 1."
+    amplitude_contrast: float | None = typer.Option(
+        None,
+        "--amplitude-contrast",
+        help="Amplitude contrast fraction Q0, 0 <= Q0 < 1 (default 0.1; with --star it "
+        "overrides the file's, or supplies it when the file has none).",
+        show_default=False,
     ),
     phase_shift_deg: float = typer.Option(
         0.0, "--phase-shift-deg", help="Phase-plate shift [degrees]."
@@ -84,7 +98,9 @@ def main(
     ),
     box: int = typer.Option(256, "--box", help="Box size for the 2D CTF [pixels]."),
     star: Path | None = typer.Option(
-        None, "--star", help="Take the parameters from a RELION STAR file (3.0/3.1/5)."
+        None,
+        "--star",
+        help="Take the parameters from a RELION STAR file (3.0/3.1/5) or a cryoSPARC .cs file.",
     ),
     row: int = typer.Option(0, "--row", help="Particle row in --star (0-based, file order)."),
     n_zeros: int = typer.Option(5, "--n-zeros", help="How many CTF zeros to report."),
@@ -92,11 +108,13 @@ def main(
         None, "--plot", help="Write a figure (1D CTF with zeros, 2D CTF) to this .png/.pdf/.svg."
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the results as JSON."),
+    datadir: DataDir = None,
 ) -> None:
     """Compute a CTF: wavelength, zeros (1/Å and Å) and an optional plot.
 
-    Parameters come from the options, or from one particle of a RELION STAR file (--star,
-    --row), with its optics group's voltage, Cs, amplitude contrast and pixel size.  The
+    Parameters come from the options, or from one particle of a RELION STAR file or a
+    cryoSPARC .cs file (--star, --row), with its optics group's voltage, Cs, amplitude contrast
+    and pixel size (--amplitude-contrast overrides the file's Q0 or supplies a missing one).  The
     formula and sign are RELION 3.1's: CTF = scale · sin(χ) · exp(-B k²/4) with
     χ = πλΔf k² − ½πCsλ³k⁴ + phase shift + asin(Q0); zeros are given for the mean defocus.
 
@@ -119,7 +137,7 @@ def main(
     if star is not None:
         if not star.is_file():
             fail(f"{star}: no such file")
-        params, star_pixel = _params_from_star(star, row, box)
+        params, star_pixel = _params_from_star(star, row, box, amplitude_contrast, datadir)
         pixel = star_pixel if pixel_size is None else pixel_size
     else:
         if defocus_u is None:
@@ -130,7 +148,7 @@ def main(
             astigmatism_angle_deg=angle,
             voltage_kv=voltage_kv,
             cs_mm=cs_mm,
-            amplitude_contrast=amplitude_contrast,
+            amplitude_contrast=0.1 if amplitude_contrast is None else amplitude_contrast,
             phase_shift_deg=phase_shift_deg,
             bfactor_a2=bfactor,
         )

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import typer
 
-from cryoglass.cli._common import fail
+from cryoglass.cli._common import fail, print_json
+from cryoglass.cli.options import JsonOutput
 
 
 def main(
@@ -22,6 +23,7 @@ def main(
     ),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
     seed: int = typer.Option(0, "--seed", help="Seed for poses, defocus and noise."),
+    json_output: JsonOutput = False,
 ) -> None:
     """Run the tour on bundled data: model → potential → particles → map → FSC → sharpened map.
 
@@ -55,5 +57,20 @@ def main(
         seed=seed,
         topics=chosen,
     )
-    report = run_demo(out, settings)
-    typer.echo(f"report: {report}")
+    import time
+
+    started = time.perf_counter()
+    report = run_demo(out, settings, progress=lambda line: typer.echo(line, err=True))
+    seconds = time.perf_counter() - started
+    if json_output:
+        print_json(
+            {
+                "headline": ["report", "seconds"],
+                "report": str(report),
+                "seconds": round(seconds, 1),
+                "settings": {k: v for k, v in vars(settings).items() if k != "topics"}
+                | {"topics": list(settings.topics)},
+            }
+        )
+        return
+    typer.echo(f"report: {report} ({seconds:.0f} s)")

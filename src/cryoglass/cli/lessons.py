@@ -23,7 +23,9 @@ def lesson_sources() -> list[Path]:
 
 
 def main(
-    out: Path = typer.Option(..., "--out", help="Folder for the notebooks (created if missing)."),
+    out: Path | None = typer.Option(
+        None, "--out", help="Folder for the notebooks (created if missing)."
+    ),
     execute: bool = typer.Option(
         False, "--execute", help="Run each notebook (fast mode) so it opens with its outputs."
     ),
@@ -31,7 +33,11 @@ def main(
 ) -> None:
     """Write the lessons (one per syllabus session) as Jupyter notebooks.
 
-    Example: cryoglass lessons --out lessons_nb && jupyter lab lessons_nb
+    \b
+    Examples:
+      cryoglass lessons --list
+      cryoglass lessons --out lessons_nb && jupyter lab lessons_nb
+      cryoglass lessons --out lessons_nb --execute
     """
     sources = lesson_sources()
     if not sources:
@@ -40,6 +46,8 @@ def main(
         for path in sources:
             typer.echo(path.stem)
         return
+    if out is None:
+        fail("give --out DIR (the folder for the notebooks), or --list")
     import os
 
     import jupytext

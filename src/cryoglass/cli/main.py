@@ -55,6 +55,7 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("nma-dataset", "nma_dataset"),
     ("vae", "vae"),
     ("stack", "stack"),
+    ("convert", "convert"),
     ("serve", "serve"),
     ("lessons", "lessons"),
 )

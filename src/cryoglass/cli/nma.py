@@ -134,13 +134,21 @@ def main(
         from cryoglass.report.nma import write_nma_report
 
         write_nma_report(out, result, source=source, bfactors=bfactors, structure=structure)
+    written = sorted(p.name for p in out.iterdir() if p.is_file())
+    typer.echo(
+        f"{result.kind}: {len(result.eigenvalues)} modes of {int(xyz.shape[0])} nodes "
+        f"(cutoff {cutoff:g} Å); wrote {out}/: {', '.join(written)}",
+        err=json_out,
+    )
     if json_out:
         print_json(
             {
+                "headline": ["model", "n_nodes", "eigenvalues"],
                 "model": result.kind,
                 "n_nodes": int(xyz.shape[0]),
                 "cutoff_angstrom": cutoff,
                 "gamma": gamma,
                 "eigenvalues": [float(v) for v in result.eigenvalues],
+                "files": [str(out / name) for name in written],
             }
         )

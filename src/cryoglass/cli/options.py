@@ -9,6 +9,7 @@ cryoglass names and RELION's; :func:`rewrite_aliases` applies them before typer 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -17,6 +18,7 @@ __all__ = [
     "ALIASES",
     "Apix",
     "ChunkSize",
+    "DataDir",
     "Device",
     "JsonOutput",
     "Overwrite",
@@ -34,6 +36,16 @@ Apix = Annotated[
     ),
 ]
 Device = Annotated[str, typer.Option("--device", help="cpu or cuda (cuda:0, ...).")]
+DataDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--datadir",
+        help="Folder to look for the particle image files in first (the path in rlnImageName, "
+        "then its file name). Without it, as RELION: the current folder (run from the RELION "
+        "project folder), then the STAR file's folder.",
+        show_default=False,
+    ),
+]
 Workers = Annotated[
     int | None,
     typer.Option("--workers", min=1, help="Run on a local Dask cluster of N processes."),

@@ -7,21 +7,27 @@ from pathlib import Path
 import typer
 
 from cryoglass.cli._common import fail, print_json
+from cryoglass.cli.options import DataDir
 
 
-def read_directions(star: Path, symmetry: str):
+def read_directions(star: Path, symmetry: str, datadir: Path | None = None):
     """Read Euler angles from a STAR/.cs file and return (directions, n_particles) or fail."""
     from cryoglass.io import read_particles
+    from cryoglass.io.particles import check_3d_poses
     from cryoglass.validate.orientations import projection_directions
 
     if not star.is_file():
         fail(f"{star}: no such file")
     try:
-        particles = read_particles(star, pixel_size_angstrom=1.0, image_size=2)
+        particles = read_particles(star, pixel_size_angstrom=1.0, image_size=2, datadir=datadir)
     except (OSError, ValueError, KeyError) as error:
         fail(f"{star}: {error}")
     if particles.euler_deg is None:
         fail(f"{star}: no particle angles (rlnAngleRot/rlnAngleTilt/rlnAnglePsi) in the file")
+    try:
+        check_3d_poses(particles, source=str(star), purpose="an orientation distribution")
+    except ValueError as error:
+        fail(str(error))
     try:
         directions = projection_directions(particles.euler_deg, symmetry=symmetry)
     except ValueError as error:
@@ -44,6 +50,7 @@ def main(
     bild: Path | None = typer.Option(
         None, "--bild", help="Write a ChimeraX .bild of the distribution."
     ),
+    datadir: DataDir = None,
 ) -> None:
     """Orientation distribution: SCF, SCF*, empty fraction and efficiency (Baldwin & Lyumkis).
 
@@ -70,7 +77,7 @@ def main(
 
     if not fourier_radius > 0:
         fail(f"--fourier-radius must be positive, got {fourier_radius}")
-    directions, n_particles = read_directions(star, symmetry)
+    directions, n_particles = read_directions(star, symmetry, datadir)
     if tilt_deg != 0.0:
         generator = torch.Generator().manual_seed(seed)
         directions = tilt_directions(directions, tilt_deg, generator=generator)

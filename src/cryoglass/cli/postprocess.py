@@ -121,6 +121,7 @@ def _payload(
         "files": files,
         "shells": summary.shells(),
         "guinier": guinier_rows(result),
+        "warnings": list(result.warnings),
     }
 
 
@@ -218,6 +219,8 @@ def main(
             lowpass=not no_lowpass,
             generator=torch.Generator().manual_seed(seed),
         )
+    for note in result.warnings:
+        typer.echo(f"warning: {note.rstrip('.')} (e.g. --bfactor -50).", err=True)
     out.mkdir(parents=True, exist_ok=True)
     written = _write_maps(paths, result, m, pixel=pixel, auto_mask=auto_mask, overwrite=overwrite)
     summary = _summary(result, m, box=a.shape[-1], pixel=pixel)
@@ -238,6 +241,7 @@ def main(
     if as_json:
         print_json(payload)
         return
-    typer.echo(summary.describe(0.143).replace("resolution at FSC", "resolution (FSC"))
-    typer.echo(f"B-factor: {result.bfactor_a2:.1f} Å²")
+    typer.echo(summary.describe(0.143))
+    fitted = "" if result.fit is not None or b_value != "auto" else " (not fitted: see warning)"
+    typer.echo(f"B-factor: {result.bfactor_a2:.1f} Å²{fitted}")
     typer.echo(f"wrote {len(written)} files to {out}/ (postprocess.mrc, postprocess.json, ...)")

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from cryoglass.cli._common import fail, failing, print_json
+from cryoglass.cli.options import DataDir
 
 
 def _class_list(text: str) -> list[int]:
@@ -35,6 +36,7 @@ def main(
     out: Path = typer.Option(..., "--out", help="Output .star with the selected particles."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output."),
     json_output: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
+    datadir: DataDir = None,
 ) -> None:
     """Write the particles whose rlnClassNumber is in --classes (all columns kept).
 
@@ -55,7 +57,7 @@ def main(
         fail(f"{out}: output would overwrite the input file")
     keep_classes = _class_list(classes)
     with failing(ValueError, KeyError, OSError, prefix=f"{star}: "):
-        particles = read_particles(star)
+        particles = read_particles(star, datadir=datadir)
     number = class_numbers(particles)
     if number is None:
         fail(f"{star}: no rlnClassNumber column (run cryoglass class2d first)")
@@ -65,7 +67,9 @@ def main(
         fail(f"{star}: class(es) {absent} have no particles (present: {present})")
     keep = torch.isin(number, torch.tensor(keep_classes))
     selected = particles.subset(keep)
-    write_relion_star(out, selected, overwrite=overwrite)
+    out.parent.mkdir(parents=True, exist_ok=True)  # as RELION makes Select/jobNNN/
+    with failing():
+        write_relion_star(out, selected, overwrite=overwrite)
     typer.echo(f"wrote {out}: {int(keep.sum())} of {len(particles)} particles", err=True)
     if json_output:
         print_json({"selected": int(keep.sum()), "total": len(particles), "classes": keep_classes})

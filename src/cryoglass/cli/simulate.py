@@ -108,6 +108,8 @@ def _parse_views(text: str):
             fail(f"--views {text}: cannot read {path}: {error}")
         if particles.euler_deg is None:
             fail(f"--views {text}: {path} has no rlnAngleRot/Tilt/Psi columns")
+        if particles.in_plane_only:
+            fail(f"--views {text}: {path} holds 2D alignments (in-plane angles), not 3D views")
         return ResampledViews(euler_deg=particles.euler_deg)
     try:
         return orientation_model(text)

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from cryoglass.cli._common import fail, print_json
+from cryoglass.cli.options import DataDir
 
 app = typer.Typer(
     help="Particle-stack utilities: convert to a chunked Zarr store.",
@@ -14,22 +15,23 @@ app = typer.Typer(
 )
 
 
-def _source(path: Path, pixel_size: float | None):
+def _source(path: Path, pixel_size: float | None, datadir: Path | None = None):
     """(reader with len/read, pixel size [Å], description) for a .star or an MRC stack."""
     if not path.exists():
         fail(f"{path}: not found")
     if path.suffix.lower() == ".star":
         from cryoglass.io import ParticleStack, read_particles
+        from cryoglass.io.particles import missing_images_message
 
         try:
-            particles = read_particles(path)
+            particles = read_particles(path, datadir=datadir)
         except (ValueError, KeyError, OSError) as error:
             fail(f"{path}: {error}")
         if len(particles) == 0:
             fail(f"{path}: no particles")
-        missing = [p for p in particles.image_files if not Path(p).exists()]
-        if missing:
-            fail(f"{path}: {len(missing)} image file(s) missing, e.g. {missing[0]}")
+        missing = missing_images_message(particles, source=str(path))
+        if missing is not None:
+            fail(missing)
         px = particles.pixel_size_angstrom
         if pixel_size is None:
             if float(px.max() - px.min()) > 0.01 * float(px.min()):
@@ -82,6 +84,7 @@ def convert(
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing OUT."),
     json_output: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
+    datadir: DataDir = None,
 ) -> None:
     """Convert particle images (STAR order, or an MRC stack) into a chunked Zarr store.
 
@@ -100,7 +103,10 @@ def convert(
     import time
 
     from cryoglass.distributed.cluster import peak_rss_bytes
-    from cryoglass.io.zarr_stack import write_zarr_stack
+    from cryoglass.io.zarr_stack import ZARR_MISSING, write_zarr_stack, zarr_available
+
+    if not zarr_available():
+        fail(f"stack convert: {ZARR_MISSING}")
 
     if out.exists() and not overwrite:
         fail(f"{out}: exists; pass --overwrite to replace it")
@@ -117,7 +123,7 @@ def convert(
             fail(f"--star-out {star_out}: would overwrite the input")
         if star_out.exists() and not overwrite:
             fail(f"{star_out}: exists; pass --overwrite to replace it")
-    reader, pixel, what = _source(source, pixel_size)
+    reader, pixel, what = _source(source, pixel_size, datadir)
     started = time.perf_counter()
     try:
         with reader:

@@ -17,6 +17,7 @@ from pathlib import Path
 import typer
 
 from cryoglass.cli._common import fail, failing, print_json
+from cryoglass.cli.options import DataDir
 
 app = typer.Typer(
     help="Heterogeneity with a cryoDRGN-style VAE: train, analyze, volumes, traverse, select.",
@@ -26,7 +27,9 @@ app = typer.Typer(
 # ----------------------------------------------------------------------------- helpers
 
 
-def _load_particles(star: Path, poses: Path | None, ctf_pkl: Path | None):
+def _load_particles(
+    star: Path, poses: Path | None, ctf_pkl: Path | None, datadir: Path | None = None
+):
     """ParticleSet with poses (and CTF) and its single pixel size; exits with a message."""
     import dataclasses
 
@@ -38,7 +41,7 @@ def _load_particles(star: Path, poses: Path | None, ctf_pkl: Path | None):
     )
 
     with failing(ValueError, KeyError, OSError, prefix=f"{star}: "):
-        particles = read_particles(star)
+        particles = read_particles(star, datadir=datadir)
     with failing():
         pixel = check_particle_set(particles, source=str(star), purpose="the VAE")
     d = particles.image_size
@@ -47,7 +50,9 @@ def _load_particles(star: Path, poses: Path | None, ctf_pkl: Path | None):
             euler, shift = read_cryodrgn_poses(poses, image_size=d, pixel_size_angstrom=pixel)
             if euler.shape[0] != len(particles):
                 fail(f"{poses}: {euler.shape[0]} poses for {len(particles)} particles in {star}")
-            particles = dataclasses.replace(particles, euler_deg=euler, shift_angstrom=shift)
+            particles = dataclasses.replace(
+                particles, euler_deg=euler, shift_angstrom=shift, in_plane_only=False
+            )
         if ctf_pkl is not None:
             ctf, ctf_size, _ = read_cryodrgn_ctf(ctf_pkl)
             if ctf_size != d:
@@ -237,6 +242,33 @@ def _epoch_writer(out: Path, model, optimizer, train_config, history: list[dict]
     return on_epoch_end
 
 
+def _batch_lines(*, first_epoch: int, epochs: int, every_seconds: float = 5.0):
+    """``progress(done, total)`` for :func:`cryoglass.hetero.fit`: lines on stderr.
+
+    One line at the first batch of the run, then at most one every ``every_seconds`` —
+    ``epoch 3/20: 1,200/4,000 particles (30%), 12.5 s`` — so a long epoch shows it is moving
+    and a short one stays quiet; the epoch's summary line follows at its end.
+    """
+    import time
+
+    state = {"epoch": first_epoch + 1, "last": None, "start": time.perf_counter()}
+
+    def progress(done: int, total: int) -> None:
+        now = time.perf_counter()
+        if state["last"] is None or now - state["last"] >= every_seconds:
+            typer.echo(
+                f"epoch {state['epoch']}/{epochs}: {done:,}/{total:,} particles "
+                f"({100 * done / total:.0f}%), {now - state['start']:.1f} s",
+                err=True,
+            )
+            state["last"] = now
+        if done >= total:
+            state["epoch"] += 1
+            state["start"] = time.perf_counter()
+
+    return progress
+
+
 @app.command()
 def train(
     star: Path = typer.Argument(..., help="Particles with poses and CTF (RELION .star)."),
@@ -281,6 +313,7 @@ def train(
     poses: Path | None = typer.Option(None, help="cryoDRGN poses.pkl (overrides the star's)."),
     ctf_pkl: Path | None = typer.Option(None, help="cryoDRGN ctf.pkl (overrides the star's)."),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON summary."),
+    datadir: DataDir = None,
 ) -> None:
     """Train the VAE on particles with known poses; checkpoints and latents every epoch.
 
@@ -305,7 +338,7 @@ def train(
         "encoding": encoding,
         "feature_sigma": feature_sigma,
     }
-    particles, pixel = _load_particles(star, poses, ctf_pkl)
+    particles, pixel = _load_particles(star, poses, ctf_pkl, datadir)
     data = _particle_data(particles, pixel)
     d = particles.image_size
     _check_out(out, resume)
@@ -330,6 +363,7 @@ def train(
             "star": str(star.resolve()),
             "poses": None if poses is None else str(poses.resolve()),
             "ctf_pkl": None if ctf_pkl is None else str(ctf_pkl.resolve()),
+            "datadir": None if datadir is None else str(datadir.resolve()),
             "n_particles": len(particles),
             "image_size": d,
             "pixel_size_angstrom": pixel,
@@ -349,6 +383,7 @@ def train(
             optimizer=optimizer,
             start_epoch=start,
             on_epoch_end=on_epoch_end,
+            progress=_batch_lines(first_epoch=start, epochs=epochs),
         )
     if json_out:
         print_json({"out": str(out), "epochs": history[-1]["epoch"], "history": history})
@@ -473,6 +508,7 @@ def volumes(
     epoch: int | None = typer.Option(None, help="Epoch (default: the last)."),
     seed: int = typer.Option(0, help="k-means seed."),
     device: str = typer.Option("cpu", help="cpu or cuda."),
+    json_out: bool = typer.Option(False, "--json", help="Print a JSON summary."),
 ) -> None:
     """Generate maps at chosen latent points (a file, k-means centres or a PC traversal).
 
@@ -512,7 +548,18 @@ def volumes(
     names = _write_volumes(maps, out, info["pixel_size_angstrom"])
     if points is not None:
         write_npy(out / "z_values.npy", points.numpy())
-    typer.echo(f"wrote {len(names)} maps to {out}")
+    typer.echo(f"wrote {len(names)} maps to {out}", err=json_out)
+    if json_out:
+        print_json(
+            {
+                "headline": ["maps", "out"],
+                "maps": len(names),
+                "out": str(out),
+                "files": [str(out / n) for n in names],
+                "z": None if points is None else points.tolist(),
+                "epoch": epoch,
+            }
+        )
 
 
 # ----------------------------------------------------------------------------- traverse
@@ -527,6 +574,7 @@ def traverse(
     max_volumes: int = typer.Option(10, help="At most this many maps along the path."),
     epoch: int | None = typer.Option(None, help="Epoch (default: the last)."),
     device: str = typer.Option("cpu", help="cpu or cuda."),
+    json_out: bool = typer.Option(False, "--json", help="Print a JSON summary."),
 ) -> None:
     """Shortest path between anchor particles through the latent kNN graph, with maps.
 
@@ -554,7 +602,21 @@ def traverse(
     points = z[path[pick]]
     write_npy(out / "z_values.npy", points.numpy())
     names = _write_volumes(generate_volumes(model, points), out, info["pixel_size_angstrom"])
-    typer.echo(f"path of {len(path)} particles (latent length {length:.3f}); {len(names)} maps")
+    typer.echo(
+        f"path of {len(path)} particles (latent length {length:.3f}); {len(names)} maps in {out}",
+        err=json_out,
+    )
+    if json_out:
+        print_json(
+            {
+                "headline": ["path_particles", "latent_length", "maps"],
+                "path_particles": len(path),
+                "latent_length": float(length),
+                "maps": len(names),
+                "path_indices": [int(i) for i in path.tolist()],
+                "files": [str(out / n) for n in names],
+            }
+        )
 
 
 # ----------------------------------------------------------------------------- select
@@ -570,6 +632,7 @@ def select(
     invert: bool = typer.Option(False, help="Keep the particles NOT selected."),
     epoch: int | None = typer.Option(None, help="Epoch of the latents written (default: last)."),
     overwrite: bool = typer.Option(False, help="Replace an existing output."),
+    json_out: bool = typer.Option(False, "--json", help="Print a JSON summary."),
 ) -> None:
     """A star subset by k-means cluster or index list, with latents as star columns.
 
@@ -605,8 +668,12 @@ def select(
             keep[ids] = True
     if invert:
         keep = ~keep
-    particles = read_particles(info["star"])
+    particles = read_particles(info["star"], datadir=info.get("datadir"))
     rows = torch.nonzero(keep).reshape(-1)
     with failing(FileExistsError, ValueError):
         write_latent_star(out, particles.subset(rows), z[rows], overwrite=overwrite)
-    typer.echo(f"wrote {len(rows)} of {n} particles to {out}")
+    typer.echo(f"wrote {len(rows)} of {n} particles to {out}", err=json_out)
+    if json_out:
+        print_json(
+            {"headline": ["selected", "total"], "selected": len(rows), "total": n, "out": str(out)}
+        )

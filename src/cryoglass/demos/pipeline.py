@@ -17,9 +17,11 @@ Each step is a function that returns its report section, so the steps read one a
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -420,25 +422,55 @@ def _topic_sections(out: Path, s: DemoSettings, clock: _Clock) -> list[Section]:
     return sections
 
 
-def run_demo(out: Path, settings: DemoSettings | None = None) -> Path:
-    """Run the demo into folder ``out``; returns the path of ``report.html``."""
+def _steps(progress: Callable[[str], None] | None, total: int):
+    """``step(name)``: a context that reports ``[i/total] name …`` and its end with seconds."""
+    count = iter(range(1, total + 1))
+
+    @contextlib.contextmanager
+    def step(name: str) -> Iterator[None]:
+        i, start = next(count), time.perf_counter()
+        if progress is not None:
+            progress(f"[{i}/{total}] {name} …")
+        yield
+        if progress is not None:
+            progress(f"[{i}/{total}] {name}: done in {time.perf_counter() - start:.1f} s")
+
+    return step
+
+
+def run_demo(
+    out: Path,
+    settings: DemoSettings | None = None,
+    *,
+    progress: Callable[[str], None] | None = None,
+) -> Path:
+    """Run the demo into folder ``out``; returns the path of ``report.html``.
+
+    ``progress`` (e.g. ``print``) is called with one line when each step starts and ends.
+    """
     s = settings or DemoSettings()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     generator = torch.Generator().manual_seed(s.seed)
     clock = _Clock()
-    volume, model, first = _potential(out, s, clock)
-    sections = [
-        first,
-        _projections(out, s, volume, model, generator, clock),
-        _ctf_series(out, clock),
-    ]
-    data, dataset_section = _dataset(out, s, volume, clock)
+    step = _steps(progress, 7 + len(s.topics))
+    with step(f"potential of the TRPV1 model on a {s.box}³ grid"):
+        volume, model, first = _potential(out, s, clock)
+    with step("projections: Fourier-slice vs atoms"):
+        sections = [first, _projections(out, s, volume, model, generator, clock)]
+    with step("CTF defocus series"):
+        sections.append(_ctf_series(out, clock))
+    with step(f"simulated dataset: {s.n_particles:,} particles"):
+        data, dataset_section = _dataset(out, s, volume, clock)
     sections.append(dataset_section)
-    halves, reconstruction_section = _reconstruction(out, s, volume, data, clock)
+    with step("reconstruction of two half sets, FSC"):
+        halves, reconstruction_section = _reconstruction(out, s, volume, data, clock)
     sections.append(reconstruction_section)
-    sections.append(_postprocess(out, s, halves, clock))
-    sections.extend(_topic_sections(out, s, clock))
+    with step("post-processing: corrected FSC, B-factor, sharpened map"):
+        sections.append(_postprocess(out, s, halves, clock))
+    for topic in s.topics:
+        with step(f"topic: {topic}"):
+            sections.extend(_topic_sections(out, replace(s, topics=(topic,)), clock))
     total = sum(clock.seconds.values())
     sections.append(
         Section(
@@ -451,6 +483,12 @@ def run_demo(out: Path, settings: DemoSettings | None = None) -> Path:
         )
     )
     report = out / "report.html"
+    with step("report.html"):
+        _write_report(report, sections)
+    return report
+
+
+def _write_report(report: Path, sections: list) -> None:
     write_html_report(
         report,
         title="cryoglass demo: from an atomic model to a sharpened map",
@@ -461,4 +499,3 @@ def run_demo(out: Path, settings: DemoSettings | None = None) -> Path:
         ),
         sections=sections,
     )
-    return report

@@ -87,9 +87,16 @@ class ParticleChunk:
 def _compact(particles):
     """A particle set with only the image files it uses and no STAR tables."""
     used, file_index = torch.unique(particles.image_file_index, return_inverse=True)
+    used = used.tolist()
+
+    def keep(values: tuple) -> tuple:
+        return tuple(values[i] for i in used) if values else values
+
     return dataclasses.replace(
         particles,
-        image_files=tuple(particles.image_files[i] for i in used.tolist()),
+        image_files=keep(particles.image_files),
+        image_file_names=keep(particles.image_file_names),
+        image_search=keep(particles.image_search),
         image_file_index=file_index.reshape(-1).to(torch.int64),
         particles_table=None,
         optics_table=None,

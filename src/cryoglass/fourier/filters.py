@@ -3,7 +3,8 @@
 Each filter comes twice: ``*_filter(shape, ...)`` returns its values on a centred (or centred
 rfft) Fourier grid of a real-space ``shape`` (multiply a spectrum by it), and a function with
 the bare name (``lowpass``, ``bandpass``, ``apply_bfactor`` ...) applies it to real images
-(``ndim=2``) or volumes (``ndim=3``) and returns real arrays.  Frequencies ``k`` are in 1/Å,
+(``ndim=2``) or volumes (``ndim=3``) and returns real arrays.  ``pixel_size_angstrom`` is one
+number or one per axis, ordered (x, y[, z]) (non-cubic voxels).  Frequencies ``k`` are in 1/Å,
 resolutions ``d`` in Å (``k = 1/d``), B-factors in Å².
 
 Raised-cosine edge (RELION's ``lowPassFilterMap`` shape): for a cutoff ``k_c = 1/d`` and full
@@ -24,7 +25,7 @@ import math
 import torch
 
 from cryoglass.fourier.fft import irfftn_centered, rfftn_centered
-from cryoglass.fourier.grids import frequency_radius
+from cryoglass.fourier.grids import axis_pixel_sizes, frequency_radius
 
 __all__ = [
     "apply_fourier_filter",
@@ -47,7 +48,7 @@ __all__ = [
 def _radius(shape, pixel_size_angstrom, rfft, device, dtype) -> torch.Tensor:
     if len(shape) not in (2, 3):
         raise ValueError(f"filter shape must be (h, w) or (d, h, w), got {tuple(shape)}")
-    if pixel_size_angstrom <= 0:
+    if min(axis_pixel_sizes(pixel_size_angstrom, len(shape))) <= 0:
         raise ValueError(f"pixel_size_angstrom must be positive, got {pixel_size_angstrom}")
     return frequency_radius(
         tuple(shape),
@@ -59,8 +60,8 @@ def _radius(shape, pixel_size_angstrom, rfft, device, dtype) -> torch.Tensor:
 
 
 def _edge_width(edge_width_inv_angstrom, shape, pixel_size_angstrom) -> float:
-    if edge_width_inv_angstrom is None:
-        return 2.0 / (shape[-1] * pixel_size_angstrom)
+    if edge_width_inv_angstrom is None:  # two Fourier pixels of the x axis
+        return 2.0 / (shape[-1] * axis_pixel_sizes(pixel_size_angstrom, len(shape))[-1])
     if edge_width_inv_angstrom < 0:
         raise ValueError(f"edge_width_inv_angstrom must be >= 0, got {edge_width_inv_angstrom}")
     return float(edge_width_inv_angstrom)
@@ -113,7 +114,7 @@ def lowpass_filter(
     shape: tuple[int, ...],
     *,
     resolution_angstrom: float,
-    pixel_size_angstrom: float,
+    pixel_size_angstrom: float | tuple[float, ...],
     edge_width_inv_angstrom: float | None = None,
     rfft: bool = False,
     device: torch.device | str | None = None,
@@ -127,7 +128,7 @@ def lowpass_filter(
         Real-space shape.
     resolution_angstrom : float
         Cutoff resolution ``d`` [Å]; the filter is 1/2 at ``k = 1/d``.
-    pixel_size_angstrom : float
+    pixel_size_angstrom : float or tuple of float (x, y[, z])
     edge_width_inv_angstrom : float, optional
         Full width of the cosine edge [1/Å]; default two Fourier pixels ``2/(w * pixel)``.
     rfft : bool
@@ -152,7 +153,7 @@ def highpass_filter(
     shape: tuple[int, ...],
     *,
     resolution_angstrom: float,
-    pixel_size_angstrom: float,
+    pixel_size_angstrom: float | tuple[float, ...],
     edge_width_inv_angstrom: float | None = None,
     rfft: bool = False,
     device: torch.device | str | None = None,
@@ -175,7 +176,7 @@ def bandpass_filter(
     *,
     low_resolution_angstrom: float,
     high_resolution_angstrom: float,
-    pixel_size_angstrom: float,
+    pixel_size_angstrom: float | tuple[float, ...],
     edge_width_inv_angstrom: float | None = None,
     rfft: bool = False,
     device: torch.device | str | None = None,
@@ -224,7 +225,7 @@ def gaussian_lowpass_filter(
     shape: tuple[int, ...],
     *,
     sigma_angstrom: float,
-    pixel_size_angstrom: float,
+    pixel_size_angstrom: float | tuple[float, ...],
     rfft: bool = False,
     device: torch.device | str | None = None,
     dtype: torch.dtype | None = None,
@@ -247,7 +248,7 @@ def butterworth_lowpass_filter(
     shape: tuple[int, ...],
     *,
     resolution_angstrom: float,
-    pixel_size_angstrom: float,
+    pixel_size_angstrom: float | tuple[float, ...],
     order: int = 4,
     rfft: bool = False,
     device: torch.device | str | None = None,
@@ -271,7 +272,7 @@ def bfactor_filter(
     shape: tuple[int, ...],
     *,
     bfactor_a2: float | torch.Tensor,
-    pixel_size_angstrom: float,
+    pixel_size_angstrom: float | tuple[float, ...],
     rfft: bool = False,
     device: torch.device | str | None = None,
     dtype: torch.dtype | None = None,
@@ -283,7 +284,7 @@ def bfactor_filter(
     shape : (h, w) or (d, h, w)
     bfactor_a2 : float or Tensor (...)
         B [Å²]; a tensor gives a batch of filters of shape (..., *fourier_shape).
-    pixel_size_angstrom : float
+    pixel_size_angstrom : float or tuple of float (x, y[, z])
     rfft : bool
 
     Notes
@@ -318,7 +319,7 @@ def lowpass(
     *,
     ndim: int,
     resolution_angstrom: float,
-    pixel_size_angstrom: float,
+    pixel_size_angstrom: float | tuple[float, ...],
     edge_width_inv_angstrom: float | None = None,
 ) -> torch.Tensor:
     """Low-pass real images/volumes at ``resolution_angstrom`` (see :func:`lowpass_filter`)."""
@@ -340,7 +341,7 @@ def highpass(
     *,
     ndim: int,
     resolution_angstrom: float,
-    pixel_size_angstrom: float,
+    pixel_size_angstrom: float | tuple[float, ...],
     edge_width_inv_angstrom: float | None = None,
 ) -> torch.Tensor:
     """High-pass real images/volumes at ``resolution_angstrom`` (see :func:`highpass_filter`)."""
@@ -363,7 +364,7 @@ def bandpass(
     ndim: int,
     low_resolution_angstrom: float,
     high_resolution_angstrom: float,
-    pixel_size_angstrom: float,
+    pixel_size_angstrom: float | tuple[float, ...],
     edge_width_inv_angstrom: float | None = None,
 ) -> torch.Tensor:
     """Band-pass real images/volumes (see :func:`bandpass_filter`)."""
@@ -402,7 +403,7 @@ def butterworth_lowpass(
     *,
     ndim: int,
     resolution_angstrom: float,
-    pixel_size_angstrom: float,
+    pixel_size_angstrom: float | tuple[float, ...],
     order: int = 4,
 ) -> torch.Tensor:
     """Butterworth low-pass of real images/volumes (see :func:`butterworth_lowpass_filter`)."""
@@ -424,7 +425,7 @@ def apply_bfactor(
     *,
     ndim: int,
     bfactor_a2: float | torch.Tensor,
-    pixel_size_angstrom: float,
+    pixel_size_angstrom: float | tuple[float, ...],
 ) -> torch.Tensor:
     """Blur (``B > 0``) or sharpen (``B < 0``) real images/volumes by ``exp(-B k²/4)``.
 

@@ -3,7 +3,9 @@
 Vectors are ordered (x, y[, z]) in the last axis of every grid; arrays are indexed
 [(z,) y, x].  Real-space coordinates are in pixels relative to the origin at index ``N//2``;
 frequencies are in 1/Å (``k = index_from_DC / (N * pixel_size_angstrom)``), with DC at index
-``N//2`` for centred axes and at index 0 for the rfft half-axis.
+``N//2`` for centred axes and at index 0 for the rfft half-axis.  Grids of frequencies accept
+one pixel size or one per axis, ordered (x, y[, z]) like vectors (maps whose voxels are not
+cubes, e.g. an MRC header with different ``cella / mx``, ``/ my``, ``/ mz``).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ __all__ = [
     "centered_indices",
     "frequency_axis",
     "coordinate_grid",
+    "axis_pixel_sizes",
     "frequency_grid",
     "frequency_radius",
 ]
@@ -70,10 +73,33 @@ def coordinate_grid(
     return torch.stack(mesh[::-1], dim=-1)
 
 
+def axis_pixel_sizes(
+    pixel_size_angstrom: float | tuple[float, ...], ndim: int
+) -> tuple[float, ...]:
+    """Pixel size of each array axis, in array order ([z,] y, x).
+
+    ``pixel_size_angstrom`` is one number, or one per axis ordered (x, y[, z]) like vectors.
+
+    Examples
+    --------
+    >>> axis_pixel_sizes((1.0, 2.0, 3.0), 3)
+    (3.0, 2.0, 1.0)
+    >>> axis_pixel_sizes(1.5, 2)
+    (1.5, 1.5)
+    """
+    if isinstance(pixel_size_angstrom, tuple | list):
+        if len(pixel_size_angstrom) != ndim:
+            raise ValueError(
+                f"need {ndim} pixel sizes (x, y[, z]), got {tuple(pixel_size_angstrom)}"
+            )
+        return tuple(float(p) for p in reversed(pixel_size_angstrom))
+    return (float(pixel_size_angstrom),) * ndim
+
+
 def frequency_grid(
     shape: tuple[int, ...],
     *,
-    pixel_size_angstrom: float = 1.0,
+    pixel_size_angstrom: float | tuple[float, ...] = 1.0,
     rfft: bool = False,
     device: torch.device | str | None = None,
     dtype: torch.dtype | None = None,
@@ -84,19 +110,22 @@ def frequency_grid(
     ----------
     shape : (h, w) or (d, h, w)
         Real-space shape.  With ``rfft=True`` the last axis has ``w//2 + 1`` entries.
+    pixel_size_angstrom : float or tuple of float
+        One pixel size, or one per axis ordered (x, y[, z]): ``k_i = j_i / (N_i · p_i)``.
 
     Returns
     -------
     Tensor, shape (*fourier_shape, len(shape)), last axis ordered (k_x, k_y[, k_z]).
     """
+    pixels = axis_pixel_sizes(pixel_size_angstrom, len(shape))
     axes = [
-        frequency_axis(n, pixel_size_angstrom=pixel_size_angstrom, device=device, dtype=dtype)
-        for n in shape[:-1]
+        frequency_axis(n, pixel_size_angstrom=p, device=device, dtype=dtype)
+        for n, p in zip(shape[:-1], pixels[:-1], strict=True)
     ]
     axes.append(
         frequency_axis(
             shape[-1],
-            pixel_size_angstrom=pixel_size_angstrom,
+            pixel_size_angstrom=pixels[-1],
             rfft=rfft,
             device=device,
             dtype=dtype,
@@ -109,7 +138,7 @@ def frequency_grid(
 def frequency_radius(
     shape: tuple[int, ...],
     *,
-    pixel_size_angstrom: float = 1.0,
+    pixel_size_angstrom: float | tuple[float, ...] = 1.0,
     rfft: bool = False,
     device: torch.device | str | None = None,
     dtype: torch.dtype | None = None,

@@ -23,7 +23,9 @@ from typing import TYPE_CHECKING
 # PEP 562), so ``from cryoglass.io import read_mrc`` doesn't pay for gemmi, cryoSPARC or
 # cryoDRGN support, which keeps command start-up short.
 _SUBMODULE = {
+    "cryodrgn_pickle_kind": "cryodrgn",
     "read_cryodrgn_ctf": "cryodrgn",
+    "read_cryodrgn_particles": "cryodrgn",
     "read_cryodrgn_poses": "cryodrgn",
     "write_cryodrgn_ctf": "cryodrgn",
     "write_cryodrgn_poses": "cryodrgn",
@@ -50,7 +52,11 @@ _SUBMODULE = {
     "write_mrc": "mrc",
     "ParticleSet": "particles",
     "ParticleStack": "particles",
+    "check_3d_poses": "particles",
     "check_particle_set": "particles",
+    "image_search_paths": "particles",
+    "locate_images": "particles",
+    "missing_images_message": "particles",
     "make_particle_set": "particles",
     "parse_image_names": "particles",
     "read_images": "particles",
@@ -96,7 +102,9 @@ if TYPE_CHECKING:
     from cryoglass.io.arrays import write_index_list, write_npy
     from cryoglass.io.checkpoint import load_tensors, save_tensors
     from cryoglass.io.cryodrgn import (
+        cryodrgn_pickle_kind,
         read_cryodrgn_ctf,
+        read_cryodrgn_particles,
         read_cryodrgn_poses,
         write_cryodrgn_ctf,
         write_cryodrgn_poses,
@@ -117,8 +125,12 @@ if TYPE_CHECKING:
     from cryoglass.io.particles import (
         ParticleSet,
         ParticleStack,
+        check_3d_poses,
         check_particle_set,
+        image_search_paths,
+        locate_images,
         make_particle_set,
+        missing_images_message,
         parse_image_names,
         read_images,
     )
@@ -149,15 +161,21 @@ __all__ = [
     "atomic_folder",
     "atomic_path",
     "atomic_write",
+    "check_3d_poses",
     "check_particle_set",
     "check_pixel_size",
     "class_numbers",
+    "cryodrgn_pickle_kind",
     "cryosparc_pose_to_euler",
+    "image_search_paths",
     "load_tensors",
+    "locate_images",
     "make_particle_set",
+    "missing_images_message",
     "open_mrc_stack",
     "parse_image_names",
     "read_cryodrgn_ctf",
+    "read_cryodrgn_particles",
     "read_cryodrgn_poses",
     "read_cryosparc",
     "read_images",

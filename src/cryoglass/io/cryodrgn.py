@@ -7,6 +7,16 @@ Formats (as written by cryoDRGN's ``parse_pose_star``/``parse_pose_csparc``/``pa
   So ``shift_angstrom = t · D · pixel_size``.  (Some files hold only ``R``.)
 * ``ctf.pkl``: a float32 array (N, 9) with columns
   ``D, Apix [Å], dfU [Å], dfV [Å], dfAngle [deg], kV, Cs [mm], Q0, phase shift [deg]``.
+* Images: an MRC stack, or a ``.txt`` list of stacks (paths relative to the list's folder),
+  read in order; particle i of the pickles is image i.
+
+From a STAR file, :func:`write_cryodrgn_poses` and :func:`write_cryodrgn_ctf` give the arrays
+of cryoDRGN's ``parse_pose_star`` and ``parse_ctf_star``: ``R`` = RELION's matrix of
+(rot, tilt, psi) in float64, ``t = rlnOrigin[px] / D`` in float64, the CTF table in float32.
+Two details differ, both where cryoDRGN's output is not a number one would want: a STAR file
+without rlnPhaseShift gives phase 0 here (cryoDRGN 4 writes NaN), and Å origins are divided by
+the float64 pixel size (cryoDRGN 4 divides by its float32 rounding, a relative difference
+below 10⁻⁷).
 
 Security
 --------
@@ -35,7 +45,9 @@ from cryoglass.geometry.euler import euler_to_matrix, matrix_to_euler
 from cryoglass.io._atomic import atomic_write
 
 __all__ = [
+    "cryodrgn_pickle_kind",
     "read_cryodrgn_ctf",
+    "read_cryodrgn_particles",
     "read_cryodrgn_poses",
     "write_cryodrgn_ctf",
     "write_cryodrgn_poses",
@@ -224,3 +236,145 @@ def write_cryodrgn_ctf(
             pickle.dump(array, handle)
 
     return atomic_write(path, _write, overwrite=overwrite)
+
+
+def cryodrgn_pickle_kind(path: str | os.PathLike) -> str:
+    """``"poses"`` for an ``(R, t)``/``R`` pickle, ``"ctf"`` for an (N, 9) CTF table.
+
+    Raises
+    ------
+    ValueError
+        Anything else (the message names the file).
+    """
+    path = Path(path)
+    content = _load_pickle(path)
+    if isinstance(content, np.ndarray) and content.ndim == 2 and content.shape[1] == 9:
+        return "ctf"
+    if isinstance(content, np.ndarray) and content.ndim == 3:
+        return "poses"
+    if isinstance(content, tuple | list) and len(content) in (1, 2):
+        return "poses"
+    raise ValueError(f"{path}: neither cryoDRGN poses (R, t) nor a CTF table (N, 9)")
+
+
+def _stack_files(stack: Path) -> list[tuple[Path, int, int, float | None]]:
+    """(file as named, images, box, header pixel size or None) for a stack or a .txt list.
+
+    A ``.txt`` list names stacks relative to its own folder (cryoDRGN's rule); the files are
+    returned as paths relative to the current folder when the list's were, so that a STAR file
+    written from here keeps them relative.
+    """
+    from cryoglass.io.mrc import read_mrc_header
+
+    if stack.suffix.lower() == ".txt":
+        if not stack.is_file():
+            raise FileNotFoundError(f"{stack}: stack list not found")
+        entries = [line.strip() for line in stack.read_text().splitlines() if line.strip()]
+        if not entries:
+            raise ValueError(f"{stack}: the list names no stacks")
+        paths = [Path(e) if Path(e).is_absolute() else stack.parent / e for e in entries]
+    else:
+        paths = [stack]
+    out = []
+    for path in paths:
+        info = read_mrc_header(path)
+        shape = info.shape if len(info.shape) == 3 else (1, *info.shape)
+        if shape[-1] != shape[-2]:
+            raise ValueError(f"{path}: images are {shape[-1]}×{shape[-2]} px, not square")
+        out.append((path, int(shape[0]), int(shape[-1]), info.pixel_size_angstrom))
+    boxes = sorted({box for _, _, box, _ in out})
+    if len(boxes) != 1:
+        raise ValueError(f"{stack}: stacks of different box sizes {boxes}")
+    return out
+
+
+def read_cryodrgn_particles(
+    stack: str | os.PathLike,
+    *,
+    poses: str | os.PathLike | None = None,
+    ctf: str | os.PathLike | None = None,
+    pixel_size_angstrom: float | None = None,
+):
+    """cryoDRGN's inputs — an image stack, ``poses.pkl``, ``ctf.pkl`` — as one ParticleSet.
+
+    Parameters
+    ----------
+    stack : path-like
+        MRC stack (``.mrcs``/``.mrc``) or ``.txt`` list of stacks; image i is particle i.
+    poses : path-like, optional
+        ``(R, t)`` pickle (``t`` in fractions of the box D).
+    ctf : path-like, optional
+        (N, 9) CTF pickle; gives D (checked against the stack) and the pixel size.
+    pixel_size_angstrom : float, optional
+        Pixel size [Å]; default the CTF table's Apix, else the stack header.
+
+    Returns
+    -------
+    ParticleSet
+        Optics groups: one per distinct (voltage, Cs, Q0, pixel size), as cryoDRGN's
+        ``write_star``.
+
+    Raises
+    ------
+    ValueError
+        Counts that differ between the stack and the pickles, a box that differs from the
+        CTF table's D, no pixel size anywhere.
+
+    Examples
+    --------
+    >>> particles = read_cryodrgn_particles("particles.mrcs", poses="pose.pkl",
+    ...                                     ctf="ctf.pkl")                  # doctest: +SKIP
+    >>> write_relion_star("particles.star", particles)                      # doctest: +SKIP
+    """
+    from dataclasses import replace
+
+    from cryoglass.io.particles import make_particle_set
+
+    stack = Path(stack)
+    files = _stack_files(stack)
+    n = sum(count for _, count, _, _ in files)
+    box = files[0][2]
+    names = [f"{k + 1}@{path}" for path, count, _, _ in files for k in range(count)]
+    ctf_params, pixel, source = None, None, stack
+    if ctf is not None:
+        ctf_params, size, pixel = read_cryodrgn_ctf(ctf)
+        source = Path(ctf)
+        if size != box:
+            raise ValueError(f"{ctf}: CTF for box D = {size}, but the images in {stack} are {box}")
+        if pixel.shape[0] != n:
+            raise ValueError(f"{ctf}: {pixel.shape[0]} CTF rows for {n} images in {stack}")
+    if pixel_size_angstrom is not None:
+        pixel = torch.full((n,), float(pixel_size_angstrom), dtype=_F64)
+    elif pixel is None:
+        header = files[0][3]
+        if header is None:
+            raise ValueError(f"{stack}: no pixel size in the header; give the CTF pickle or --apix")
+        pixel = torch.full((n,), float(header), dtype=_F64)
+    euler = shift = None
+    if poses is not None:
+        euler, shift_px = read_cryodrgn_poses(poses, image_size=box, pixel_size_angstrom=1.0)
+        source = Path(poses)
+        if euler.shape[0] != n:
+            raise ValueError(f"{poses}: {euler.shape[0]} poses for {n} images in {stack}")
+        shift = None if shift_px is None else shift_px * pixel[:, None]
+    particles = make_particle_set(
+        names,
+        image_roots=(Path.cwd(),),
+        pixel_size_angstrom=pixel,
+        image_size=box,
+        euler_deg=euler,
+        shift_angstrom=shift,
+        ctf=ctf_params,
+        optics_group=_optics_groups(ctf_params, pixel),
+    )
+    return replace(particles, source_path=source)
+
+
+def _optics_groups(ctf: CTFParams | None, pixel: torch.Tensor) -> torch.Tensor:
+    """1-based group per particle: one per distinct (voltage, Cs, Q0, pixel size)."""
+    keys = [pixel]
+    if ctf is not None:
+        keys += [ctf.voltage_kv, ctf.cs_mm, ctf.amplitude_contrast]
+    table = torch.stack([torch.as_tensor(k, dtype=_F64).expand(pixel.shape[0]) for k in keys], -1)
+    _, codes = np.unique(table.numpy(), axis=0, return_inverse=True)
+    return torch.as_tensor(codes.reshape(-1) + 1, dtype=torch.int64)

@@ -16,8 +16,16 @@ Conversion to cryoglass' (RELION 3.1) convention
   angle (same axis convention as RELION, in degrees); ``ctf/accel_kv``, ``ctf/cs_mm``,
   ``ctf/amp_contrast``, ``ctf/phase_shift_rad`` (→ degrees), ``ctf/bfactor``, ``ctf/scale``.
 * Images: ``blob/path`` (a leading ``>`` is dropped; paths are relative to the cryoSPARC
-  project folder, so pass that as ``image_root``), ``blob/idx`` (0-based), ``blob/shape``,
+  project folder: they are looked for in the current folder, then the ``.cs`` file's folder,
+  or pass the project folder as ``datadir``), ``blob/idx`` (0-based), ``blob/shape``,
   ``blob/psize_A``.
+* Further columns, as pyem's ``csparc2star`` writes them: ``location/micrograph_path`` →
+  rlnMicrographName; ``location/center_x_frac``, ``center_y_frac`` × ``micrograph_shape``
+  (ny, nx) → rlnCoordinateX, rlnCoordinateY [px]; ``alignments3D/split`` (0/1) →
+  rlnRandomSubset (1/2); ``alignments2D/class`` or ``alignments3D/class`` (0-based) →
+  rlnClassNumber (1-based).
+* Passthrough: a job's ``*_passthrough_particles.cs`` holds the fields its main file does not
+  (``blob``, ``ctf``, ``location`` …); rows are matched on ``uid``, the main file wins.
 
 References
 ----------
@@ -32,6 +40,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 
 from cryoglass.ctf.params import CTFParams
@@ -90,12 +99,64 @@ def _load(path: Path) -> np.ndarray:
     return records
 
 
+def _with_passthrough(path: Path, records: np.ndarray, extra_path: Path) -> np.ndarray:
+    """``records`` with the fields of the passthrough file it lacks, rows matched on ``uid``."""
+    extra = _load(extra_path)
+    for name, table in ((path, records), (extra_path, extra)):
+        if "uid" not in table.dtype.names:
+            raise ValueError(f"{name}: no uid field to match the passthrough rows on")
+    order = np.argsort(extra["uid"], kind="stable")
+    position = np.searchsorted(extra["uid"][order], records["uid"])
+    position = np.minimum(position, len(order) - 1)
+    rows = order[position]
+    unmatched = np.flatnonzero(extra["uid"][rows] != records["uid"])
+    if len(unmatched):
+        raise ValueError(
+            f"{extra_path}: {len(unmatched)} particle(s) of {path} are not in the passthrough "
+            f"file (e.g. uid {int(records['uid'][unmatched[0]])}); is it the same job's?"
+        )
+    added = [n for n in extra.dtype.names if n not in records.dtype.names]
+    dtype = [(n, records.dtype[n]) for n in records.dtype.names]
+    dtype += [(n, extra.dtype[n]) for n in added]
+    merged = np.empty(len(records), dtype=dtype)
+    for name in records.dtype.names:
+        merged[name] = records[name]
+    for name in added:
+        merged[name] = extra[name][rows]
+    return merged
+
+
+def _text(values: np.ndarray) -> list[str]:
+    return [v.decode() if isinstance(v, bytes) else str(v) for v in values]
+
+
+def _extra_columns(records: np.ndarray, names: set[str], prefix: str | None) -> pd.DataFrame | None:
+    """RELION columns cryoglass does not interpret but RELION users need (pyem's choices)."""
+    columns: dict[str, np.ndarray | list] = {}
+    if "location/micrograph_path" in names:
+        columns["rlnMicrographName"] = [
+            p.lstrip(">") for p in _text(records["location/micrograph_path"])
+        ]
+    if {"location/center_x_frac", "location/center_y_frac", "location/micrograph_shape"} <= names:
+        shape = np.asarray(records["location/micrograph_shape"], dtype=np.float64).reshape(-1, 2)
+        columns["rlnCoordinateX"] = np.asarray(records["location/center_x_frac"]) * shape[:, 1]
+        columns["rlnCoordinateY"] = np.asarray(records["location/center_y_frac"]) * shape[:, 0]
+    if "alignments3D/split" in names and prefix == "alignments3D":
+        columns["rlnRandomSubset"] = np.asarray(records["alignments3D/split"], np.int64) + 1
+    if prefix is not None and f"{prefix}/class" in names:
+        columns["rlnClassNumber"] = np.asarray(records[f"{prefix}/class"], np.int64) + 1
+    return pd.DataFrame(columns) if columns else None
+
+
 def read_cryosparc(
     path: str | os.PathLike,
     *,
     pixel_size_angstrom: float | None = None,
     amplitude_contrast: float | None = None,
     image_root: str | os.PathLike | None = None,
+    datadir: str | os.PathLike | None = None,
+    passthrough: str | os.PathLike | None = None,
+    read_ctf: bool = True,
 ) -> ParticleSet:
     """Read a cryoSPARC particle ``.cs`` file into a :class:`ParticleSet`.
 
@@ -108,30 +169,38 @@ def read_cryosparc(
     amplitude_contrast : float, optional
         Override ``ctf/amp_contrast``.
     image_root : path-like, optional
-        Folder that ``blob/path`` is relative to (the cryoSPARC project folder); default the
-        ``.cs`` file's folder.
+        The one folder ``blob/path`` is relative to (the cryoSPARC project folder).  Default:
+        the current folder, then the ``.cs`` file's folder.
+    datadir : path-like, optional
+        Searched first (:func:`~cryoglass.io.particles.image_search_paths`).
+    passthrough : path-like, optional
+        The job's passthrough ``.cs`` (fields the main file lacks, matched on ``uid``).
+    read_ctf : bool
+        False: leave the CTF out.
 
     Returns
     -------
     ParticleSet
-        Poses from ``alignments3D`` (else ``alignments2D``, else None); CTF when ``ctf/*``
-        fields exist.
+        Poses from ``alignments3D`` (else ``alignments2D``, marked ``in_plane_only``, else
+        None); CTF when ``ctf/*`` fields exist; micrograph names, coordinates, half sets and
+        classes in ``particles_table`` when present.
 
     Raises
     ------
     ValueError
-        Missing required fields (all listed), mixed box sizes.
+        Missing required fields (all listed), mixed box sizes, passthrough rows missing.
     """
     path = Path(path)
     records = _load(path)
+    if passthrough is not None:
+        records = _with_passthrough(path, records, Path(passthrough))
     names = set(records.dtype.names)
     missing = [f for f in _REQUIRED if f not in names]
     if missing:
-        raise ValueError(f"{path}: missing required field(s): {', '.join(missing)}")
+        hint = "" if passthrough is not None else " (give the job's passthrough .cs too?)"
+        raise ValueError(f"{path}: missing required field(s): {', '.join(missing)}{hint}")
     n = len(records)
-    blob_paths = [
-        (p.decode() if isinstance(p, bytes) else str(p)).lstrip(">") for p in records["blob/path"]
-    ]
+    blob_paths = [p.lstrip(">") for p in _text(records["blob/path"])]
     index = np.asarray(records["blob/idx"], dtype=np.int64)
     image_names = [f"{i + 1}@{p}" for i, p in zip(index.tolist(), blob_paths, strict=True)]
     shapes = np.unique(np.asarray(records["blob/shape"]).reshape(n, -1), axis=0)
@@ -144,23 +213,32 @@ def read_cryosparc(
     else:
         pixel = _column(path, records, "blob/psize_A")
 
-    euler, shift = _poses(path, records, names, pixel)
+    euler, shift, prefix = _poses(path, records, names, pixel)
+    root = Path(image_root) if image_root is not None else path.parent
     particles = make_particle_set(
         image_names,
         pixel_size_angstrom=pixel,
         image_size=int(shapes[0][0]),
         euler_deg=euler,
         shift_angstrom=shift,
-        ctf=_ctf(path, records, names, amplitude_contrast),
+        ctf=_ctf(path, records, names, amplitude_contrast) if read_ctf else None,
         optics_group=_optics_groups(records, names),
-        image_root=Path(image_root) if image_root is not None else path.parent,
+        image_root=root,
+        image_roots=(root,) if image_root is not None else (Path.cwd(), root),
+        datadir=datadir,
     )
-    return dataclasses.replace(particles, source_path=path)
+    return dataclasses.replace(
+        particles,
+        source_path=path,
+        particles_table=_extra_columns(records, names, prefix),
+        in_plane_only=prefix == "alignments2D",
+    )
 
 
 def _poses(
     path: Path, records: np.ndarray, names: set[str], pixel: torch.Tensor
-) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+) -> tuple[torch.Tensor | None, torch.Tensor | None, str | None]:
+    """(Euler angles, shifts [Å], the field prefix used) from alignments3D, else alignments2D."""
     for prefix in ("alignments3D", "alignments2D"):
         if f"{prefix}/pose" not in names:
             continue
@@ -177,8 +255,8 @@ def _poses(
                 else pixel
             )
             shift = _column(path, records, f"{prefix}/shift").reshape(-1, 2) * psize[:, None]
-        return euler, shift
-    return None, None
+        return euler, shift, prefix
+    return None, None, None
 
 
 def _ctf(

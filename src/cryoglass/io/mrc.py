@@ -92,6 +92,9 @@ class MRCHeaderInfo:
     is_stack : bool
         True when the header marks an image stack (``ispg == 0``, ``mz == 1``) or the file
         holds a single image.
+    cell_angles_deg : tuple of float
+        (α, β, γ) of the unit cell [degrees] (``cellb``); 90, 90, 90 for orthogonal maps
+        (0, 0, 0, "unset", is read as 90).
     """
 
     path: Path
@@ -108,6 +111,12 @@ class MRCHeaderInfo:
     dmean: float
     rms: float
     is_stack: bool
+    cell_angles_deg: tuple[float, float, float] = (90.0, 90.0, 90.0)
+
+    @property
+    def orthogonal(self) -> bool:
+        """Whether the cell's axes are perpendicular (all angles 90°)."""
+        return all(abs(a - 90.0) < 1e-3 for a in self.cell_angles_deg)
 
     @property
     def pixel_size_angstrom(self) -> float | None:
@@ -187,7 +196,13 @@ def _header_info(path: Path, mrc: mrcfile.mrcfile.MrcFile, shape: tuple[int, ...
         dmean=float(header.dmean),
         rms=float(header.rms),
         is_stack=bool(_is_image_stack(path, mrc) or mrc.is_single_image()),
+        cell_angles_deg=_cell_angles(header),
     )
+
+
+def _cell_angles(header) -> tuple[float, float, float]:
+    angles = tuple(float(header.cellb[name]) for name in ("alpha", "beta", "gamma"))
+    return (90.0, 90.0, 90.0) if all(a == 0 for a in angles) else angles
 
 
 def _zyx_permutation(path: Path, axis_order: tuple[int, int, int]) -> tuple[int, int, int]:
@@ -262,14 +277,47 @@ def read_mrc_header(path: str | os.PathLike) -> MRCHeaderInfo:
         return _header_info(path, mrc, shape)
 
 
+#: Header words a written map takes from its template (``write_mrc(header_from=...)``):
+#: everything about the geometry and provenance; the data's shape, mode and statistics are
+#: the new data's.
+_TEMPLATE_FIELDS = (
+    "mx",
+    "my",
+    "mz",
+    "cella",
+    "cellb",
+    "mapc",
+    "mapr",
+    "maps",
+    "ispg",
+    "nxstart",
+    "nystart",
+    "nzstart",
+    "origin",
+    "exttyp",
+    "nlabl",
+    "label",
+)
+
+
+def _template(path: Path) -> tuple[np.recarray, np.ndarray, tuple[int, int, int], bool]:
+    """(header, extended header, axis order, is_stack) of an existing MRC file."""
+    with _open(path, mmap=True) as mrc:
+        header = mrc.header.copy()
+        extended = np.array(mrc.extended_header).copy()
+        axis_order = (int(header.mapc), int(header.mapr), int(header.maps))
+        return header, extended, axis_order, bool(_is_image_stack(path, mrc))
+
+
 def write_mrc(
     path: str | os.PathLike,
     data: torch.Tensor,
     *,
-    pixel_size_angstrom: float,
+    pixel_size_angstrom: float | None = None,
     overwrite: bool = False,
     stack: bool = False,
     dtype: torch.dtype = torch.float32,
+    header_from: str | os.PathLike | None = None,
 ) -> Path:
     """Write a map, image or image stack to an MRC file, atomically.
 
@@ -279,19 +327,32 @@ def write_mrc(
         Output file; refused if it exists unless ``overwrite``.
     data : Tensor, shape (d, h, w), (n, h, w) or (h, w)
         Real values indexed [z, y, x] (or [n, y, x] with ``stack=True``).
-    pixel_size_angstrom : float
-        Voxel size [Å] written to the header (isotropic).
+    pixel_size_angstrom : float, optional
+        Voxel size [Å] written to the header (isotropic).  Required without
+        ``header_from``; with it, it replaces the template's cell (else the cell is kept).
     overwrite : bool
         Replace an existing file.
     stack : bool
         Mark a 3D array as an image stack (``ispg = 0``, ``mz = 1``), as for ``.mrcs``.
     dtype : torch.float32 or torch.float16
         Stored precision (mode 2 or 12).
+    header_from : path-like, optional
+        An MRC file of the same shape whose header the output keeps: cell and sampling
+        (``cella``, ``cellb``, ``mx/my/mz``, so per-axis voxel sizes and non-cubic cells),
+        axis order (``mapc/mapr/maps``; the data are stored back in that order), origin
+        (``nxstart…``, ``origin``), space group, extended header and labels.  Mode and
+        statistics are the new data's.  For operations that change values, not geometry
+        (filters, sharpening).
 
     Returns
     -------
     Path
         The written file.  Header statistics (dmin, dmax, dmean, rms) are computed.
+
+    Raises
+    ------
+    ValueError
+        Non-finite or complex data, no pixel size, a template of another shape.
     """
     data = torch.as_tensor(data)
     if data.ndim not in (2, 3):
@@ -300,17 +361,38 @@ def write_mrc(
         raise ValueError(f"{path}: complex data cannot be written; take the real part first")
     if dtype not in (torch.float32, torch.float16):
         raise ValueError(f"{path}: dtype must be torch.float32 or torch.float16, got {dtype}")
-    if not pixel_size_angstrom > 0:
+    if pixel_size_angstrom is None and header_from is None:
+        raise ValueError(f"{path}: give pixel_size_angstrom (or a header_from template)")
+    if pixel_size_angstrom is not None and not pixel_size_angstrom > 0:
         raise ValueError(f"{path}: pixel_size_angstrom must be > 0, got {pixel_size_angstrom}")
     _check_finite(path, data)
     array = data.detach().to("cpu", dtype).numpy()
+    template = None
+    if header_from is not None:
+        header_from = Path(header_from)
+        template = _template(header_from)
+        header, _, axis_order, template_stack = template
+        if array.ndim == 3 and axis_order != (1, 2, 3) and not template_stack:
+            array = np.transpose(array, np.argsort(_zyx_permutation(header_from, axis_order)))
+        stored = (int(header.nz), int(header.ny), int(header.nx))[3 - array.ndim :]
+        if tuple(array.shape) != stored:
+            raise ValueError(
+                f"{path}: data of shape {tuple(data.shape)} do not fit the header of "
+                f"{header_from} (stored shape {stored})"
+            )
 
     def _write(tmp: Path) -> None:
         with mrcfile.new(tmp, overwrite=True) as mrc:
+            if template is not None and template[1].size:
+                mrc.set_extended_header(template[1])
             mrc.set_data(np.ascontiguousarray(array))
-            if stack and array.ndim == 3:
+            if template is not None:
+                for name in _TEMPLATE_FIELDS:
+                    mrc.header[name] = template[0][name]
+            elif stack and array.ndim == 3:
                 mrc.set_image_stack()
-            mrc.voxel_size = float(pixel_size_angstrom)
+            if pixel_size_angstrom is not None:
+                mrc.voxel_size = float(pixel_size_angstrom)
             mrc.update_header_stats()
 
     return atomic_write(path, _write, overwrite=overwrite)

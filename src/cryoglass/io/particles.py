@@ -29,17 +29,156 @@ from cryoglass.io.mrc import MRCStack, open_mrc_stack
 from cryoglass.io.zarr_stack import ZarrStack, open_zarr_stack
 
 __all__ = [
+    "ImageLocations",
     "ParticleSet",
     "ParticleStack",
+    "check_3d_poses",
     "check_particle_set",
+    "image_search_paths",
+    "locate_images",
     "make_particle_set",
+    "missing_images_message",
     "parse_image_names",
     "read_images",
 ]
 
 
+def image_search_paths(
+    path_text: str, *, roots: Sequence[str | os.PathLike], datadir: str | os.PathLike | None = None
+) -> tuple[Path, ...]:
+    """Every place an image file named in metadata is looked for, in order (absolute paths).
+
+    Parameters
+    ----------
+    path_text : str
+        The file part of an image name, as written (``"Extract/job005/mic1.mrcs"``).
+    roots : sequence of path-like
+        Folders a relative path is resolved against, in order.  The STAR readers pass the
+        current folder first (RELION resolves against the folder it runs in: the project
+        folder), then the STAR file's folder.
+    datadir : path-like, optional
+        A folder searched before the others (``--datadir``): ``datadir/path`` and then
+        ``datadir/basename`` (as cryoDRGN's ``--datadir``), for stacks moved or copied
+        elsewhere.
+
+    Returns
+    -------
+    tuple of Path
+        Distinct absolute candidates; an absolute ``path_text`` is its own (last) candidate.
+
+    Examples
+    --------
+    >>> [str(p) for p in image_search_paths("Extract/a.mrcs", roots=["/proj", "/proj/Refine"])]
+    ['/proj/Extract/a.mrcs', '/proj/Refine/Extract/a.mrcs']
+    >>> [str(p) for p in image_search_paths("/old/a.mrcs", roots=["/x"], datadir="/new")]
+    ['/new/a.mrcs', '/old/a.mrcs']
+    """
+    path = Path(path_text)
+    tried: list[Path] = []
+    if datadir is not None:
+        if not path.is_absolute():
+            tried.append(Path(datadir) / path)
+        tried.append(Path(datadir) / path.name)
+    if path.is_absolute():
+        tried.append(path)
+    else:
+        tried.extend(Path(root) / path for root in roots)
+    return tuple(dict.fromkeys(Path(os.path.abspath(p)) for p in tried))
+
+
+@dataclass(frozen=True)
+class ImageLocations:
+    """Image names resolved to files (what :func:`locate_images` returns).
+
+    Attributes
+    ----------
+    files : tuple of Path
+        Unique image files (absolute), in order of first appearance: for each, the first
+        candidate that exists, else the last candidate.
+    file_index : Tensor, int64, (N,)
+        Position of each particle's file in ``files``.
+    index : Tensor, int64, (N,)
+        0-based index of each particle inside its file.
+    names : tuple of str
+        Each file's path as the metadata wrote it (aligned with ``files``).
+    tried : tuple of tuple of Path
+        Each file's candidates, in the order they were tried (:func:`image_search_paths`).
+    """
+
+    files: tuple[Path, ...]
+    file_index: torch.Tensor
+    index: torch.Tensor
+    names: tuple[str, ...]
+    tried: tuple[tuple[Path, ...], ...]
+
+
+def split_image_names(names: Sequence[str], source: str) -> tuple[pd.Series, pd.Series]:
+    """``"index@path"`` → (path text, 1-based index) as two Series; a bare path is index 1."""
+    series = pd.Series(list(names), dtype=str)
+    has_at = series.str.contains("@", regex=False)
+    parts = series.str.split("@", n=1, expand=True)
+    if parts.shape[1] == 1:
+        parts[1] = None
+    paths = parts[1].where(has_at, series)
+    index = pd.to_numeric(parts[0].where(has_at, "1"), errors="coerce")
+    bad = index.isna() | (index < 1) | (index != index.round())
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0])
+        raise ValueError(
+            f"{source}: row {row}: image name {series.iloc[row]!r} is not 'index@path' with a "
+            "1-based integer index"
+        )
+    return paths, index
+
+
+def locate_images(
+    names: Sequence[str],
+    *,
+    roots: Sequence[str | os.PathLike],
+    datadir: str | os.PathLike | None = None,
+    source: str = "image names",
+) -> ImageLocations:
+    """Resolve RELION image names ``"index@path"`` to files, searching several folders.
+
+    Parameters
+    ----------
+    names : sequence of str
+        ``"000012@Extract/job003/mic1.mrcs"`` (1-based index); a name without ``@`` is a
+        single-image file.
+    roots, datadir
+        Where relative paths are looked for, in order (:func:`image_search_paths`).
+    source : str
+        Named in error messages (e.g. the STAR file).
+
+    Returns
+    -------
+    ImageLocations
+        A file found nowhere keeps its last candidate; :func:`missing_images_message` names
+        every candidate when it is needed.
+
+    Notes
+    -----
+    Each distinct file is looked up once (a few ``stat`` calls per micrograph stack).
+    """
+    paths, index = split_image_names(names, source)
+    codes, uniques = pd.factorize(paths)
+    tried = tuple(image_search_paths(p, roots=roots, datadir=datadir) for p in uniques)
+    files = tuple(next((c for c in cand if c.exists()), cand[-1]) for cand in tried)
+    return ImageLocations(
+        files=files,
+        file_index=torch.tensor(np.array(codes), dtype=torch.int64),
+        index=torch.tensor(index.to_numpy(dtype=np.int64) - 1, dtype=torch.int64),
+        names=tuple(str(p) for p in uniques),
+        tried=tried,
+    )
+
+
 def parse_image_names(
-    names: Sequence[str], *, image_root: Path, source: str = "image names"
+    names: Sequence[str],
+    *,
+    image_root: Path,
+    source: str = "image names",
+    datadir: str | os.PathLike | None = None,
 ) -> tuple[tuple[Path, ...], torch.Tensor, torch.Tensor]:
     """Resolve RELION image names ``"index@path"`` (1-based index) to files and 0-based indices.
 
@@ -51,6 +190,8 @@ def parse_image_names(
         Folder that relative paths are resolved against.
     source : str
         Named in error messages (e.g. the STAR file).
+    datadir : path-like, optional
+        Searched first (:func:`image_search_paths`).
 
     Returns
     -------
@@ -60,30 +201,13 @@ def parse_image_names(
         Position of each particle's file in ``image_files``.
     image_index : Tensor, int64, shape (N,)
         0-based index of each particle inside its file.
+
+    See Also
+    --------
+    locate_images : several folders, and what was tried.
     """
-    series = pd.Series(list(names), dtype=str)
-    has_at = series.str.contains("@", regex=False)
-    parts = series.str.split("@", n=1, expand=True)
-    if parts.shape[1] == 1:
-        parts[1] = None
-    paths = parts[1].where(has_at, series)
-    index_text = parts[0].where(has_at, "1")
-    index = pd.to_numeric(index_text, errors="coerce")
-    bad = index.isna() | (index < 1) | (index != index.round())
-    if bad.any():
-        row = int(np.flatnonzero(bad.to_numpy())[0])
-        raise ValueError(
-            f"{source}: row {row}: image name {series.iloc[row]!r} is not 'index@path' with a "
-            "1-based integer index"
-        )
-    codes, uniques = pd.factorize(paths)
-    root = Path(image_root)
-    files = tuple(Path(os.path.abspath(root / p)) for p in uniques)
-    return (
-        files,
-        torch.tensor(np.array(codes), dtype=torch.int64),
-        torch.tensor(index.to_numpy(dtype=np.int64) - 1, dtype=torch.int64),
-    )
+    found = locate_images(names, roots=(image_root,), datadir=datadir, source=source)
+    return found.files, found.file_index, found.index
 
 
 @dataclass(frozen=True, eq=False)
@@ -115,10 +239,22 @@ class ParticleSet:
     source_path : Path or None
         The metadata file read (None for sets made in memory).
     image_root : Path
-        Folder that relative image paths in ``particles_table`` resolve against.
+        The metadata file's folder (or the one folder given to the reader): the last place a
+        relative image path is looked for (after ``--datadir`` and the current folder,
+        ``image_search``), and the default root of :meth:`with_image_names`.
     particles_table, optics_table : pandas.DataFrame or None
         The original tables (RELION column names), kept so that writing preserves the
         columns cryoglass does not interpret.  Never modified in place.
+    image_file_names : tuple of str
+        Each image file's path as the metadata wrote it (aligned with ``image_files``; empty
+        when unknown).  Writers keep these names where they still point at the same files.
+    image_search : tuple of tuple of Path
+        Each image file's candidates in the order they were looked for (aligned with
+        ``image_files``; empty when unknown): what an error about a missing file names.
+    in_plane_only : bool
+        The poses are 2D alignments (an in-plane angle ψ and a shift, e.g. cryoSPARC
+        ``alignments2D`` or a RELION Class2D STAR file), not 3D orientations: ``euler_deg``
+        is (0, 0, ψ) and must not be used as a 3D pose.
     """
 
     image_files: tuple[Path, ...]
@@ -134,6 +270,9 @@ class ParticleSet:
     image_root: Path = field(default_factory=Path.cwd)
     particles_table: pd.DataFrame | None = field(default=None, repr=False)
     optics_table: pd.DataFrame | None = field(default=None, repr=False)
+    image_file_names: tuple[str, ...] = field(default=(), repr=False)
+    image_search: tuple[tuple[Path, ...], ...] = field(default=(), repr=False)
+    in_plane_only: bool = False
 
     def __post_init__(self) -> None:
         n = int(self.image_index.shape[0])
@@ -154,6 +293,12 @@ class ParticleSet:
             raise ValueError(
                 f"{where}: particles_table has {len(self.particles_table)} rows, not {n}"
             )
+        for name in ("image_file_names", "image_search"):
+            value = getattr(self, name)
+            if value and len(value) != len(self.image_files):
+                raise ValueError(
+                    f"{where}: {name} has {len(value)} entries for {len(self.image_files)} files"
+                )
         if self.optics_group is None:
             object.__setattr__(self, "optics_group", torch.ones(n, dtype=torch.int64))
 
@@ -208,18 +353,20 @@ class ParticleSet:
         if len(names) != len(self):
             raise ValueError(f"with_image_names: got {len(names)} names for {len(self)} particles")
         root = Path(image_root) if image_root is not None else self.image_root
-        files, file_index, index = parse_image_names(names, image_root=root)
+        found = locate_images(names, roots=(root,))
         table = self.particles_table
         if table is not None:
             table = table.copy()
             table["rlnImageName"] = list(names)
         return dataclasses.replace(
             self,
-            image_files=files,
-            image_file_index=file_index,
-            image_index=index,
+            image_files=found.files,
+            image_file_index=found.file_index,
+            image_index=found.index,
             image_root=root,
             particles_table=table,
+            image_file_names=found.names,
+            image_search=found.tried,
         )
 
 
@@ -237,6 +384,8 @@ def make_particle_set(
     ctf: CTFParams | None = None,
     optics_group: torch.Tensor | None = None,
     image_root: str | os.PathLike | None = None,
+    image_roots: Sequence[str | os.PathLike] | None = None,
+    datadir: str | os.PathLike | None = None,
 ) -> ParticleSet:
     """Build a :class:`ParticleSet` in memory (e.g. for simulated particles).
 
@@ -258,18 +407,24 @@ def make_particle_set(
         Optics group ids (default all 1).
     image_root : path-like, optional
         Folder for relative image paths (default: current folder).
+    image_roots : sequence of path-like, optional
+        Folders searched in order for relative paths (default: ``image_root`` only).
+    datadir : path-like, optional
+        Searched before them (:func:`image_search_paths`).
     """
     root = Path(image_root) if image_root is not None else Path.cwd()
-    files, file_index, index = parse_image_names(image_names, image_root=root)
+    found = locate_images(
+        image_names, roots=tuple(image_roots) if image_roots else (root,), datadir=datadir
+    )
     n = len(image_names)
     f64 = torch.float64
     pixel = torch.as_tensor(pixel_size_angstrom, dtype=f64).expand(n).clone()
     if ctf is not None:
         ctf = ctf.expand(n, dtype=torch.float64)
     return ParticleSet(
-        image_files=files,
-        image_file_index=file_index,
-        image_index=index,
+        image_files=found.files,
+        image_file_index=found.file_index,
+        image_index=found.index,
         pixel_size_angstrom=pixel,
         image_size=int(image_size),
         euler_deg=None if euler_deg is None else torch.as_tensor(euler_deg, dtype=f64),
@@ -281,6 +436,8 @@ def make_particle_set(
         if optics_group is None
         else torch.as_tensor(optics_group, dtype=torch.int64),
         image_root=root,
+        image_file_names=found.names,
+        image_search=found.tried,
     )
 
 
@@ -336,17 +493,16 @@ def check_particle_set(
             f"{source}: {purpose} needs known poses: rlnAngleRot/Tilt/Psi (none in this file)"
             + (f"; {poses_hint}" if poses_hint else "")
         )
+    if poses:
+        check_3d_poses(particles, source=source, purpose=purpose)
     if ctf and particles.ctf is None:
         raise ValueError(
             f"{source}: {purpose} needs CTF columns (rlnDefocusU, rlnDefocusV)"
             + (f"; {ctf_hint}" if ctf_hint else "")
         )
-    missing = [p for p in particles.image_files if not Path(p).exists()]
-    if missing:
-        raise ValueError(
-            f"{source}: {len(missing)} image file(s) missing, e.g. {missing[0]} "
-            "(paths in rlnImageName resolve against the STAR file's folder)"
-        )
+    message = missing_images_message(particles, source=source)
+    if message is not None:
+        raise ValueError(message)
     if image_sizes:
         from cryoglass.io.mrc import read_mrc_header
 
@@ -359,6 +515,53 @@ def check_particle_set(
                     "(rlnImageSize); all images must have one size"
                 )
     return float(pixel[0])
+
+
+def check_3d_poses(particles: ParticleSet, *, source: str, purpose: str) -> None:
+    """Refuse 2D (in-plane) alignments where 3D orientations are needed.
+
+    Raises
+    ------
+    ValueError
+        ``particles.in_plane_only`` (cryoSPARC ``alignments2D``, a RELION Class2D file): the
+        angles are an in-plane ψ, and using them as 3D poses would put every particle at the
+        same viewing direction.
+    """
+    if particles.in_plane_only:
+        raise ValueError(
+            f"{source}: {purpose} needs 3D poses, but the file holds only 2D alignments (an "
+            "in-plane angle per particle: cryoSPARC alignments2D or a 2D classification); use "
+            "the particles of a 3D refinement"
+        )
+
+
+def missing_images_message(particles: ParticleSet, *, source: str) -> str | None:
+    """One line naming the first missing image file and every path tried; None if all exist.
+
+    Examples
+    --------
+    >>> p = make_particle_set(["1@Extract/a.mrcs"], pixel_size_angstrom=1.0, image_size=8,
+    ...                       image_roots=["/proj", "/proj/Refine3D"])
+    >>> print(missing_images_message(p, source="run_data.star"))  # doctest: +NORMALIZE_WHITESPACE
+    run_data.star: 1 image file(s) missing: 'Extract/a.mrcs' is in none of /proj/Extract/a.mrcs,
+    /proj/Refine3D/Extract/a.mrcs (RELION resolves image paths against the folder it runs in:
+    run from the project folder, or give --datadir)
+    """
+    missing = [j for j, path in enumerate(particles.image_files) if not Path(path).exists()]
+    if not missing:
+        return None
+    return f"{source}: {len(missing)} image file(s) missing: {_not_found(particles, missing[0])}"
+
+
+def _not_found(particles: ParticleSet, j: int) -> str:
+    """Image file ``j`` of ``particles``: its name as written and every path tried."""
+    name = particles.image_file_names[j] if particles.image_file_names else None
+    tried = particles.image_search[j] if particles.image_search else (particles.image_files[j],)
+    what = f"{name!r} is in none of" if name is not None else "not found:"
+    return (
+        f"{what} {', '.join(str(p) for p in tried)} (RELION resolves image paths against the "
+        "folder it runs in: run from the project folder, or give --datadir)"
+    )
 
 
 class ParticleStack:
@@ -398,6 +601,9 @@ class ParticleStack:
             self._open.move_to_end(file_id)
             return self._open[file_id]
         path = Path(self.particles.image_files[file_id])
+        if not path.exists():
+            source = self.particles.source_path or "particle set"
+            raise FileNotFoundError(f"{source}: image file {_not_found(self.particles, file_id)}")
         if path.suffix.lower() == ".zarr":  # a store of `cryoglass stack convert`
             stack = open_zarr_stack(path)
         else:

@@ -34,12 +34,18 @@ import torch
 from cryoglass.ctf.params import CTFParams
 from cryoglass.io._atomic import atomic_write
 from cryoglass.io.mrc import read_mrc_header
-from cryoglass.io.particles import ParticleSet, parse_image_names
+from cryoglass.io.particles import (
+    ParticleSet,
+    image_search_paths,
+    locate_images,
+    split_image_names,
+)
 
 if TYPE_CHECKING:
     from cryoglass.classify.em2d import Assignments
 
 __all__ = [
+    "RELION_DIALECTS",
     "class_numbers",
     "read_particles",
     "read_relion_star",
@@ -70,6 +76,9 @@ def read_particles(
     image_size: int | None = None,
     amplitude_contrast: float | None = None,
     image_root: str | os.PathLike | None = None,
+    datadir: str | os.PathLike | None = None,
+    passthrough: str | os.PathLike | None = None,
+    read_ctf: bool = True,
 ) -> ParticleSet:
     """Read particle metadata from a RELION ``.star`` or a cryoSPARC ``.cs`` file.
 
@@ -84,7 +93,16 @@ def read_particles(
     amplitude_contrast : float, optional
         Override Q0 for every particle (cryoDRGN's ``-w``).
     image_root : path-like, optional
-        Folder that relative image paths resolve against (default: the file's folder).
+        The one folder relative image paths resolve against.  Default: the current folder
+        (as RELION, which runs in the project folder), then the file's folder.
+    datadir : path-like, optional
+        A folder searched first for the image files (``--datadir``; see
+        :func:`~cryoglass.io.particles.image_search_paths`).
+    passthrough : path-like, optional
+        cryoSPARC only: the job's ``*_passthrough_particles.cs``, joined on ``uid``.
+    read_ctf : bool
+        False: leave the CTF out (``ctf`` None), e.g. to read poses from a file whose CTF
+        columns are incomplete.
 
     Returns
     -------
@@ -99,13 +117,20 @@ def read_particles(
             pixel_size_angstrom=pixel_size_angstrom,
             amplitude_contrast=amplitude_contrast,
             image_root=image_root,
+            datadir=datadir,
+            passthrough=passthrough,
+            read_ctf=read_ctf,
         )
+    if passthrough is not None:
+        raise ValueError(f"{path}: a passthrough file goes with a cryoSPARC .cs file only")
     return read_relion_star(
         path,
         pixel_size_angstrom=pixel_size_angstrom,
         image_size=image_size,
         amplitude_contrast=amplitude_contrast,
         image_root=image_root,
+        datadir=datadir,
+        read_ctf=read_ctf,
     )
 
 
@@ -193,6 +218,8 @@ def read_relion_star(
     image_size: int | None = None,
     amplitude_contrast: float | None = None,
     image_root: str | os.PathLike | None = None,
+    datadir: str | os.PathLike | None = None,
+    read_ctf: bool = True,
 ) -> ParticleSet:
     """Read a RELION 3.0, 3.1 or 5 particle STAR file into a :class:`ParticleSet`.
 
@@ -208,13 +235,20 @@ def read_relion_star(
     amplitude_contrast : float, optional
         Q0 for every particle, overriding (or supplying) rlnAmplitudeContrast.
     image_root : path-like, optional
-        Folder for relative image paths (default: the STAR file's folder).
+        The one folder for relative image paths.  Default: the current folder, as RELION
+        (which writes paths relative to its project folder, ``Extract/job005/…``, and runs
+        there), then the STAR file's folder.
+    datadir : path-like, optional
+        Searched before those (``--datadir``): ``datadir/path``, then ``datadir/basename``.
+    read_ctf : bool
+        False: leave the CTF out (``ctf`` None).
 
     Returns
     -------
     ParticleSet
         Poses are None when the file has no angles; shifts None when it has no origins;
-        CTF None when it has no rlnDefocusU.
+        CTF None when it has no rlnDefocusU.  An image file found in none of the folders
+        keeps its path under the last folder; ``image_search`` lists every path tried.
 
     Raises
     ------
@@ -269,24 +303,32 @@ def read_relion_star(
         raise ValueError(f"{path}: pixel sizes must be > 0")
 
     root = Path(image_root) if image_root is not None else path.parent
-    files, file_index, index = parse_image_names(
-        particles["rlnImageName"].astype(str).tolist(), image_root=root, source=str(path)
+    roots = (root,) if image_root is not None else (Path.cwd(), root)
+    found = locate_images(
+        particles["rlnImageName"].astype(str).tolist(),
+        roots=roots,
+        datadir=datadir,
+        source=str(path),
     )
-    size = _image_size(path, particles, optics, row_of, image_size, files)
+    size = _image_size(path, particles, optics, row_of, image_size, found.files)
+    euler = _euler(path, particles)
     return ParticleSet(
-        image_files=files,
-        image_file_index=file_index,
-        image_index=index,
+        image_files=found.files,
+        image_file_index=found.file_index,
+        image_index=found.index,
         pixel_size_angstrom=pixel,
         image_size=size,
-        euler_deg=_euler(path, particles),
+        euler_deg=euler,
         shift_angstrom=_shift(path, particles, pixel),
-        ctf=_ctf(path, particles, optics, row_of, amplitude_contrast),
+        ctf=_ctf(path, particles, optics, row_of, amplitude_contrast) if read_ctf else None,
         optics_group=group,
         source_path=path,
         image_root=root,
         particles_table=particles,
         optics_table=optics,
+        image_file_names=found.names,
+        image_search=found.tried,
+        in_plane_only=euler is not None and "rlnAngleTilt" not in particles.columns,
     )
 
 
@@ -385,43 +427,60 @@ def _ctf(
 # ----------------------------------------------------------------------------- writing
 
 
-def _image_name_column(particles: ParticleSet, star_path: Path, relative: bool) -> list[str]:
-    """Keep the original names where they still resolve to the same image; else write new ones."""
-    table = particles.particles_table
-    keep = np.zeros(len(particles), dtype=bool)
-    if table is not None and "rlnImageName" in table.columns:
-        try:
-            files, file_index, index = parse_image_names(
-                table["rlnImageName"].astype(str).tolist(), image_root=particles.image_root
-            )
-            same_file = (
-                np.array([str(f) for f in files], dtype=object)[file_index.numpy()]
-                == np.array([str(f) for f in particles.image_files], dtype=object)[
-                    particles.image_file_index.numpy()
-                ]
-            )
-            keep = same_file & (index == particles.image_index).numpy()
-        except ValueError:
-            keep[:] = False
-    folder = Path(os.path.abspath(star_path.parent))
+def _file_names_out(particles: ParticleSet, folder: Path, relative: bool) -> list[str]:
+    """The path to write for each image file of ``particles`` in a STAR file in ``folder``.
 
-    def written(file: Path) -> str:
+    A name as the metadata wrote it is kept when a reader of the new file finds the same
+    file with it (the current folder first, as RELION, then ``folder``), and when the file
+    exists nowhere (its meaning is then the original file's, RELION's: relative to the project
+    folder).  Otherwise the path is written relative to ``folder`` when inside it, else
+    absolute.  ``relative=False`` writes absolute paths.
+    """
+    given = particles.image_file_names or (None,) * len(particles.image_files)
+    cwd = Path.cwd()
+    out = []
+    for file, name in zip(particles.image_files, given, strict=True):
+        file = Path(os.path.abspath(file))
+        if not relative:
+            out.append(str(file))
+            continue
+        if name is not None:
+            candidates = image_search_paths(name, roots=(cwd, folder))
+            seen = next((c for c in candidates if c.exists()), candidates[-1])
+            if seen == file or not file.exists():
+                out.append(name)
+                continue
         inside = os.path.relpath(file, folder)
-        return inside if relative and not inside.startswith("..") else str(file)
+        out.append(str(file) if inside.startswith("..") else inside)
+    return out
 
-    file_names = [written(f) for f in particles.image_files]
-    new = [
-        f"{i + 1:06d}@{file_names[f]}"
-        for f, i in zip(
-            particles.image_file_index.tolist(), particles.image_index.tolist(), strict=True
-        )
-    ]
-    if relative and os.path.abspath(particles.image_root) != str(folder):
-        keep[:] = False  # original relative names would resolve elsewhere next to the new file
-    if keep.any():
-        original = table["rlnImageName"].astype(str).tolist()
-        new = [o if k else m for o, k, m in zip(original, keep.tolist(), new, strict=True)]
-    return new
+
+def _image_name_column(particles: ParticleSet, star_path: Path, relative: bool) -> list[str]:
+    """rlnImageName for each particle: ``index@path`` with the paths of :func:`_file_names_out`.
+
+    A row whose original name still says the same (same path text, same index) is kept
+    verbatim, so a STAR file read and written back keeps its image names byte for byte.
+    """
+    folder = Path(os.path.abspath(star_path.parent))
+    names = np.array(_file_names_out(particles, folder, relative), dtype=object)
+    file_index = particles.image_file_index.numpy()
+    index = particles.image_index.numpy()
+    new = [f"{i + 1:06d}@{n}" for i, n in zip(index.tolist(), names[file_index], strict=True)]
+    table = particles.particles_table
+    if table is None or "rlnImageName" not in table.columns or not particles.image_file_names:
+        return new
+    original = table["rlnImageName"].astype(str)
+    try:
+        paths, numbers = split_image_names(original.tolist(), "rlnImageName")
+    except ValueError:
+        return new
+    given = np.array(particles.image_file_names, dtype=object)[file_index]
+    same = (
+        (paths.to_numpy(dtype=object) == names[file_index])
+        & (names[file_index] == given)
+        & (numbers.to_numpy(dtype=np.int64) - 1 == index)
+    )
+    return [o if k else m for o, k, m in zip(original.tolist(), same.tolist(), new, strict=True)]
 
 
 def _group_value(
@@ -478,7 +537,10 @@ def _particles_out(particles: ParticleSet, star_path: Path, relative: bool) -> p
     out = out.drop(columns=[c for c in (*_OPTICS_COLUMNS, "rlnOriginX", "rlnOriginY") if c in out])
     out["rlnImageName"] = _image_name_column(particles, star_path, relative)
     out["rlnOpticsGroup"] = particles.optics_group.numpy().astype(int)
-    if particles.euler_deg is not None:
+    if particles.euler_deg is not None and particles.in_plane_only:  # 2D: ψ only, as Class2D
+        out = out.drop(columns=[c for c in ("rlnAngleRot", "rlnAngleTilt") if c in out])
+        out["rlnAnglePsi"] = particles.euler_deg[:, 2].numpy()
+    elif particles.euler_deg is not None:
         for k, column in enumerate(("rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi")):
             out[column] = particles.euler_deg[:, k].numpy()
     if particles.shift_angstrom is not None:
@@ -499,14 +561,37 @@ def _particles_out(particles: ParticleSet, star_path: Path, relative: bool) -> p
     return out
 
 
+def _relion30_table(optics: pd.DataFrame, particles: pd.DataFrame) -> pd.DataFrame:
+    """One RELION 3.0 table: optics values on every row (voltage, Cs, Q0, rlnImageSize, beam
+    tilt), origins in pixels, pixel size as rlnDetectorPixelSize [µm] with rlnMagnification
+    10000 (pixel = det · 10⁴ / mag)."""
+    rows = optics.set_index("rlnOpticsGroup").loc[particles["rlnOpticsGroup"].to_numpy()]
+    rows = rows.reset_index(drop=True)
+    pixel = rows["rlnImagePixelSize"].to_numpy(dtype=np.float64)
+    out = particles.drop(columns=["rlnOpticsGroup"]).reset_index(drop=True)
+    for angst in [c for c in out.columns if c.startswith("rlnOrigin") and "Angst" in c]:
+        out[angst.replace("Angst", "")] = out.pop(angst).to_numpy(dtype=np.float64) / pixel
+    for column in (*_OPTICS_COLUMNS[:3], "rlnImageSize", "rlnBeamTiltX", "rlnBeamTiltY"):
+        if column in rows.columns:
+            out[column] = rows[column].to_numpy()
+    out["rlnMagnification"] = 10000.0
+    out["rlnDetectorPixelSize"] = pixel
+    return out
+
+
+#: Dialects :func:`write_relion_star` writes, and the ``# version`` line RELION puts on blocks.
+RELION_DIALECTS = {"3.0": None, "3.1": "30001", "5": "50001"}
+
+
 def write_relion_star(
     path: str | os.PathLike,
     particles: ParticleSet,
     *,
     overwrite: bool = False,
     relative_image_paths: bool = True,
+    dialect: str = "3.1",
 ) -> Path:
-    """Write a :class:`ParticleSet` as a RELION 3.1 STAR file (data_optics + data_particles).
+    """Write a :class:`ParticleSet` as a RELION STAR file (3.1 by default).
 
     Pose, shift, CTF, optics-group and image-name columns are written from the tensors;
     other columns of the original tables are kept.  The file appears atomically.
@@ -519,9 +604,16 @@ def write_relion_star(
     overwrite : bool
         Replace an existing file.
     relative_image_paths : bool
-        Write image paths relative to the STAR file's folder (cryoglass reads them that way;
-        RELION resolves them against its working directory, so run RELION from that
-        folder), or absolute paths.
+        True: keep each image path as it was read where it still finds the same file (from
+        the current folder, as RELION, or the new file's folder) or where the file exists
+        nowhere; otherwise write it relative to the new file's folder when inside it, else
+        absolute.  False: absolute paths.
+    dialect : {"3.1", "5", "3.0"}
+        "3.1": data_optics + data_particles, origins in Å (rlnOriginX/YAngst), each block
+        marked ``# version 30001`` as RELION 3.1 writes it.  "5": the same tables marked
+        ``# version 50001`` (RELION 4 and 5 read and write this layout).  "3.0": one table
+        ``data_`` whose rows carry voltage, Cs and Q0, origins in pixels (rlnOriginX/Y) and
+        the pixel size as rlnDetectorPixelSize [µm] with rlnMagnification 10000.
 
     Returns
     -------
@@ -530,16 +622,30 @@ def write_relion_star(
     Raises
     ------
     ValueError
-        Particles in one optics group disagree on voltage, Cs, Q0 or pixel size.
+        Particles in one optics group disagree on voltage, Cs, Q0 or pixel size; an
+        unknown dialect.
     """
+    if dialect not in RELION_DIALECTS:
+        raise ValueError(f"dialect must be one of {', '.join(RELION_DIALECTS)}, got {dialect!r}")
     path = Path(path)
-    blocks = {
-        "optics": _optics_out(particles),
-        "particles": _particles_out(particles, path, relative_image_paths),
-    }
+    optics = _optics_out(particles)
+    table = _particles_out(particles, path, relative_image_paths)
+    if dialect == "3.0":
+        blocks = {"": _relion30_table(optics, table)}
+    else:
+        blocks = {"optics": optics, "particles": table}
+    version = RELION_DIALECTS[dialect]
 
     def _write(tmp: Path) -> None:
         starfile.write(blocks, tmp, float_format="%.6f")
+        if version is not None:
+            headers = {f"data_{name}" for name in blocks}
+            lines = tmp.read_text().splitlines(keepends=True)
+            marked = [
+                f"# version {version}\n{line}" if line.strip() in headers else line
+                for line in lines
+            ]
+            tmp.write_text("".join(marked))
 
     return atomic_write(path, _write, overwrite=overwrite)
 

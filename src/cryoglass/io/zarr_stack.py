@@ -25,9 +25,28 @@ import torch
 
 from cryoglass.io._atomic import atomic_folder
 
-__all__ = ["ZarrStack", "open_zarr_stack", "write_zarr_stack"]
+__all__ = ["ZARR_MISSING", "ZarrStack", "open_zarr_stack", "write_zarr_stack", "zarr_available"]
 
 _KIND, _VERSION = "particle-stack", 1
+
+#: What to tell a user whose installation lacks zarr (an optional dependency).
+ZARR_MISSING = "Zarr stacks need the zarr package: pip install 'cryoglass[zarr]'"
+
+
+def zarr_available() -> bool:
+    """Whether the optional ``zarr`` package can be imported (``cryoglass[zarr]``)."""
+    import importlib.util
+
+    return importlib.util.find_spec("zarr") is not None
+
+
+def _zarr(path: Path):
+    """The zarr module, or a ValueError naming ``path`` and the install command."""
+    try:
+        import zarr
+    except ImportError:
+        raise ValueError(f"{path}: {ZARR_MISSING}") from None
+    return zarr
 
 
 def _block(images, start: int, stop: int) -> np.ndarray:
@@ -70,9 +89,8 @@ def write_zarr_stack(
     Path
         ``path``.
     """
-    import zarr
-
     path = Path(path)
+    zarr = _zarr(path)
     if chunk_images < 1:
         raise ValueError(f"chunk_images must be >= 1, got {chunk_images}")
     if not pixel_size_angstrom > 0:
@@ -120,9 +138,8 @@ class ZarrStack:
     """
 
     def __init__(self, path: str | os.PathLike) -> None:
-        import zarr
-
         self.path = Path(path)
+        zarr = _zarr(self.path)
         if not self.path.exists():
             raise FileNotFoundError(f"{self.path}: Zarr stack not found")
         try:

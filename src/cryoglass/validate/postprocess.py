@@ -290,6 +290,9 @@ class PostprocessResult:
     unsharpened : Tensor (d, h, w)
         The same without the B-factor (FSC-weighted and low-passed).
     mask : Tensor (d, h, w) or None
+    warnings : tuple of str
+        What the caller should tell the user, e.g. that the resolution was too low for the
+        automatic B-factor (then ``fit`` is None and ``bfactor_a2`` 0).
     """
 
     frequency_inv_angstrom: torch.Tensor
@@ -309,6 +312,29 @@ class PostprocessResult:
     sharpened: torch.Tensor
     unsharpened: torch.Tensor
     mask: torch.Tensor | None
+    warnings: tuple[str, ...] = ()
+
+
+def _auto_bfactor(
+    k2: torch.Tensor, ln_amplitude: torch.Tensor, *, low: float, high: float
+) -> tuple[BFactorFit | None, str | None]:
+    """The Guinier fit between ``low`` and ``high`` Å, or (None, why) when there is no range.
+
+    relion_postprocess (3.1) sharpens with B = 0 when its fit range holds no shells (a map
+    worse than ``--autob_lowres``, 10 Å); so does this, and says so.
+    """
+    k_low, k_high = 1.0 / low**2, 1.0 / high**2
+    usable = (k2 >= k_low - 1e-9) & (k2 <= k_high + 1e-9) & torch.isfinite(ln_amplitude)
+    if high < low and int(usable.sum()) >= 2:
+        return fit_bfactor(
+            k2, ln_amplitude, low_resolution_angstrom=low, high_resolution_angstrom=high
+        ), None
+    return None, (
+        f"the resolution limit of the B-factor fit ({high:.1f} Å) is not finer than its "
+        f"low-resolution end ({low:g} Å), so fewer than 2 shells lie between them: no automatic "
+        "B-factor; the map is FSC-weighted and low-passed but not sharpened (B = 0), as "
+        "relion_postprocess does; give a B-factor explicitly to sharpen it."
+    )
 
 
 def _check_inputs(half1, half2, mask) -> None:
@@ -388,7 +414,10 @@ def postprocess(
     resolution (RELION 3.1's default ``--autob_highres 0`` fits up to the first FSC zero;
     pass ``fit_high_resolution_angstrom=0`` for that),
     the output is low-passed at the resolution (RELION 3.1 only with ``--low_pass``), and the
-    unmasked FSC is not substituted when it extends further than the corrected one.
+    unmasked FSC is not substituted when it extends further than the corrected one.  When the
+    fit range holds fewer than two shells (a map worse than ``fit_low_resolution_angstrom``)
+    the automatic B-factor is skipped: B = 0, ``fit`` None, and a note in ``warnings`` (RELION
+    3.1 fits an empty range to slope 0, i.e. the same B = 0).
     """
     _check_inputs(half1, half2, mask)
     shape = tuple(half1.shape)
@@ -432,7 +461,7 @@ def postprocess(
         fsc=fsc_c if fsc_weighting else None,
     )
     _, g_w = guinier_plot(weighted, pixel_size_angstrom=pixel_size_angstrom)
-    fit = None
+    fit, notes = None, []
     if isinstance(bfactor, str):
         if bfactor != "auto":
             raise ValueError(f"postprocess: bfactor must be 'auto' or a number, got {bfactor!r}")
@@ -442,13 +471,9 @@ def postprocess(
             high = pixel_size_angstrom * shape[-1] / (n_shells - 1)  # Nyquist
         else:
             high = fit_high_resolution_angstrom
-        fit = fit_bfactor(
-            k2,
-            g_w,
-            low_resolution_angstrom=fit_low_resolution_angstrom,
-            high_resolution_angstrom=high,
-        )
-        b = float(fit.bfactor_a2)
+        fit, note = _auto_bfactor(k2, g_w, low=fit_low_resolution_angstrom, high=high)
+        b = 0.0 if fit is None else float(fit.bfactor_a2)
+        notes += [note] if note else []
     else:
         b = float(bfactor)
     if not math.isfinite(b):
@@ -489,6 +514,7 @@ def postprocess(
         sharpened=sharpened.to(dtype),
         unsharpened=unsharpened.to(dtype),
         mask=None if mask is None else mask.to(dtype),
+        warnings=tuple(notes),
     )
 
 
