@@ -175,3 +175,31 @@ def test_refine3d_bad_inputs_are_one_line_errors(dataset, tmp_path):
     )
     assert result.exit_code == 2 and "needs CTF columns" in result.output
     assert result.output.count("noctf.star") == 1
+
+
+@pytest.mark.slow
+@pytest.mark.relion
+def test_run_data_star_means_the_same_in_relion(dataset, tmp_path):
+    """relion_reconstruct of our run_data.star gives our map (the poses mean what RELION means)."""
+    out = tmp_path / "r"
+    result = _refine(dataset, out)
+    assert result.exit_code == 0, result.output
+    run_relion(
+        [
+            "relion_reconstruct",
+            "--i",
+            str(out / "run_data.star"),
+            "--o",
+            str(tmp_path / "rel.mrc"),
+            "--ctf",
+        ],
+        cwd=dataset,
+    )
+    ours = CliRunner().invoke(
+        app, ["reconstruct", str(out / "run_data.star"), "--out", str(tmp_path / "cg.mrc")]
+    )
+    assert ours.exit_code == 0, ours.output
+    with mrcfile.open(tmp_path / "rel.mrc") as a, mrcfile.open(tmp_path / "cg.mrc") as b:
+        x, y = torch.from_numpy(a.data.copy()).double(), torch.from_numpy(b.data.copy()).double()
+    x, y = x - x.mean(), y - y.mean()
+    assert float((x * y).sum() / (x.norm() * y.norm())) > 0.98

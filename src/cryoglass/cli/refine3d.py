@@ -139,6 +139,31 @@ def _load_state(out: Path, description: dict, device):
         return state_from_checkpoint(load_tensors(out / _STATE), record, device=device)
 
 
+def _run_here(particles, volume, run, state, on_iteration, **how):
+    """auto_refine in this process, images read batch by batch, a progress bar per iteration."""
+    from rich.progress import Progress
+
+    from cryoglass.io import ParticleStack
+    from cryoglass.refine.auto import auto_refine
+
+    with ParticleStack(particles) as stack, Progress(transient=True) as progress:
+        task = progress.add_task("aligning", total=len(particles))
+
+        def batches():
+            progress.reset(task)
+            return stack.iter_batches(how["batch_size"])
+
+        with failing(ValueError, prefix=f"{how['star']}: "):
+            return auto_refine(
+                volume,
+                batches,
+                **run,
+                state=state,
+                on_iteration=on_iteration,
+                progress=lambda count: progress.update(task, advance=count),
+            )
+
+
 def _run_on_dask(particles, volume, run, state, on_iteration, workers, scheduler, **how):
     """auto_refine with each iteration's E-step on a Dask cluster."""
     from rich.progress import Progress
@@ -288,10 +313,7 @@ def main(
           --auto_refine --split_random_halves --ini_high 30 --particle_diameter 150 --sym C4 \\
           --ctf --firstiter_cc
     """
-    from rich.progress import Progress
-
-    from cryoglass.io import ParticleStack
-    from cryoglass.refine.auto import RefineSettings, auto_refine
+    from cryoglass.refine.auto import RefineSettings
 
     _check_out(out, continue_run=continue_run, overwrite=overwrite, inputs=[star, reference])
     target = torch_device(device)
@@ -303,23 +325,13 @@ def main(
     volume = _read_reference(reference, box=box, pixel=pixel, ref_apix=ref_apix)
     labels = _labels(particles, star, seed)
     settings = RefineSettings(
-        pixel_size_angstrom=pixel,
-        particle_diameter_angstrom=diameter,
-        symmetry=symmetry,
-        ini_high_angstrom=ini_high,
-        low_resol_join_halves_angstrom=join_halves,
-        initial_order=healpix_order,
-        local_from_order=max(4, healpix_order + 1),
-        offset_range_px=offset_range,
-        offset_step_px=offset_step,
-        max_iterations=max_iterations,
-    )
-    description = {
-        "input": str(star),
-        "reference": str(reference),
-        "particles": len(particles),
-        "settings": {k: v for k, v in vars(settings).items()},
-    }
+        pixel_size_angstrom=pixel, particle_diameter_angstrom=diameter, symmetry=symmetry,
+        ini_high_angstrom=ini_high, low_resol_join_halves_angstrom=join_halves,
+        initial_order=healpix_order, local_from_order=max(4, healpix_order + 1),
+        offset_range_px=offset_range, offset_step_px=offset_step, max_iterations=max_iterations,
+    )  # fmt: skip
+    description = {"input": str(star), "reference": str(reference), "particles": len(particles)}
+    description["settings"] = dict(vars(settings))
     out.mkdir(parents=True, exist_ok=True)
     state = _load_state(out, description, target) if continue_run else None
     ctf_rows = particles.ctf.expand(len(particles)) if ctf else None
@@ -329,37 +341,13 @@ def main(
         _save_state(out, new_state, description)
 
     run = {"n_particles": len(particles), "ctf": ctf_rows, "labels": labels, "settings": settings}
+    how = {"ctf": ctf, "batch_size": batch_size, "chunk_size": chunk_size, "star": star}
     if workers is not None or scheduler is not None:
         result = _run_on_dask(
-            particles,
-            volume,
-            run,
-            state,
-            on_iteration,
-            workers,
-            scheduler,
-            ctf=ctf,
-            batch_size=batch_size,
-            chunk_size=chunk_size,
-            star=star,
+            particles, volume, run, state, on_iteration, workers, scheduler, **how
         )
     else:
-        with ParticleStack(particles) as stack, Progress(transient=True) as progress:
-            task = progress.add_task("aligning", total=len(particles))
-
-            def batches():
-                progress.reset(task)
-                return stack.iter_batches(batch_size)
-
-            with failing(ValueError, prefix=f"{star}: "):
-                result = auto_refine(
-                    volume.to(target),
-                    batches,
-                    **run,
-                    state=state,
-                    on_iteration=on_iteration,
-                    progress=lambda count: progress.update(task, advance=count),
-                )
+        result = _run_here(particles, volume.to(target), run, state, on_iteration, **how)
     summary = _write_outputs(out, result, particles, labels, pixel=pixel, settings=settings)
     typer.echo(
         f"{summary['resolution_angstrom']:.2f} Å after {summary['iterations']} iterations; "

@@ -47,7 +47,7 @@ from cryoglass.simulate.dataset import ParticleDistributions, ParticleParameters
 __all__ = ["TOPIC_SECTIONS", "DemoSettings", "run_demo"]
 
 #: Topic sections contributed by other modules: ``cryoglass.demos.<name>.run(out, seed=)``.
-TOPIC_SECTIONS = ("class2d", "orientations", "nma", "vae")
+TOPIC_SECTIONS = ("class2d", "refine", "orientations", "nma", "vae")
 
 
 @dataclass(frozen=True)
