@@ -89,8 +89,8 @@ def band(size: int, max_shell: int, *, device: torch.device | str | None = None)
     Examples
     --------
     >>> b = band(16, 3)
-    >>> int(b.index.shape[0]), float(b.weight.sum())  # 29 half-plane points, 14.5 independent
-    (29, 14.5)
+    >>> int(b.index.shape[0]), float(b.weight.sum())  # 22 half-plane points, 18.5 independent
+    (22, 18.5)
     """
     k_all, _ = slice_frequencies(size, device=device, dtype=torch.float32)
     shell_all = torch.floor(k_all.double().norm(dim=1) + 0.5).long()
