@@ -27,7 +27,15 @@ import torch
 
 from cryoglass.fourier.fft import fftn_centered, ifftn_centered
 
-__all__ = ["resize_spectrum", "resize_fourier", "fourier_crop", "fourier_pad", "rescale"]
+__all__ = [
+    "resize_spectrum",
+    "resize_fourier",
+    "fourier_crop",
+    "fourier_pad",
+    "rescale",
+    "rescaled_box_size",
+    "center_window",
+]
 
 
 def _zeros_along(f: torch.Tensor, dim: int, n: int) -> torch.Tensor:
@@ -191,3 +199,91 @@ def rescale(
             f"{actual} per axis; use a square/cubic box"
         )
     return resize_fourier(x, new_shape), actual[-1]
+
+
+def rescaled_box_size(
+    box: int, *, pixel_size_angstrom: float, new_pixel_size_angstrom: float
+) -> tuple[int, float]:
+    """The even box RELION resamples to for a requested pixel size, and the pixel size it gives.
+
+    Parameters
+    ----------
+    box : int
+        Current box ``N`` [px].
+    pixel_size_angstrom, new_pixel_size_angstrom : float
+        Current and requested pixel sizes [Å].
+
+    Returns
+    -------
+    new_box : int
+        ``M = ROUND(N · pixel / new_pixel)``, then made even (``M − M mod 2``), as
+        ``relion_image_handler --rescale_angpix`` does.
+    actual_pixel_size_angstrom : float
+        ``N · pixel / M`` — the field of view ``N · pixel`` is kept, so the pixel size follows
+        the integer box.
+
+    Raises
+    ------
+    ValueError
+        Non-positive sizes, or a box that would shrink below 2 pixels.
+
+    Examples
+    --------
+    >>> box, pixel = rescaled_box_size(256, pixel_size_angstrom=1.06, new_pixel_size_angstrom=2.5)
+    >>> box, round(pixel, 4)
+    (108, 2.5126)
+    """
+    if box < 1 or not pixel_size_angstrom > 0 or not new_pixel_size_angstrom > 0:
+        raise ValueError(
+            f"rescaled_box_size: need a positive box and pixel sizes, got {box}, "
+            f"{pixel_size_angstrom}, {new_pixel_size_angstrom}"
+        )
+    new_box = math.floor(box * pixel_size_angstrom / new_pixel_size_angstrom + 0.5)
+    new_box -= new_box % 2
+    if new_box < 2:
+        raise ValueError(
+            f"rescaled_box_size: {new_pixel_size_angstrom} Å pixels leave less than 2 pixels of "
+            f"a {box}-pixel box at {pixel_size_angstrom} Å"
+        )
+    return new_box, box * pixel_size_angstrom / new_box
+
+
+def center_window(x: torch.Tensor, new_shape: tuple[int, ...]) -> torch.Tensor:
+    """Crop or zero-pad the trailing axes in real space, keeping voxel ``N//2`` at ``M//2``.
+
+    RELION's ``window`` (``relion_image_handler --new_box``): the pixel size and the origin
+    stay; the field of view changes.
+
+    Parameters
+    ----------
+    x : Tensor, (..., *shape)
+    new_shape : tuple of int
+        New sizes of the last ``len(new_shape)`` axes, each ``>= 1``.
+
+    Returns
+    -------
+    Tensor, (..., *new_shape)
+        ``x`` itself when nothing changes, else a new tensor (zeros where padded).
+
+    Examples
+    --------
+    >>> v = torch.zeros(4, 4); v[2, 2] = 1.0
+    >>> float(center_window(v, (7, 7))[3, 3]), float(center_window(v, (3, 3))[1, 1])
+    (1.0, 1.0)
+    """
+    ndim = len(new_shape)
+    old = tuple(x.shape[-ndim:])
+    if any(int(m) < 1 for m in new_shape) or x.ndim < ndim:
+        raise ValueError(f"center_window: cannot window {tuple(x.shape)} to {tuple(new_shape)}")
+    if old == tuple(new_shape):
+        return x
+    out = x.new_zeros((*x.shape[: x.ndim - ndim], *new_shape))
+    src, dst = [], []
+    for n, m in zip(old, new_shape, strict=True):
+        lo_x = max(0, n // 2 - m // 2)
+        lo_o = max(0, m // 2 - n // 2)
+        length = min(n - lo_x, m - lo_o)
+        src.append(slice(lo_x, lo_x + length))
+        dst.append(slice(lo_o, lo_o + length))
+    out[(..., *dst)] = x[(..., *src)]
+    return out
