@@ -387,45 +387,45 @@ def local_resolution(
     )
 
 
-def _thin_shells(fft_box: int, n: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-    """RELION's shells of the N box on the plain rfft grid of the P box, and column weights.
+def _thin_shells(fft_box: int, n: int, device) -> torch.Tensor:
+    """RELION's shells of the N box on the plain rfft grid of the P box.
 
     Shell of a P-grid voxel: ``floor(|k|·N/P + 1/2)`` (|k| in P-grid pixels), i.e. the shell of
     width ``1/(N·pixel)`` its frequency falls in; corners beyond Nyquist go to bin ``N//2 + 1``.
-    Columns ``1 … (P−1)//2`` of the half grid stand for two voxels (full-grid counting).
     """
     f = torch.fft.fftfreq(fft_box, d=1.0 / fft_box, dtype=torch.float64, device=device)
     half = torch.arange(fft_box // 2 + 1, dtype=torch.float64, device=device)
     r = (f[:, None, None].square() + f[None, :, None].square() + half.square()).sqrt()
-    index = (r * n / fft_box).add(0.5).floor().long().clamp_max(n // 2 + 1)
-    weight = torch.full((fft_box // 2 + 1,), 2.0, dtype=torch.float64, device=device)
-    weight[0] = 1.0
-    if fft_box % 2 == 0:
-        weight[-1] = 1.0
-    return index, weight
+    return (r * n / fft_box).add(0.5).floor().long().clamp_max(n // 2 + 1)
 
 
-def _fsc_thin(f1: torch.Tensor, f2: torch.Tensor, index, weight, n_shells: int) -> torch.Tensor:
-    """FSC (..., n_shells) of rfft spectra summed over RELION's N-box shells (float64 sums).
+def _fsc_thin(f1: torch.Tensor, f2: torch.Tensor, index: torch.Tensor, n_shells: int):
+    """FSC (..., n_shells) of plain rfft spectra summed over ``index`` shells (float64 sums).
 
-    A shell with no voxel on the P grid (only the lowest, when P < N) takes the value of the
-    shell below it.
+    Full-grid counting: columns ``1 … (P−1)//2`` of the half grid stand for two voxels, so a
+    sum is ``2·Σ(all) − Σ(column 0) − Σ(column P/2, even P)``.  A shell with no voxel on the
+    P grid (only the lowest, when P < N) takes the value of the shell below it.
     """
-    sums = [
-        _sum_by_index(value.double() * weight, index, n_shells + 1)[..., :n_shells]
-        for value in (
-            torch.addcmul(f1.real * f2.real, f1.imag, f2.imag),
-            torch.addcmul(f1.real.square(), f1.imag, f1.imag),
-            torch.addcmul(f2.real.square(), f2.imag, f2.imag),
-        )
-    ]
-    den = (sums[1] * sums[2]).sqrt()
-    fsc = torch.where(den > 0, sums[0] / den.clamp_min(1e-300), torch.nan)
+    bins = n_shells + 1
+    even = index.shape[-2] % 2 == 0  # even P: the Nyquist column stands for one voxel
+
+    def shell_sums(values: torch.Tensor) -> torch.Tensor:
+        sums = 2.0 * _sum_by_index(values, index, bins)
+        sums -= _sum_by_index(values[..., :1], index[..., :1], bins)
+        if even:
+            sums -= _sum_by_index(values[..., -1:], index[..., -1:], bins)
+        return sums[..., :n_shells]
+
+    num = shell_sums(torch.addcmul(f1.real * f2.real, f1.imag, f2.imag))
+    p1 = shell_sums(torch.addcmul(f1.real.square(), f1.imag, f1.imag))
+    p2 = shell_sums(torch.addcmul(f2.real.square(), f2.imag, f2.imag))
+    den = (p1 * p2).sqrt()
+    fsc = torch.where(den > 0, num / den.clamp_min(1e-300), torch.nan)
     fsc[..., 0] = torch.where(torch.isnan(fsc[..., 0]) | (fsc[..., 0] <= 0), 1.0, fsc[..., 0])
     for shell in range(1, n_shells):  # few, low shells: a loop over shells, not windows
         gap = torch.isnan(fsc[..., shell])
         if not bool(gap.any()):
-            continue
+            break
         fsc[..., shell] = torch.where(gap, fsc[..., shell - 1], fsc[..., shell])
     return fsc
 
@@ -450,13 +450,13 @@ def _window_fscs(
     r1 = randomize_phases_beyond(half1, shell=randomize_shell, generator=generator)
     r2 = randomize_phases_beyond(half2, shell=randomize_shell, generator=generator)
     maps = cubes.pad(torch.stack([half1, half2, r1, r2]).to(half1.dtype))
-    index, weight = _thin_shells(fft_box, n, half1.device)
+    index = _thin_shells(fft_box, n, half1.device)
     parts = []
     for batch in centers.split(batch_size):
         windows = maps[:, cubes.index(batch)].reshape(2, 2, -1, size, size, size) * window
         # zero-padded to P (rfftn pads at the end: a translation, which no FSC sees)
         spectra = torch.fft.rfftn(windows, s=(fft_box,) * 3, dim=(-3, -2, -1))
-        fsc = _fsc_thin(spectra[:, 0], spectra[:, 1], index, weight, n // 2 + 1)
+        fsc = _fsc_thin(spectra[:, 0], spectra[:, 1], index, n // 2 + 1)
         # (maps, randomised maps): RELION corrects from shell randomize_shell + 2 on
         parts.append(corrected_fsc(fsc[0], fsc[1], randomize_shell=randomize_shell, offset=2))
         if progress is not None:
