@@ -61,7 +61,6 @@ import torch
 from cryoglass.fourier.fft import next_fast_size
 from cryoglass.fourier.radial import crossing_shell
 from cryoglass.validate.fsc import (
-    _sum_by_index,
     corrected_fsc,
     fsc_weight,
     randomize_phases_beyond,
@@ -407,13 +406,22 @@ def _fsc_thin(f1: torch.Tensor, f2: torch.Tensor, index: torch.Tensor, n_shells:
     P grid (only the lowest, when P < N) takes the value of the shell below it.
     """
     bins = n_shells + 1
+    flat_index = index.reshape(-1)
+    first, last = index[..., 0].reshape(-1), index[..., -1].reshape(-1)
     even = index.shape[-2] % 2 == 0  # even P: the Nyquist column stands for one voxel
 
+    def rows(values: torch.Tensor, which: torch.Tensor, leading: tuple) -> torch.Tensor:
+        """Float64 sums of rows (R, V) into ``bins`` by one index (V,) shared by all rows."""
+        flat = values.reshape(-1, which.numel()).to(torch.float64)
+        out = flat.new_zeros(flat.shape[0], bins).index_add_(1, which, flat)
+        return out.reshape(*leading, bins)
+
     def shell_sums(values: torch.Tensor) -> torch.Tensor:
-        sums = 2.0 * _sum_by_index(values, index, bins)
-        sums -= _sum_by_index(values[..., :1], index[..., :1], bins)
+        leading = tuple(values.shape[:-3])
+        sums = 2.0 * rows(values, flat_index, leading)
+        sums -= rows(values[..., 0], first, leading)
         if even:
-            sums -= _sum_by_index(values[..., -1:], index[..., -1:], bins)
+            sums -= rows(values[..., -1], last, leading)
         return sums[..., :n_shells]
 
     num = shell_sums(torch.addcmul(f1.real * f2.real, f1.imag, f2.imag))
@@ -425,7 +433,7 @@ def _fsc_thin(f1: torch.Tensor, f2: torch.Tensor, index: torch.Tensor, n_shells:
     for shell in range(1, n_shells):  # few, low shells: a loop over shells, not windows
         gap = torch.isnan(fsc[..., shell])
         if not bool(gap.any()):
-            break
+            continue
         fsc[..., shell] = torch.where(gap, fsc[..., shell - 1], fsc[..., shell])
     return fsc
 
