@@ -20,6 +20,7 @@ __all__ = [
     "save_localres_slices",
     "plot_localres_histogram",
     "save_localres_histogram",
+    "save_localres_overview",
 ]
 
 _AXES = ("z", "y", "x")
@@ -192,4 +193,27 @@ def save_localres_histogram(
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 4.0))
     plot_localres_histogram(ax, values_angstrom, median_angstrom=median_angstrom, title=title)
+    return save_figure(fig, path)
+
+
+def save_localres_overview(
+    path: str | Path,
+    volume: Any,
+    localres_angstrom: Any,
+    *,
+    mask: Any = None,
+    median_angstrom: float | None = None,
+    title: str = "local resolution",
+) -> Path:
+    """Central slices coloured by local resolution and the histogram inside the mask, one row."""
+    plt = pyplot()
+    fig, axes = plt.subplots(1, 4, figsize=(15, 3.8), width_ratios=(1, 1, 1, 1.25))
+    image = plot_localres_slices(axes[:3], volume, localres_angstrom, mask=mask)
+    fig.colorbar(image, ax=list(axes[:3]), shrink=0.8, label="local resolution [Å]")
+    res = _numpy(localres_angstrom)
+    inside = (_numpy(mask) > 0.5) if mask is not None else res > 0
+    plot_localres_histogram(
+        axes[3], res[inside & (res > 0)], median_angstrom=median_angstrom, title="inside the mask"
+    )
+    fig.suptitle(title, fontsize=10)
     return save_figure(fig, path)
