@@ -74,6 +74,15 @@ def fsc_star_tables(
     -------
     dict
         ``{"general": dict, "fsc": DataFrame}`` as :func:`starfile.write` takes them.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from cryoglass.validate import fsc_summary
+    >>> s = fsc_summary(torch.tensor([1.0, 0.9, 0.5, 0.1]), box_size=6, pixel_size_angstrom=2.0)
+    >>> tables = fsc_star_tables(s)
+    >>> list(tables["fsc"].columns)[3:], round(tables["general"]["rlnFinalResolution"], 2)
+    (['rlnFourierShellCorrelationUnmaskedMaps'], 6.0)
     """
     n = summary.fsc.shape[-1]
     box, pixel = summary.box_size, summary.pixel_size_angstrom

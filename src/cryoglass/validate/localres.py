@@ -532,7 +532,9 @@ def _assemble(
     for level in torch.unique(levels).tolist():
         members = levels == level
         buffer.zero_()
-        cubes.scatter(centers[members], torch.ones(int(members.sum())), window, buffer)
+        cubes.scatter(
+            centers[members], torch.ones(int(members.sum()), device=device), window, buffer
+        )
         w_level = cubes.crop(buffer)
         level_res = float(members.sum() / (1.0 / resolution[members].double()).sum())
         cut = n * pixel / level_res  # cut-off in Fourier pixels, edge from cut − 1 to cut + 1
