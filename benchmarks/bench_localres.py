@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import shutil
 import subprocess
 import sys
@@ -48,15 +49,18 @@ def make_maps(folder: Path, *, box: int, pixel: float, noise: float) -> None:
     write_mrc(folder / "mask.mrc", mask.float(), pixel_size_angstrom=pixel)
 
 
-def timed(command: list[str], *, cwd: Path, env: dict) -> tuple[float, str]:
+def timed(command: list[str], *, cwd: Path, env: dict) -> tuple[float, float]:
+    """Wall and CPU (user + system) seconds of a whole process."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     proc = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, check=False)
-    seconds = time.perf_counter() - start
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
         raise RuntimeError(
-            f"{' '.join(command)} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}"
+            f"{' '.join(command)} failed:\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}"
         )
-    return seconds, proc.stdout
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def main() -> None:
@@ -79,11 +83,12 @@ def main() -> None:
         make_maps(folder, box=args.box, pixel=args.pixel, noise=args.noise)
         ours_cmd = [sys.executable, "-m", "cryoglass", "localres", "half1.mrc", "half2.mrc"]
         ours_cmd += ["--mask", "mask.mrc", "--sampling", str(args.sampling), "--out", "ours"]
-        ours_s, _ = timed([*ours_cmd, "--json"], cwd=folder, env=env)
+        ours_s, ours_cpu = timed([*ours_cmd, "--json"], cwd=folder, env=env)
         payload = json.loads((folder / "ours" / "localres.json").read_text())
         mask = read_mrc(folder / "mask.mrc")[0] > 0.5
         print(
-            f"cryoglass localres: {ours_s:.2f} s whole process ({payload['seconds']:.2f} s in "
+            f"cryoglass localres: {ours_s:.2f} s whole process (CPU {ours_cpu:.2f} s; "
+            f"{payload['seconds']:.2f} s in "
             f"local_resolution), {payload['n_windows']} windows, FFT box {payload['fft_box']}, "
             f"median {payload['median_resolution_angstrom']:.3f} Å"
         )
@@ -95,15 +100,17 @@ def main() -> None:
         rel_cmd += ["--mask", "mask.mrc", "--locres_sampling", str(args.sampling)]
         rel_cmd += ["--angpix", str(args.pixel), "--o", "rel/postprocess"]
         # RELION's locres is single-threaded (no --j); its MPI version splits windows
-        rel_s, _ = timed(rel_cmd, cwd=folder, env=env)
+        rel_s, rel_cpu = timed(rel_cmd, cwd=folder, env=env)
         rel = read_mrc(folder / "rel" / "postprocess_locres.mrc")[0]
         rel_median = float(rel[mask].double().median())
         ours_median = payload["median_resolution_angstrom"]
         print(
-            f"relion_postprocess --locres: {rel_s:.2f} s whole process, median {rel_median:.3f} Å"
+            f"relion_postprocess --locres: {rel_s:.2f} s whole process (CPU {rel_cpu:.2f} s), "
+            f"median {rel_median:.3f} Å"
         )
         print(
-            f"ratio cryoglass / RELION: time {ours_s / rel_s:.3f}, median resolution "
+            f"ratio cryoglass / RELION: wall {ours_s / rel_s:.3f}, CPU {ours_cpu / rel_cpu:.3f}, "
+            f"median resolution "
             f"{ours_median / rel_median:.4f} ({100 * (ours_median / rel_median - 1):+.1f} %); "
             f"load {os.getloadavg()[0]:.1f}"
         )
