@@ -234,7 +234,7 @@ ax.legend()
 # Fourier space, and the phase-randomised FSC above showed what that costs.
 
 # %%
-from cryoglass.validate.masks import mask_from_map
+from cryoglass.validate import mask_from_map
 
 average = 0.5 * (half1 + half2)
 made, level = mask_from_map(
@@ -287,7 +287,7 @@ print(
 
 # %%
 from cryoglass.report.maps import plot_localres_histogram, plot_localres_slices
-from cryoglass.validate.localres import LocalResolutionParams, local_resolution
+from cryoglass.validate import LocalResolutionParams, local_resolution
 
 right = torch.arange(N) >= N // 2  # the +x half of the box
 blurred = apply_bfactor(truth, ndim=3, bfactor_a2=300.0, pixel_size_angstrom=PIXEL)
