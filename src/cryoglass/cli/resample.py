@@ -185,7 +185,10 @@ def main(
     size becomes pixel × N / M; values (and the mean) are kept. With a STAR file every
     particle image is rewritten, batch by batch, into one stack beside --out, and the STAR
     file gets the new rlnImagePixelSize, rlnImageSize and rlnImageName; origins stay in Å
-    (rlnOriginX/YAngst), as RELION does.
+    (rlnOriginX/YAngst), as RELION does. The result equals relion_image_handler's except
+    at the new Nyquist frequency (two bins fold onto it: RELION keeps one, cryoglass their
+    sum) and, up-sampling, in the corners beyond the input's Nyquist sphere (RELION zeroes
+    them).
 
     Examples:
 
