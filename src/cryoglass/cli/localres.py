@@ -148,7 +148,9 @@ def main(
     fft_box: int | None = typer.Option(
         None, "--fft-box", min=8, help="FFT box of the windows [px] (default: twice a window)."
     ),
-    batch_size: int = typer.Option(8, "--batch-size", min=1, help="Windows per batch."),
+    batch_size: int | None = typer.Option(
+        None, "--batch-size", min=1, help="Windows per batch (default: by the FFT box)."
+    ),
     apix: Apix = None,
     seed: int = typer.Option(0, "--seed", help="Seed of the phase randomisation."),
     device: Device = "cpu",

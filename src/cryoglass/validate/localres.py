@@ -265,7 +265,7 @@ def local_resolution(
     pixel_size_angstrom: float,
     params: LocalResolutionParams | None = None,
     mask: torch.Tensor | None = None,
-    batch_size: int = 8,
+    batch_size: int | None = None,
     generator: torch.Generator | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> LocalResolution:
@@ -281,9 +281,10 @@ def local_resolution(
     mask : Tensor, (N, N, N), optional
         Soft mask in [0, 1]: windows that do not reach a voxel with ``mask > 0`` are skipped
         (the result where ``mask > 0`` is unchanged; elsewhere it may be 0).
-    batch_size : int
-        Windows transformed at once (memory ≈ ``batch_size · 4 · P³ · 10`` bytes); does not
-        change the result.
+    batch_size : int, optional
+        Windows transformed at once (memory ≈ ``batch_size · 16 · P³`` bytes for float32
+        maps); default: as many as fit in 32 MiB of spectra (one window for ``P ≳ 100``: larger
+        batches fall out of the CPU caches and are slower).  Does not change the result.
     generator : torch.Generator, optional
         Seeds the phase randomisation.
     progress : callable, optional
@@ -316,7 +317,8 @@ def local_resolution(
     """
     p = params or LocalResolutionParams()
     n = _check(half1, half2, mask)
-    if not pixel_size_angstrom > 0 or not p.sampling_angstrom > 0 or batch_size < 1:
+    bad_batch = batch_size is not None and batch_size < 1
+    if not pixel_size_angstrom > 0 or not p.sampling_angstrom > 0 or bad_batch:
         raise ValueError(
             f"local_resolution: pixel size ({pixel_size_angstrom}), sampling "
             f"({p.sampling_angstrom}) and batch_size ({batch_size}) must be positive"
@@ -332,6 +334,7 @@ def local_resolution(
     fft_box = p.fft_box or min(n + n % 2, _even_fast_size(2 * size - 1))
     if fft_box < size:
         raise ValueError(f"local_resolution: fft_box {fft_box} is smaller than a window ({size})")
+    batch_size = batch_size or max(1, 2**25 // (16 * fft_box**3))
     centers = window_centers(n, step_px=step, radius_px=radius).to(half1.device)
     window = soft_sphere_mask(
         (size, size, size), radius_px=radius, edge_width_px=edge, dtype=half1.dtype
