@@ -135,3 +135,21 @@ def test_center_window_keeps_the_origin_and_round_trips(shape, new, generator):
     if all(m >= n for m, n in zip(new_shape, shape, strict=True)):
         assert torch.equal(center_window(y, shape), x)  # pad, then crop back
         assert float(y.abs().sum()) == pytest.approx(float(x.abs().sum()))
+
+
+@pytest.mark.parametrize("shape", [(8, 8), (7, 9), (10, 6), (6, 6, 6), (5, 8, 7)])
+def test_resize_fourier_equals_the_centred_spectrum_recipe(shape, generator):
+    """The real-FFT implementation gives the numbers of resize_spectrum on centred spectra."""
+    import itertools
+    import math
+
+    from cryoglass.fourier.fft import fftn_centered, ifftn_centered
+
+    x = torch.randn(2, *shape, generator=generator, dtype=torch.float64)
+    ndim = len(shape)
+    for new in itertools.product(*[(n - 3, n - 1, n, n + 1, n + 4) for n in shape]):
+        if min(new) < 1:
+            continue
+        spectrum = resize_spectrum(fftn_centered(x, ndim=ndim), new)
+        expected = ifftn_centered(spectrum, ndim=ndim).real * math.prod(new) / math.prod(shape)
+        torch.testing.assert_close(resize_fourier(x, new), expected, atol=1e-12, rtol=0)
