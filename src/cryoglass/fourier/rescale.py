@@ -115,6 +115,27 @@ def _resize_axis_fft_order(f: torch.Tensor, dim: int, new_n: int) -> torch.Tenso
     return torch.cat([positive, _zeros_along(f, dim, gap), negative], dim)
 
 
+def _origin_phase(shape: tuple[int, ...], *, sign: int, device, dtype) -> torch.Tensor:
+    """``exp(sign · 2πi Σ_a k_a (n_a//2) / n_a)`` on the plain rfft grid of ``shape``.
+
+    Multiplying a spectrum by it (``sign = +1``) moves the real-space origin from ``n//2`` to
+    index 0, as ``ifftshift`` does before a transform; ``sign = −1`` moves it back (``fftshift``
+    after the inverse) — one pass over the spectrum instead of copies of the images.
+    """
+    phase = torch.zeros((), dtype=torch.float64, device=device)
+    for axis, n in enumerate(shape):
+        last = axis == len(shape) - 1
+        k = (
+            torch.arange(n // 2 + 1, dtype=torch.float64, device=device)
+            if last
+            else (torch.fft.fftfreq(n, d=1.0 / n, dtype=torch.float64, device=device))
+        )
+        view = [1] * len(shape)
+        view[axis] = -1
+        phase = phase + (k * (n // 2) / n).reshape(view)
+    return torch.polar(torch.ones_like(phase), sign * 2 * math.pi * phase).to(dtype)
+
+
 def _resize_last_half_axis(f: torch.Tensor, n: int, new_n: int, ndim: int) -> torch.Tensor:
     """Resize the half (rfft) last axis of a real signal's spectrum from ``n`` to ``new_n``.
 
@@ -170,16 +191,18 @@ def resize_fourier(x: torch.Tensor, new_shape: tuple[int, ...]) -> torch.Tensor:
     new_shape = tuple(int(m) for m in new_shape)
     if x.ndim < ndim or any(m < 1 for m in new_shape):
         raise ValueError(f"resize_fourier: cannot resize {tuple(x.shape)} to {new_shape}")
-    # The same numbers as ifftn_centered(resize_spectrum(fftn_centered(x))) with half the work:
-    # a real transform in plain FFT order, the origin N//2 moved to index 0 and back by rolls.
+    # The same numbers as ifftn_centered(resize_spectrum(fftn_centered(x))) with a fraction of
+    # the work: a real transform in plain FFT order; the origin N//2 moved to index 0 and back
+    # by phase ramps (the Fourier shift theorem) instead of rolling the images.
     dims = tuple(range(-ndim, 0))
-    f = torch.fft.rfftn(torch.roll(x, [-(n // 2) for n in old_shape], dims), dim=dims)
+    f = torch.fft.rfftn(x, dim=dims)
+    f = f * _origin_phase(old_shape, sign=1, device=f.device, dtype=f.dtype)
     f = _resize_last_half_axis(f, old_shape[-1], new_shape[-1], ndim)
     for dim, m in zip(dims[:-1], new_shape[:-1], strict=True):
         f = _resize_axis_fft_order(f, dim, m)
-    y = torch.fft.irfftn(f, s=new_shape, dim=dims)
+    f = f * _origin_phase(new_shape, sign=-1, device=f.device, dtype=f.dtype)
     scale = math.prod(new_shape) / math.prod(old_shape)
-    return torch.roll(y, [m // 2 for m in new_shape], dims) * scale
+    return torch.fft.irfftn(f, s=new_shape, dim=dims) * scale
 
 
 def fourier_crop(x: torch.Tensor, new_shape: tuple[int, ...]) -> torch.Tensor:
