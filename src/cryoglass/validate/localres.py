@@ -35,19 +35,26 @@ samples of the same band-limited function RELION samples on its ``N`` grid (a co
 translation of both windows changes no FSC).  The default ``P`` is the smallest FFT-friendly
 even size ``≥ 2M − 1`` (at most ``N``), and the products are summed over RELION's shells of
 width ``1/(N·pixel)``: voxel ``k`` of the ``P`` grid falls in shell ``⌊|k|·N/P + ½⌋``.  So
-``P`` only decides how densely each shell is sampled; the crossing is interpolated between
-shells (:func:`cryoglass.fourier.crossing_shell`).  The
-two sums over windows are scatter-adds of the windows into the box, and the filtered map needs
-one inverse transform per resolution *level* (windows grouped into ``n_levels`` bins of local
-frequency, each bin filtered with its members' mean FSC weight at their harmonic-mean
-resolution) instead of one per window.
+``P`` only decides how densely each shell is sampled.  The two sums over windows are
+scatter-adds of the windows into the box, and the filtered map needs one inverse transform per
+resolution *level* (windows grouped into ``n_levels`` bins of local frequency, each bin
+filtered with its members' mean FSC weight at their harmonic-mean resolution) instead of one
+per window.
+
+Differences from RELION
+-----------------------
+The crossing of 0.143 is interpolated between shells (:func:`cryoglass.fourier.crossing_shell`;
+RELION reports the last shell above it, up to one shell coarser); shells are counted as on the
+full grid (RELION counts its half grid once per voxel); the filtered map is of the *average*
+of the halves (RELION's ``_locres_filtered.mrc`` is of their sum) and uses levels, not one
+filter per window; the random phases are our own.  Medians inside a mask agree within a few %
+(``tests/reference/test_relion_maptools.py``).
 
 References
 ----------
 Cardone, Heymann & Steven (2013) J. Struct. Biol. 184, 226–236,
 doi:10.1016/j.jsb.2013.08.002 (blocres).
 Chen et al. (2013) Ultramicroscopy 135, 24–35, doi:10.1016/j.ultramic.2013.06.004.
-Kucukelbir, Sigworth & Tagare (2014) Nat. Methods 11, 63–65, doi:10.1038/nmeth.2727.
 """
 
 from __future__ import annotations
@@ -59,9 +66,11 @@ from dataclasses import dataclass
 import torch
 
 from cryoglass.fourier.fft import next_fast_size
+from cryoglass.fourier.filters import bfactor_filter, lowpass_filter
 from cryoglass.fourier.radial import crossing_shell
 from cryoglass.validate.fsc import (
     corrected_fsc,
+    fourier_shell_index,
     fsc_weight,
     randomize_phases_beyond,
 )
@@ -504,13 +513,6 @@ def _weight_curve(fsc: torch.Tensor) -> torch.Tensor:
     return torch.where(drop, torch.zeros_like(fsc), fsc_weight(fsc))
 
 
-def _radius_px(n: int, device) -> torch.Tensor:
-    """|k| in Fourier pixels on the plain (uncentred) rfft grid of an N³ box."""
-    f = torch.fft.fftfreq(n, d=1.0 / n, dtype=torch.float64, device=device)
-    half = torch.arange(n // 2 + 1, dtype=torch.float64, device=device)
-    return (f[:, None, None].square() + f[None, :, None].square() + half.square()).sqrt()
-
-
 def _assemble(
     half1,
     half2,
@@ -525,39 +527,40 @@ def _assemble(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Local-resolution map (weighted harmonic mean) and the level-filtered average map.
 
-    Per level ``l``: ``W_l = Σ_{c∈l} m_c`` (a scatter of its windows only) and the average
-    filtered by the members' mean FSC weight and a raised-cosine low-pass (edge two Fourier
-    pixels, RELION's) at their harmonic-mean resolution; the map is ``Σ_l W_l L_l / Σ_l W_l``.
+    Per level ``l``: ``W_l = Σ_{c∈l} m_c`` (a scatter of its windows only) and ``L_l``, the
+    average filtered by the members' mean FSC weight and :func:`cryoglass.fourier.lowpass_filter`
+    (raised cosine, edge two Fourier pixels as RELION's) at their harmonic-mean resolution; the
+    map is ``Σ_l W_l L_l / Σ_l W_l``.
     """
     n = half1.shape[-1]
-    device = half1.device
+    shape, device = (n, n, n), half1.device
     inverse = torch.zeros(cubes.padded**3, dtype=torch.float64, device=device)
     cubes.scatter(centers, 1.0 / resolution.double(), window, inverse)
-    average = 0.5 * (half1.double() + half2.double())
-    spectrum = torch.fft.rfftn(average)
-    radius = _radius_px(n, device)
+    # filters on the plain (uncentred) rfft grid of the box: centred grids ifftshift-ed once
+    grid = dict(pixel_size_angstrom=pixel, rfft=True, device=device, dtype=torch.float64)
+    plain = (0, 1)
+    spectrum = torch.fft.rfftn(0.5 * (half1.double() + half2.double()))
     if params.bfactor_a2 != 0.0:
-        k2 = (radius / (n * pixel)).square()
-        spectrum = spectrum * torch.exp(-params.bfactor_a2 * k2 / 4.0)
-    shell = radius.add(0.5).floor().long().clamp_max(n // 2 + 1)
+        envelope = bfactor_filter(shape, bfactor_a2=params.bfactor_a2, **grid)
+        spectrum = spectrum * torch.fft.ifftshift(envelope, dim=plain)
+    shell = fourier_shell_index(shape, rfft=True, centered=False, device=device)
+    shell = shell.clamp_max(n // 2 + 1)
     curves = _weight_curve(window_fsc)
     curves = torch.cat([curves, curves.new_zeros(curves.shape[0], 1)], dim=-1)  # corners: 0
     levels = _levels(resolution, params.n_levels)
-    weight = torch.zeros(n, n, n, dtype=torch.float64, device=device)
-    filtered = torch.zeros(n, n, n, dtype=torch.float64, device=device)
+    weight = torch.zeros(shape, dtype=torch.float64, device=device)
+    filtered = torch.zeros(shape, dtype=torch.float64, device=device)
     buffer = torch.empty_like(inverse)
     for level in torch.unique(levels).tolist():
         members = levels == level
         buffer.zero_()
-        cubes.scatter(
-            centers[members], torch.ones(int(members.sum()), device=device), window, buffer
-        )
+        ones = torch.ones(int(members.sum()), device=device)
+        cubes.scatter(centers[members], ones, window, buffer)
         w_level = cubes.crop(buffer)
         level_res = float(members.sum() / (1.0 / resolution[members].double()).sum())
-        cut = n * pixel / level_res  # cut-off in Fourier pixels, edge from cut − 1 to cut + 1
-        lowpass = 0.5 + 0.5 * torch.cos(math.pi * ((radius - cut + 1.0) / 2.0).clamp(0.0, 1.0))
-        filt = curves[members].mean(0)[shell] * lowpass
-        filtered += w_level * torch.fft.irfftn(spectrum * filt, s=(n, n, n))
+        lowpass = lowpass_filter(shape, resolution_angstrom=max(level_res, 2 * pixel), **grid)
+        filt = curves[members].mean(0)[shell] * torch.fft.ifftshift(lowpass, dim=plain)
+        filtered += w_level * torch.fft.irfftn(spectrum * filt, s=shape)
         weight += w_level
     covered = weight > 0
     local = torch.where(covered, weight / cubes.crop(inverse).clamp_min(1e-300), 0.0)
