@@ -219,3 +219,129 @@ ax.legend()
 # model? (C_ref.) What does the phase-randomised curve measure, and why is it larger for the
 # hard sphere? What physical effects does one B-factor lump together, and why can't we sharpen
 # beyond the resolution? (The FSC weight and the low-pass stop amplified noise.)
+
+# %% [markdown]
+# ## Map tools: a mask, a new pixel size, local resolution, an FSC for deposition
+#
+# Between refinement and model building four tools come back again and again
+# (`cryoglass mask`, `resample`, `localres`, `fsc --xml/--star`); here is what each computes.
+#
+# **A mask as relion_mask_create makes it.** Low-pass the map (here at 15 Å, rounded to a whole
+# Fourier shell as RELION does), binarise it at a threshold (here Otsu's: the level that best
+# splits the voxel histogram in two), grow the binary mask by `extend_px` pixels (every voxel
+# closer than that joins), and add a soft edge m(s) = ½(1 + cos(π s / W)) at distance s < W
+# from it. The soft edge matters: a hard edge is a sharp step whose transform rings across
+# Fourier space, and the phase-randomised FSC above showed what that costs.
+
+# %%
+from cryoglass.validate import mask_from_map
+
+average = 0.5 * (half1 + half2)
+made, level = mask_from_map(
+    average, threshold=None, extend_px=3.0, soft_edge_px=6.0, lowpass_angstrom=15.0,
+    pixel_size_angstrom=PIXEL,
+)
+inside = made > 0.5
+print(
+    f"Otsu threshold {level:.4f}: the mask covers {100 * float(inside.double().mean()):.1f} % "
+    f"of the box ({float(inside.sum()) * PIXEL**3 / 1000:.0f} nm³)"
+)
+fig, ax = plt.subplots(figsize=(4, 4))
+ax.imshow(average[N // 2].numpy(), cmap="gray")
+ax.contour(made[N // 2].numpy(), levels=[0.5], colors="orange")
+ax.contour(made[N // 2].numpy(), levels=[0.01, 0.99], colors="orange", linestyles="dashed")
+ax.set_title("mask: 0.5 solid, soft edge dashed")
+ax.axis("off")
+
+# %% [markdown]
+# **Resampling by Fourier cropping.** Cutting the central M × M × M block out of the N-box
+# spectrum keeps every Fourier coefficient up to the new Nyquist and throws away the rest:
+# the pixel size becomes pixel · N/M, the field of view N · pixel stays, and nothing aliases.
+# Shell i of the small box is the same spatial frequency i/(M · pixel') = i/(N · pixel) as
+# shell i of the big one, so the FSC of the cropped halves *is* the FSC of the originals,
+# shell by shell, up to the new Nyquist (only the Nyquist shell differs: two bins fold onto it).
+# relion_image_handler --rescale_angpix rounds M to an even box, as `rescaled_box_size` does.
+
+# %%
+from cryoglass.fourier.rescale import rescaled_box_size, resize_fourier
+
+M, new_pixel = rescaled_box_size(N, pixel_size_angstrom=PIXEL, new_pixel_size_angstrom=2 * PIXEL)
+small1, small2 = (resize_fourier(h, (M, M, M)) for h in (half1, half2))
+fsc_small = fourier_shell_correlation(small1, small2)
+print(f"{N}³ at {PIXEL} Å → {M}³ at {new_pixel:.3f} Å")
+print(
+    "largest FSC difference below the new Nyquist: "
+    f"{float((fsc_small[: M // 2] - fsc[: M // 2]).abs().max()):.2e}"
+)
+
+# %% [markdown]
+# **Local resolution by windowed FSC** (relion_postprocess --locres, blocres). Parts of a
+# molecule differ: a flexible domain is blurred more than the core. Cut both half maps with a
+# soft sphere around a point c, m_c(x), and compute the FSC of m_c·h1 and m_c·h2, corrected for
+# the window's own correlation by phase randomisation exactly as the global masked FSC; where
+# it drops below 0.143 is the window's resolution d_c. Windows every 15 Å cover the map, and
+# each voxel gets the weighted harmonic mean d(x) = Σ m_c(x) / Σ (m_c(x)/d_c). Because a
+# windowed map is zero outside a small cube, its FSC can be computed in a box about twice the
+# window instead of the whole map — that is why `local_resolution` is fast. We blur the
+# molecule's +x half by B = +300 Å² and watch the local resolution follow.
+
+# %%
+from cryoglass.report.maps import plot_localres_histogram, plot_localres_slices
+from cryoglass.validate import LocalResolutionParams, local_resolution
+
+right = torch.arange(N) >= N // 2  # the +x half of the box
+blurred = apply_bfactor(truth, ndim=3, bfactor_a2=300.0, pixel_size_angstrom=PIXEL)
+uneven = torch.where(right, blurred, truth)
+uneven1 = uneven + sigma * torch.randn(uneven.shape, generator=g, dtype=torch.float64)
+uneven2 = uneven + sigma * torch.randn(uneven.shape, generator=g, dtype=torch.float64)
+local = local_resolution(
+    uneven1.float(), uneven2.float(), pixel_size_angstrom=PIXEL,
+    params=LocalResolutionParams(sampling_angstrom=15.0), mask=made,
+    generator=torch.Generator().manual_seed(3),
+)
+res_map = local.resolution_angstrom.double()
+in_mask = (made > 0.5) & (res_map > 0)
+left_side = float(res_map[in_mask & ~right].median())
+right_side = float(res_map[in_mask & right].median())
+print(
+    f"{local.centers.shape[0]} windows in a {local.fft_box}³ FFT box; median local resolution "
+    f"{left_side:.2f} Å on the sharp side, {right_side:.2f} Å on the blurred side"
+)
+fig, axes = plt.subplots(1, 4, figsize=(14, 3.4))
+plot_localres_slices(axes[:3], local.filtered, res_map, mask=made)
+plot_localres_histogram(axes[3], res_map[in_mask], median_angstrom=float(res_map[in_mask].median()))
+
+# %% [markdown]
+# **An FSC the EMDB accepts.** A deposition asks for the half maps and, optionally, the FSC
+# curve as XML (`<fsc><coordinate><x>1/Å</x><y>FSC</y></coordinate>…`); RELION keeps the same
+# curves in postprocess.star's `data_fsc` table (rlnSpectralIndex, rlnResolution,
+# rlnAngstromResolution, rlnFourierShellCorrelationCorrected, …). Both come from one FSC
+# summary, so the numbers are those `cryoglass fsc` prints. (Written to a temporary folder
+# here; `cryoglass fsc half1.mrc half2.mrc --mask mask.mrc --xml fsc.xml --star fsc.star`.)
+
+# %%
+import tempfile
+from pathlib import Path
+
+from cryoglass.io.fsc_tables import fsc_star_tables, write_fsc_xml
+from cryoglass.validate import fsc_summary
+
+soft = curves["soft mask"]
+summary = fsc_summary(
+    soft.corrected, box_size=N, pixel_size_angstrom=PIXEL,
+    curves={"fsc_unmasked": soft.unmasked, "fsc_masked": soft.masked,
+            "fsc_phase_randomized": soft.randomized},
+)
+tables = fsc_star_tables(summary)
+print(tables["fsc"].head(4).to_string())
+print("rlnFinalResolution (RELION's: last shell ≥ 0.143):", round(tables["general"]["rlnFinalResolution"], 3))
+with tempfile.TemporaryDirectory() as folder:
+    text = write_fsc_xml(Path(folder) / "fsc.xml", summary).read_text()
+print("\n".join(text.splitlines()[:7]))
+
+# %% [markdown]
+# **Questions**: Why must the mask be soft, and what happens to the corrected FSC if the soft
+# edge is 0? Why is Fourier cropping better than averaging 2 × 2 × 2 blocks of voxels (think
+# of what each does to the frequencies just below the new Nyquist)? How does the window size
+# trade the precision of each local FSC against how local it is? Why does the local
+# resolution stay poor a few Å into the sharp half near the boundary?

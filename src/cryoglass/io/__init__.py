@@ -8,6 +8,8 @@
 * :mod:`~cryoglass.io.structure` — PDB/mmCIF atomic models.
 * :mod:`~cryoglass.io.maps` — half-map pairs and masks as the analysis commands read them.
 * :mod:`~cryoglass.io.chimerax` — ChimeraX ``.cxc`` scripts.
+* :mod:`~cryoglass.io.fsc_tables` — FSC curves as EMDB XML and RELION postprocess.star.
+* :mod:`~cryoglass.io.restack` — a particle set moved onto a new stack (``resample``).
 * :mod:`~cryoglass.io.checkpoint`, :mod:`~cryoglass.io.arrays` — tensor checkpoints, ``.npy``.
 * :mod:`~cryoglass.io.zarr_stack` — Zarr particle stacks.
 * ``atomic_write``/``atomic_path``/``atomic_folder``/``write_text_atomic`` — every file
@@ -43,6 +45,8 @@ _SUBMODULE = {
     "write_text_atomic": "_atomic",
     "write_index_list": "arrays",
     "write_npy": "arrays",
+    "write_fsc_star": "fsc_tables",
+    "write_fsc_xml": "fsc_tables",
     "load_tensors": "checkpoint",
     "save_tensors": "checkpoint",
     "check_pixel_size": "mrc",
@@ -60,6 +64,7 @@ _SUBMODULE = {
     "make_particle_set": "particles",
     "parse_image_names": "particles",
     "read_images": "particles",
+    "restacked": "restack",
     "read_particles": "star",
     "read_relion_star": "star",
     "class_numbers": "star",
@@ -110,6 +115,7 @@ if TYPE_CHECKING:
         write_cryodrgn_poses,
     )
     from cryoglass.io.cryosparc import cryosparc_pose_to_euler, read_cryosparc
+    from cryoglass.io.fsc_tables import write_fsc_star, write_fsc_xml
     from cryoglass.io.mrc import (
         MRCHeaderInfo,
         MRCStack,
@@ -134,6 +140,7 @@ if TYPE_CHECKING:
         parse_image_names,
         read_images,
     )
+    from cryoglass.io.restack import restacked
     from cryoglass.io.star import (
         class_numbers,
         read_particles,
@@ -184,6 +191,7 @@ __all__ = [
     "read_particles",
     "read_relion_star",
     "read_structure",
+    "restacked",
     "save_tensors",
     "with_coordinates",
     "write_bytes_atomic",
@@ -191,6 +199,8 @@ __all__ = [
     "write_refine3d_star",
     "write_cryodrgn_ctf",
     "write_cryodrgn_poses",
+    "write_fsc_star",
+    "write_fsc_xml",
     "write_index_list",
     "write_latent_star",
     "write_mrc",
