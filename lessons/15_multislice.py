@@ -30,6 +30,7 @@
 import os
 import time
 
+import matplotlib.pyplot as plt  # noqa: F401  (figures show in the notebook)
 import torch
 
 from cryoglass.ctf import CTFParams
