@@ -342,16 +342,26 @@ ax.set_title("Two populations along PC1; the middle thins out")
 # visits, which, at equilibrium, favours low free energy (high density). What it is *not*: a
 # measured trajectory of one molecule. Other physically meaningful features: the density along
 # the path (a free-energy profile, −kT ln ρ), its bottleneck (a barrier), its length in latent
-# units. Extensions: weight edges by −log density (minimum-free-energy paths), find the k
+# units.  If no chain of k nearest neighbours joins the two states, there is no path at all —
+# itself evidence for discrete states; a larger k bridges the gap (below), at the price of
+# edges through empty latent space. Extensions: weight edges by −log density (minimum-free-energy paths), find the k
 # shortest paths, or many paths that avoid each other (alternative routes).
 
 # %%
 pc1 = proj.projections[:, 0]
-closed_anchor, open_anchor = int(torch.argmin(pc1)), int(torch.argmax(pc1))
-route, length = graph_traversal(zk, [closed_anchor, open_anchor], k=10)
 _, neighbour_edges = knn_graph(zk, k=10)
 local_density = 1 / neighbour_edges.reshape(nk, 10).mean(dim=1)
-print(f"path of {len(route)} particles, latent length {length:.2f}")
+# anchors: the ends of PC1 among particles in populated latent space (not leftover outliers)
+dense = local_density >= local_density.median()
+closed_anchor = int(torch.where(dense, pc1, torch.inf).argmin())
+open_anchor = int(torch.where(dense, pc1, -torch.inf).argmax())
+for k_graph in (10, 20, 40):
+    try:
+        route, length = graph_traversal(zk, [closed_anchor, open_anchor], k=k_graph)
+        break
+    except ValueError as error:  # the states are not joined by any chain of k-neighbours
+        print(f"k = {k_graph}: {error}")
+print(f"path of {len(route)} particles (k = {k_graph}), latent length {length:.2f}")
 print("true amplitude along the path [Å]:", np.round(amp_k[route].numpy(), 1))
 print("relative density along the path:  ",
       np.round((local_density[route] / local_density.median()).numpy(), 2))  # fmt: skip
