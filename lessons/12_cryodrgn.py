@@ -369,12 +369,16 @@ print("relative density along the path:  ",
 # %% [markdown]
 # ## Sharpen 1 — the two-Gaussian question (cryoDRGN Q16)
 #
-# Suppose the encoder is a noisy but monotone readout of the opening a: z ≈ f(a) + noise with
-# standard deviation σ_z (in units of a). The latent histogram is then the true two-Gaussian
-# distribution convolved with that noise: two Gaussians of width σ_eff = √(σ² + σ_z²) at
-# ±Δ/2. An equal-weight mixture of two Gaussians is bimodal exactly when Δ > 2 σ_eff. So:
-# widely separated, narrow states give two clusters; as σ grows the clusters bleed together and,
-# past Δ = 2σ_eff, one broad peak remains — indistinguishable from a single, broad continuum.
+# Suppose the encoder is a noisy but monotone readout of the opening $a$: $z \approx f(a)$ +
+# noise with standard deviation $\sigma_z$ (in units of $a$).  The latent histogram is then the
+# true two-Gaussian distribution convolved with that noise:
+# $$p(a) = \tfrac12\,\mathcal N\!\big(a;\,-\tfrac{\Delta}{2},\,\sigma_{\text{eff}}^2\big)
+#   + \tfrac12\,\mathcal N\!\big(a;\,+\tfrac{\Delta}{2},\,\sigma_{\text{eff}}^2\big),
+#   \qquad \sigma_{\text{eff}} = \sqrt{\sigma^2 + \sigma_z^2}.$$
+# An equal-weight mixture of two Gaussians is bimodal exactly when $\Delta > 2\sigma_{\text{eff}}$.
+# So: widely separated, narrow states give two clusters; as $\sigma$ grows the clusters bleed
+# together and, past $\Delta = 2\sigma_{\text{eff}}$, one broad peak remains — indistinguishable
+# from a single, broad continuum.
 # We estimate σ_z from our run (regress PC1 on the true amplitude within each state):
 
 # %%
@@ -406,8 +410,9 @@ ax.set_title("Two Gaussian states as their spread grows")
 # %% [markdown]
 # ## Sharpen 2 — populations, free energy, and time (cryoDRGN Q17)
 #
-# A Gaussian mixture on the latents gives the state populations p₀, p₁. At equilibrium the
-# Boltzmann relation turns them into a free-energy difference, ΔG = −kT ln(p₁/p₀). That is all
+# A Gaussian mixture on the latents gives the state populations $p_0, p_1$.  At equilibrium the
+# Boltzmann relation turns them into a free-energy difference, $\Delta G = -k_BT\ln(p_1/p_0)$.
+# That is all
 # a time-averaged ensemble gives: *thermodynamics* (which states, how populated, which
 # intermediates are visited). It contains no rates and no direction: equilibrium is symmetric
 # under time reversal (detailed balance), so closed → open and open → closed occur equally
