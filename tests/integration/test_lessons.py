@@ -73,7 +73,7 @@ def _execute(lesson: Path, workdir: Path, *, fast: bool):
         env["CRYOGLASS_FAST"] = "1"
     client = NotebookClient(
         notebook,
-        timeout=900,
+        timeout=1800,
         kernel_name="python3",
         resources={"metadata": {"path": str(workdir)}},
     )
