@@ -7,11 +7,24 @@
 # %% [markdown]
 # # Lesson 10 — Resolution and sharpening: FSC, SSNR, Guinier, B-factors
 #
+# **Syllabus:** no session of its own: the FSC, SSNR and B-factor background of the
+# preferred-orientation master classes of 13 May 2021 (Tan: how the 3DFSC relates to the FSC)
+# and 20 May 2021 (Baldwin Q1: SSNR ↔ FSC), and of the B-factors of phase contrast (14 Jan
+# 2021, Phase contrast Blur Q5).
+#
 # **Blur**: two half maps, the Fourier shell correlation between them, what "3.5 Å at
 # FSC = 0.143" means, why a tight mask makes a map look better than it is, and what a blurred
 # and a sharpened map look like. **Sharpen**: FSC ↔ SSNR, the 0.143 and 0.5 thresholds, the
 # phase-randomisation correction, the Guinier plot and the B-factor as a Gaussian envelope,
 # FSC weighting — with numbers from a synthetic map whose true B-factor we know.
+#
+# **Questions answered here** (search for the tag):
+#
+# * **Baldwin Q1** — what the SSNR is, how it relates to the FSC, and what a sigmoid FSC means
+#   for the SSNR → *Sharpen — from FSC to signal-to-noise* (and lesson 14)
+# * **Phase contrast Blur Q5** — the B-factors of cryo-EM; here the one of a Guinier plot
+#   → *Guinier plot and the B-factor*
+# * **Tan 3DFSC** — the global FSC that the 3DFSC splits into cones (lesson 14) → *Blur*
 #
 # Library: `cryoglass.validate` (`fourier_shell_correlation`, `resolution_at_threshold`,
 # `ssnr_from_fsc`, `masked_fsc`, `guinier_plot`, `fit_bfactor`, `sharpen`, `postprocess`,
@@ -74,10 +87,13 @@ for ax, (title, vol) in zip(axes, panels, strict=True):
     ax.axis("off")
 
 # %% [markdown]
-# The FSC compares the two half maps shell by shell in Fourier space: in each shell of
-# frequencies with the same |k| it is the correlation coefficient of the two sets of complex
-# numbers. At low frequency the signal dominates and the halves agree (FSC ≈ 1); at high
-# frequency only noise is left and the FSC falls to ≈ 0, wobbling by about 1/√(voxels in the
+# The FSC compares the two half maps shell by shell in Fourier space: in each shell $S_i$ of
+# frequencies with the same $|\mathbf k|$ it is the correlation coefficient of the two sets of
+# complex numbers,
+# $$\mathrm{FSC}_i = \frac{\mathrm{Re}\sum_{\mathbf k\in S_i} F_1(\mathbf k)\,F_2(\mathbf k)^*}
+#   {\sqrt{\sum_{\mathbf k\in S_i}|F_1(\mathbf k)|^2\,\sum_{\mathbf k\in S_i}|F_2(\mathbf k)|^2}} .$$
+# At low frequency the signal dominates and the halves agree (FSC ≈ 1); at high frequency only
+# noise is left and the FSC falls to ≈ 0, wobbling by about $1/\sqrt{n_i}$ ($n_i$ voxels in the
 # shell).
 
 # %%
@@ -99,15 +115,19 @@ print(f"unmasked half-map FSC: {res143:.2f} Å at 0.143, {res05:.2f} Å at 0.5")
 # %% [markdown]
 # ## Sharpen — from FSC to signal-to-noise
 #
-# Write each half as signal plus noise, X_j = S + N_j, with the noise independent and of equal
-# power. Then, per shell,
-#
-# FSC = ⟨S S*⟩ / (⟨|S|²⟩ + ⟨|N|²⟩) = SNR / (1 + SNR),  so  SNR_half = FSC / (1 − FSC).
-#
-# Averaging the two halves halves the noise power: SNR_full = 2 FSC / (1 − FSC). The 0.143
-# threshold (Rosenthal & Henderson 2003) is the FSC at which the *full* map correlates with the
-# truth at C_ref = √(2 FSC / (1 + FSC)) = 0.5: C_ref(0.143) = √(0.286/1.143) = 0.50. That is
-# why a half-map FSC uses 0.143 but a map-to-model FSC uses 0.5.
+# Write each half as signal plus noise, $X_j = S + N_j$, with the noise independent and of
+# equal power.  Then, per shell,
+# $$\mathrm{FSC} = \frac{\langle |S|^2\rangle}{\langle|S|^2\rangle + \langle|N|^2\rangle}
+#   = \frac{\mathrm{SSNR}_{\text{half}}}{1 + \mathrm{SSNR}_{\text{half}}}
+#   \quad\Longleftrightarrow\quad \mathrm{SSNR}_{\text{half}} = \frac{\mathrm{FSC}}{1 - \mathrm{FSC}} .$$
+# Averaging the two halves halves the noise power: $\mathrm{SSNR}_{\text{full}} =
+# 2\,\mathrm{FSC}/(1 - \mathrm{FSC})$.  The 0.143 threshold (Rosenthal & Henderson 2003) is the
+# FSC at which the *full* map correlates with the truth at
+# $$C_{\text{ref}} = \sqrt{\frac{2\,\mathrm{FSC}}{1 + \mathrm{FSC}}} = 0.5:
+#   \qquad C_{\text{ref}}(0.143) = \sqrt{0.286/1.143} = 0.50 .$$
+# That is why a half-map FSC uses 0.143 but a map-to-model FSC uses 0.5.  A sigmoid FSC is an
+# SSNR that falls steeply through 1/6 (FSC 0.143) and 1 (FSC 0.5) — roughly exponentially in
+# $k^2$ (the Guinier fall-off below), see lesson 14.
 
 # %%
 for f in (0.8, 0.5, 0.143):
@@ -160,12 +180,16 @@ axes[0].legend(fontsize=8)
 # ## Guinier plot and the B-factor
 #
 # Every Gaussian-like blur — motion, radiation damage, alignment error, flexibility —
-# multiplies amplitudes by exp(−B k²/4) (k = 1/d). On a Guinier plot, ln⟨|F|⟩ against k²,
-# that is a straight line of slope −B/4. For atom-like maps the curve beyond ~10 Å is nearly
-# straight (the "Wilson" regime), so a line fitted from 10 Å to the resolution measures the
-# overall B. Our map carries B = 60 Å² plus the blobs' own width (σ = 1 Å ≙ 8π²σ² ≈ 79 Å²);
-# the fit lands within ~15 % of their sum, because the arrangement of the blobs (the
-# molecule's own structure factor) is not perfectly flat between 10 Å and the resolution.
+# multiplies amplitudes by $e^{-Bk^2/4}$ ($k = 1/d$).  On a **Guinier plot**, the logarithm of
+# the shell-averaged amplitude against $k^2$,
+# $$\ln\langle|F(k)|\rangle = \ln\langle|F_0(k)|\rangle - \frac{B}{4}\,k^2 ,$$
+# that is a straight line of slope $-B/4$.  For atom-like maps $\ln\langle|F_0|\rangle$ beyond
+# ~10 Å is nearly flat (the "Wilson" regime), so a line fitted from 10 Å to the resolution
+# measures the overall $B$.  Our map carries $B = 60$ Å² plus the blobs' own width
+# ($\sigma = 1$ Å ≙ $8\pi^2\sigma^2 \approx 79$ Å²); the fit lands within ~15 % of their sum, because
+# the arrangement of the blobs (the molecule's own structure factor) is not perfectly flat
+# between 10 Å and the resolution.  Sharpening multiplies by $e^{+|B|k^2/4}$ (RELION writes a
+# negative B).
 
 # %%
 k2, ln_truth = guinier_plot(truth, pixel_size_angstrom=PIXEL)
