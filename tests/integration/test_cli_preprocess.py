@@ -149,3 +149,114 @@ def test_simulate_movies_refuses_a_full_folder_and_two_sources(potential, tmp_pa
         tmp_path / "y",
     )
     assert result.exit_code == 2 and "exactly one" in _text(result)
+
+
+# ----------------------------------------------------------------------------- motioncorr
+
+
+@pytest.fixture(scope="module")
+def corrected(movies, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("mc") / "MC"
+    result = _run("motioncorr", movies / "movies.star", "--out", out, "--dose-per-frame", 5,
+                  "--save-no-dw", "--json")  # fmt: skip
+    assert result.exit_code == 0, _text(result)
+    assert json.loads(result.stdout)["headline"][0] == "movies"
+    return out
+
+
+def test_motioncorr_writes_relions_layout(corrected, movies):
+    from cryoglass.io.micrographs import read_motion_star
+
+    table = read_micrograph_table(corrected / "corrected_micrographs.star")
+    assert table.kind == "micrographs" and table.names[0] == "Movies/mic_0001.mrc"
+    assert table.pixel_size_angstrom(0) == PIXEL
+    assert table.column("rlnAccumMotionTotal")[0] > 0
+    image, info = read_mrc(corrected / "Movies" / "mic_0001.mrc")
+    assert image.shape == (160, 160) and info.pixel_size_angstrom == pytest.approx(PIXEL)
+    assert (corrected / "Movies" / "mic_0001_noDW.mrc").is_file()
+    assert (corrected / "Movies" / "mic_0001_shifts.png").is_file()
+    track = read_motion_star(corrected / "Movies" / "mic_0001.star")
+    truth = read_motion_truth(movies / "truth" / "motion.star")["mic_0001"]["global"]
+    assert track.global_shifts_px.shape == (6, 2) and track.dose_per_frame == 5.0
+    # the global track follows the truth (RELION's sign) to a fraction of a pixel
+    assert float((track.global_shifts_px - truth).norm(dim=1).max()) < 1.0
+
+
+def test_motioncorr_bins_and_refuses_to_overwrite(corrected, movies, tmp_path):
+    result = _run("motioncorr", movies / "movies.star", "--out", corrected)
+    assert result.exit_code == 2 and "--overwrite" in _text(result)
+    result = _run("motioncorr", movies / "movies.star", "--out", tmp_path / "b", "--bin", 2,
+                  "--no-plots")  # fmt: skip
+    assert result.exit_code == 0, _text(result)
+    table = read_micrograph_table(tmp_path / "b" / "corrected_micrographs.star")
+    assert table.pixel_size_angstrom(0) == 2 * PIXEL
+    image, _ = read_mrc(tmp_path / "b" / "Movies" / "mic_0001.mrc")
+    assert image.shape == (80, 80)
+    # writing into the movies' own folder would replace them
+    result = _run("motioncorr", movies / "movies.star", "--out", movies)
+    assert result.exit_code == 2 and "is an input" in _text(result)
+
+
+def _copy_movies(movies: Path, target: Path, *, frames_of_second: int | None = None,
+                 gain: bool = True, pixel: bool = True) -> Path:  # fmt: skip
+    import shutil
+
+    from cryoglass.io.micrographs import (
+        MicrographOptics,
+        read_movie,
+        write_micrograph_table,
+        write_movie,
+    )
+
+    (target / "Movies").mkdir(parents=True)
+    for i in (1, 2):
+        frames = read_movie(movies / "Movies" / f"mic_000{i}.mrc")
+        if i == 2 and frames_of_second is not None:
+            frames = frames[:frames_of_second]
+        write_movie(target / "Movies" / f"mic_000{i}.mrc", frames, pixel_size_angstrom=PIXEL)
+    if gain:
+        shutil.copy(movies / "gain.mrc", target / "gain.mrc")
+    optics = MicrographOptics(original_pixel_size_angstrom=PIXEL, voltage_kv=300.0, cs_mm=2.7,
+                              amplitude_contrast=0.1, gain_name="gain.mrc")  # fmt: skip
+    star = write_micrograph_table(
+        target / "movies.star",
+        ["Movies/mic_0001.mrc", "Movies/mic_0002.mrc"],
+        kind="movies",
+        optics=optics,
+    )
+    if not pixel:
+        text = star.read_text().replace("_rlnMicrographOriginalPixelSize", "_rlnSomethingElse")
+        star.write_text(text)
+    return star
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ({"frames_of_second": 4}, "inconsistent movies"),
+        ({"gain": False}, "gain reference not found"),
+        ({"pixel": False}, "no pixel size"),
+    ],
+)
+def test_motioncorr_refuses_bad_movies_in_one_line(movies, tmp_path, case, message):
+    star = _copy_movies(movies, tmp_path / "in", **case)
+    result = _run("motioncorr", star, "--out", tmp_path / "out")
+    assert result.exit_code == 2 and message in _text(result), _text(result)
+    assert len(set(_text(result).strip().splitlines())) == 1
+    assert not (tmp_path / "out" / "corrected_micrographs.star").exists()
+
+
+def test_motioncorr_apix_supplies_a_missing_pixel_size(movies, tmp_path):
+    star = _copy_movies(movies, tmp_path / "in", pixel=False)
+    result = _run("motioncorr", star, "--out", tmp_path / "out", "--apix", PIXEL, "--no-plots")
+    assert result.exit_code == 0, _text(result)
+
+
+def test_motioncorr_on_dask_workers_gives_the_same_micrographs(movies, corrected, tmp_path):
+    result = _run("motioncorr", movies / "movies.star", "--out", tmp_path / "d", "--workers", 2,
+                  "--dose-per-frame", 5, "--no-plots")  # fmt: skip
+    assert result.exit_code == 0, _text(result)
+    for i in (1, 2):
+        a, _ = read_mrc(corrected / "Movies" / f"mic_000{i}.mrc")
+        b, _ = read_mrc(tmp_path / "d" / "Movies" / f"mic_000{i}.mrc")
+        assert torch.allclose(a, b, atol=1e-3 * float(a.abs().max()))

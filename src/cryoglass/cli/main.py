@@ -41,6 +41,7 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("project", "project"),
     ("simulate", "simulate"),
     ("simulate-movies", "simulate_movies"),
+    ("motioncorr", "motioncorr"),
     ("reconstruct", "reconstruct"),
     ("class2d", "class2d"),
     ("select", "select"),

@@ -180,8 +180,8 @@ def _truth_files(out: Path, names, truths, settings, pixel) -> None:
     )
     if truths[0].motion is not None:
         h, w = settings.specimen.shape_px
-        grid = torch.linspace(0.0, 1.0, 6, dtype=torch.float64)
-        ys, xs = torch.meshgrid(grid * (h - 1), grid * (w - 1), indexing="ij")
+        grid = (torch.arange(6, dtype=torch.float64) + 0.5) / 6  # centres of 6 × 6 cells
+        ys, xs = torch.meshgrid(grid * h, grid * w, indexing="ij")
         points = torch.stack([xs, ys], dim=-1).reshape(-1, 2)
         write_motion_truth(
             out / "truth" / "motion.star",
@@ -329,7 +329,7 @@ def main(
     gain.mrc with --gain-spread (multiply the frames by it; rlnMicrographGainName), and the
     truth: truth/micrographs_ctf.star (defocus U/V/angle), truth/coordinates.star (centres in
     pixels of frame 1, poses, rlnParticleDiameter), truth/motion.star (RELION's
-    rlnMicrographShiftX/Y per frame, and on a 6 × 6 grid of points), truth/potential.mrc.
+    rlnMicrographShiftX/Y per frame, and at the centres of 6 × 6 cells), truth/potential.mrc.
     With --no-movies: Micrographs/mic_NNNN.mrc (the motion-free sum of the exposure, counts)
     and micrographs.star instead of movies.
 

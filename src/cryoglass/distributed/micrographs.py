@@ -21,7 +21,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["SimulateMoviesSettings", "map_micrographs", "simulate_movie_task"]
+__all__ = [
+    "MotionCorrectionSettings",
+    "SimulateMoviesSettings",
+    "map_micrographs",
+    "motioncorr_task",
+    "simulate_movie_task",
+]
 
 
 def _call(function: Callable, item: Any, settings: Any) -> Any:
@@ -159,3 +165,130 @@ def simulate_movie_task(index: int, settings: SimulateMoviesSettings):
         write_mrc(path, result.micrograph, pixel_size_angstrom=pixel, overwrite=True)
         mean = float(result.micrograph.mean())
     return result.truth, {"mean_counts_per_pixel": mean}
+
+
+# ----------------------------------------------------------------------------- motioncorr
+
+
+@dataclass(frozen=True)
+class MotionCorrectionSettings:
+    """What every ``motioncorr`` task needs; paths are absolute (workers may run elsewhere)."""
+
+    movies: tuple[str, ...]
+    movie_names: tuple[str, ...]
+    outputs: tuple[str, ...]  # per movie: output path without extension
+    gain: str | None
+    pixel_size_angstrom: float
+    voltage_kv: float
+    motion: Any  # cryoglass.preprocess.motion.MotionSettings
+    dose_per_frame: float | None
+    pre_exposure: float
+    bin_factor: int
+    save_no_dw: bool
+    plots: bool
+    early_dose: float = 4.0  # e/Å²: RELION's --dose_motionstats_cutoff
+
+
+def _accumulated_motion(shifts, *, dose_per_frame: float, pre_exposure: float, cutoff: float):
+    """RELION's rlnAccumMotionTotal/Early/Late [pixels]: path length of the global track."""
+    import torch
+
+    steps = (shifts[1:] - shifts[:-1]).norm(dim=-1)
+    frames = torch.arange(2, len(shifts) + 1, dtype=steps.dtype)
+    cutoff_frame = (cutoff - pre_exposure) / dose_per_frame
+    early = float(steps[frames <= cutoff_frame].sum())
+    total = float(steps.sum())
+    return total, early, total - early
+
+
+def motioncorr_task(index: int, settings: MotionCorrectionSettings) -> dict:
+    """Correct movie ``index``: write its sum(s), its motion STAR file and plot; return stats."""
+    import time
+    from pathlib import Path
+
+    from cryoglass.io import read_mrc, write_mrc
+    from cryoglass.io.micrographs import MotionTrack, read_movie, write_motion_star
+    from cryoglass.preprocess.motion import estimate_motion, motion_corrected_sum
+
+    started = time.perf_counter()
+    frames = read_movie(settings.movies[index])
+    if settings.gain is not None:
+        gain, _ = read_mrc(settings.gain)
+        frames *= gain
+    estimate, spectra = estimate_motion(frames, settings=settings.motion)
+    del frames
+    pixel = settings.pixel_size_angstrom
+    common = {"pixel_size_angstrom": pixel, "voltage_kv": settings.voltage_kv}
+    common["bin_factor"] = settings.bin_factor
+    image = motion_corrected_sum(
+        spectra, estimate, dose_per_frame=settings.dose_per_frame,
+        pre_exposure=settings.pre_exposure, **common,
+    )  # fmt: skip
+    out = Path(settings.outputs[index])
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_mrc(out.with_suffix(".mrc"), image, pixel_size_angstrom=pixel * settings.bin_factor,
+              overwrite=True)  # fmt: skip
+    if settings.save_no_dw and settings.dose_per_frame is not None:
+        plain = motion_corrected_sum(spectra, estimate, **common)
+        write_mrc(out.with_name(out.name + "_noDW.mrc"), plain,
+                  pixel_size_angstrom=pixel * settings.bin_factor, overwrite=True)  # fmt: skip
+    n, (h, w) = estimate.n_frames, estimate.shape_px
+    local = None
+    if estimate.patch_observations is not None:
+        obs = estimate.patch_observations.clone()
+        obs[:, 0] += 1  # RELION writes 1-based frame numbers
+        local = obs
+    track = MotionTrack(
+        movie_name=settings.movie_names[index],
+        shape_px=(w, h, n),
+        global_shifts_px=estimate.global_shifts_px,
+        pixel_size_angstrom=pixel,
+        binning=float(settings.bin_factor),
+        dose_per_frame=settings.dose_per_frame or 0.0,
+        pre_exposure=settings.pre_exposure,
+        voltage_kv=settings.voltage_kv,
+        gain_name=settings.gain,
+        polynomial_x=estimate.polynomial_x,
+        polynomial_y=estimate.polynomial_y,
+        local_shifts=local,
+    )
+    write_motion_star(out.with_suffix(".star"), track, overwrite=True)
+    if settings.plots:
+        _motion_plot(out, estimate, settings.movie_names[index])
+    total, early, late = _accumulated_motion(
+        estimate.global_shifts_px,
+        dose_per_frame=settings.dose_per_frame or 1.0,
+        pre_exposure=settings.pre_exposure,
+        cutoff=settings.early_dose,
+    )
+    return {
+        "global_shifts_px": estimate.global_shifts_px,
+        "motion_total_px": total,
+        "motion_early_px": early,
+        "motion_late_px": late,
+        "local": estimate.polynomial_x is not None,
+        "seconds": time.perf_counter() - started,
+    }
+
+
+def _motion_plot(out, estimate, title: str) -> None:
+    """DIR/<movie>_shifts.png: the global track and the local tracks at a 5 × 5 grid."""
+    import torch
+
+    from cryoglass.report.preprocess import save_motion_figure
+
+    tracks = points = None
+    if estimate.polynomial_x is not None:
+        h, w = estimate.shape_px
+        grid = (torch.arange(5, dtype=torch.float64) + 0.5) / 5
+        ys, xs = torch.meshgrid(grid * h, grid * w, indexing="ij")
+        points = torch.stack([xs, ys], dim=-1).reshape(-1, 2)
+        tracks = estimate.shifts_at(points)
+    save_motion_figure(
+        out.with_name(out.name + "_shifts.png"),
+        estimate.global_shifts_px,
+        shape_px=estimate.shape_px,
+        local_tracks_px=tracks,
+        local_points_px=points,
+        title=title,
+    )

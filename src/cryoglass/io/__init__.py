@@ -77,6 +77,7 @@ _SUBMODULE = {
     "write_micrograph_table": "micrographs",
     "write_motion_star": "micrographs",
     "write_movie": "micrographs",
+    "read_movie": "micrographs",
     "write_motion_truth": "micrographs",
     "read_motion_truth": "micrographs",
 }

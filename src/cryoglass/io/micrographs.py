@@ -57,6 +57,7 @@ __all__ = [
     "read_micrograph_table",
     "read_motion_star",
     "read_motion_truth",
+    "read_movie",
     "write_coordinates_star",
     "write_micrograph_table",
     "write_motion_star",
@@ -181,8 +182,10 @@ def _as_frame(value) -> pd.DataFrame:
     return value if isinstance(value, pd.DataFrame) else pd.DataFrame([value])
 
 
-def _optics_rows(path: Path, optics: pd.DataFrame | None, groups: np.ndarray, kind: str):
-    """One MicrographOptics per row; refuse a missing pixel size or lens value."""
+def _optics_rows(
+    path: Path, optics: pd.DataFrame | None, groups: np.ndarray, pixel: float | None = None
+):
+    """One MicrographOptics per row; refuse a missing pixel size (unless given) or lens value."""
     if optics is None:
         raise ValueError(
             f"{path}: no data_optics table: cannot tell the pixel size, voltage, Cs and amplitude "
@@ -194,10 +197,12 @@ def _optics_rows(path: Path, optics: pd.DataFrame | None, groups: np.ndarray, ki
         group = int(row.get("rlnOpticsGroup", 1))
         original = row.get("rlnMicrographOriginalPixelSize", row.get("rlnMicrographPixelSize"))
         binned = row.get("rlnMicrographPixelSize")
+        if pixel is not None:  # given by the user: it overrides the file
+            original, binned = pixel, (None if binned is None else pixel)
         if original is None or pd.isna(original) or not float(original) > 0:
             raise ValueError(
                 f"{path}: optics group {group} has no pixel size "
-                "(rlnMicrographOriginalPixelSize / rlnMicrographPixelSize)"
+                "(rlnMicrographOriginalPixelSize / rlnMicrographPixelSize); give it with --apix"
             )
         missing = [
             c
@@ -247,7 +252,9 @@ def _row_ctf(path: Path, table: pd.DataFrame, optics) -> CTFParams | None:
     )
 
 
-def read_micrograph_table(path: str | os.PathLike, *, kind: str | None = None) -> MicrographTable:
+def read_micrograph_table(
+    path: str | os.PathLike, *, kind: str | None = None, pixel_size_angstrom: float | None = None
+) -> MicrographTable:
     """Read a RELION 3.1 movies or micrographs STAR file.
 
     Parameters
@@ -256,6 +263,8 @@ def read_micrograph_table(path: str | os.PathLike, *, kind: str | None = None) -
     kind : {"movies", "micrographs"}, optional
         Required kind; default: whichever the file holds (``data_movies`` /
         rlnMicrographMovieName, else ``data_micrographs`` / rlnMicrographName).
+    pixel_size_angstrom : float, optional
+        Replaces the optics' pixel sizes (movies and micrographs alike), e.g. from ``--apix``.
 
     Returns
     -------
@@ -296,7 +305,7 @@ def read_micrograph_table(path: str | os.PathLike, *, kind: str | None = None) -
         if "rlnOpticsGroup" in rows.columns
         else np.ones(len(rows), dtype=int)
     )
-    optic = _optics_rows(path, optics, groups, what)
+    optic = _optics_rows(path, optics, groups, pixel_size_angstrom)
     return MicrographTable(
         path=path,
         kind=what,
@@ -460,6 +469,33 @@ def write_movie(
             mrc.update_header_stats()
 
     return atomic_write(path, _write, overwrite=overwrite)
+
+
+def read_movie(path: str | os.PathLike) -> torch.Tensor:
+    """Read a movie's frames as float32 (n_frames, h, w), in one conversion from the file.
+
+    A movie is a 3D MRC file read as frames (never permuted as a volume); integer modes are
+    converted straight from the memory map (counts are always finite), float modes are
+    checked for NaN/Inf.
+
+    Raises
+    ------
+    FileNotFoundError, ValueError
+        Missing, corrupt or complex file; NaN/Inf; not 3D.  The message names the file.
+    """
+    from cryoglass.io.mrc import _check_finite, _check_mode, _open
+
+    path = Path(path)
+    with _open(path, mmap=True) as mrc:
+        mode = int(mrc.header.mode)
+        _check_mode(path, mode)
+        data = mrc.data
+        if data.ndim != 3:
+            raise ValueError(f"{path}: a movie must hold frames (3D), got shape {data.shape}")
+        frames = torch.from_numpy(np.asarray(data, dtype=np.float32))
+    if mode in (2, 12):
+        _check_finite(path, frames)
+    return frames
 
 
 # ----------------------------------------------------------------------------- motion files

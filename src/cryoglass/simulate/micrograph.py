@@ -70,8 +70,9 @@ specimen moves between frames (not within a frame): a point at ``r`` in frame 1 
 
 a smooth **global drift** ``g`` (speed decaying as ``exp(−f/τ)``, ``τ`` = a quarter of the
 frames, along a slowly turning direction, total path ``drift_angstrom``) and a **local
-deformation**: a smooth random vector field ``Φ`` (bicubic over a 4 × 4 grid of random
-vectors, zero mean and RMS ``local_motion_angstrom`` over the field of view) that grows in time
+deformation**: a smooth random vector field ``Φ`` (a Gaussian random field of correlation length
+60 % of the field of view, as 64 random Fourier features; zero mean and RMS
+``local_motion_angstrom`` over the field of view: mostly a tilt, bowl or saddle) that grows in time
 as ``s_f = (1 − e^{−(f−1)/τ}) / (1 − e^{−(n−1)/τ})``.  Particles are placed at their moved
 centres by exact Fourier shifts; the ice and carbon move by an exact Fourier shift (global part)
 and a bicubic warp (local part).  So frame 1 is the reference: the motion-corrected micrograph
@@ -141,6 +142,7 @@ __all__ = [
 _F64 = torch.float64
 _LAYOUT, _BACKGROUND, _NOISE, _GAIN = 0, 1, 2, 3  # random streams of a micrograph
 _MAX_DELOCALISATION_PX = 256
+_LOCAL_CORRELATION = 0.6  # of the field of view: the local deformation's correlation length
 
 
 # ----------------------------------------------------------------------------- parameter bundles
@@ -305,17 +307,23 @@ class BeamMotion:
         ``g_f`` (x, y) [pixels]; ``g_1 = 0``.
     local_scale : Tensor, float64, shape (n_frames,)
         ``s_f``; 0 at the first frame, 1 at the last.
-    control_px : Tensor, float64, shape (2, gy, gx)
-        Φ's control grid (x and y components) [pixels], spread over the field of view.
+    wavevectors_per_px : Tensor, float64, shape (M, 2)
+        Φ's random Fourier features: ``Φ(r) = Σ_j a_j cos(2π k_j·r + φ_j) − offset``.
+    phases : Tensor, float64, shape (M,)
+        ``φ_j`` [radians].
+    amplitudes_px : Tensor, float64, shape (M, 2)
+        ``a_j`` [pixels].
     offset_px : Tensor, float64, shape (2,)
-        Subtracted from the interpolated field so that its mean over the field is 0.
+        Subtracted so that Φ's mean over the field of view is 0.
     shape_px : (h, w)
-        The field of view the control grid spans.
+        The field of view.
     """
 
     global_px: torch.Tensor
     local_scale: torch.Tensor
-    control_px: torch.Tensor
+    wavevectors_per_px: torch.Tensor
+    phases: torch.Tensor
+    amplitudes_px: torch.Tensor
     offset_px: torch.Tensor
     shape_px: tuple[int, int]
 
@@ -327,17 +335,8 @@ class BeamMotion:
         """``Φ`` at points ``(x, y)`` [pixels of the field of view], shape (..., 2)."""
         points = torch.as_tensor(points_px, dtype=_F64)
         flat = points.reshape(-1, 2)
-        h, w = self.shape_px
-        grid = torch.stack(
-            [2 * flat[:, 0] / max(w - 1, 1) - 1, 2 * flat[:, 1] / max(h - 1, 1) - 1], dim=-1
-        )
-        values = nnf.grid_sample(
-            self.control_px[None],
-            grid[None, None],
-            mode="bicubic",
-            padding_mode="border",
-            align_corners=True,
-        )[0, :, 0].T  # (P, 2)
+        waves = torch.cos(2 * math.pi * flat @ self.wavevectors_per_px.T + self.phases)
+        values = waves @ self.amplitudes_px
         return (values - self.offset_px).reshape(*points.shape[:-1], 2)
 
     def displacement_px(self, points_px: torch.Tensor) -> torch.Tensor:
@@ -647,19 +646,27 @@ def beam_motion(
     global_px = torch.cat([torch.zeros(1, 2, dtype=_F64), steps.cumsum(dim=0)])
     frames = torch.arange(n, dtype=_F64)
     scale = (1 - torch.exp(-frames / tau)) / (1 - math.exp(-(n - 1) / tau)) if n > 1 else frames
-    control = torch.randn(2, 4, 4, generator=generator, dtype=_F64)
-    motion = BeamMotion(global_px, scale, control, torch.zeros(2, dtype=_F64), tuple(shape_px))
     h, w = shape_px
+    features = 64
+    length = _LOCAL_CORRELATION * max(h, w)  # correlation length of Φ [pixels]
+    wavevectors = torch.randn(features, 2, generator=generator, dtype=_F64) / (2 * math.pi * length)
+    phases = 2 * math.pi * torch.rand(features, generator=generator, dtype=_F64)
+    amplitudes = torch.randn(features, 2, generator=generator, dtype=_F64)
+    unit = BeamMotion(
+        global_px, scale, wavevectors, phases, amplitudes, torch.zeros(2, dtype=_F64), (h, w)
+    )
     ys, xs = torch.meshgrid(
         torch.linspace(0, h - 1, 32, dtype=_F64),
         torch.linspace(0, w - 1, 32, dtype=_F64),
         indexing="ij",
     )
-    field = motion.local_field_px(torch.stack([xs, ys], dim=-1).reshape(-1, 2))
+    field = unit.local_field_px(torch.stack([xs, ys], dim=-1).reshape(-1, 2))
     mean = field.mean(dim=0)
     rms = float((field - mean).pow(2).sum(dim=-1).mean().sqrt())
     factor = exposure.local_motion_angstrom / pixel_size_angstrom / max(rms, 1e-12)
-    return BeamMotion(global_px, scale, control * factor, mean * factor, tuple(shape_px))
+    return BeamMotion(
+        global_px, scale, wavevectors, phases, amplitudes * factor, mean * factor, (h, w)
+    )
 
 
 # ----------------------------------------------------------------------------- the micrograph
