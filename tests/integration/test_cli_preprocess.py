@@ -260,3 +260,103 @@ def test_motioncorr_on_dask_workers_gives_the_same_micrographs(movies, corrected
         a, _ = read_mrc(corrected / "Movies" / f"mic_000{i}.mrc")
         b, _ = read_mrc(tmp_path / "d" / "Movies" / f"mic_000{i}.mrc")
         assert torch.allclose(a, b, atol=1e-3 * float(a.abs().max()))
+
+
+# ----------------------------------------------------------------------------- extract
+
+
+@pytest.fixture(scope="module")
+def micrographs(potential, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("mics") / "sim"
+    result = _run("simulate-movies", "--volume", potential, "--n-micrographs", 2, "--size", 192,
+                  "--no-movies", "--crowding", 0.3, "--out", out, "--seed", 3)  # fmt: skip
+    assert result.exit_code == 0, _text(result)
+    return out
+
+
+def test_extract_writes_normalised_particles_with_their_ctf(micrographs, tmp_path):
+    from cryoglass.io import read_images, read_particles
+
+    star = micrographs / "truth" / "micrographs_ctf.star"
+    coords = micrographs / "truth" / "coordinates.star"
+    result = _run("extract", star, "--coords", coords, "--box", 48, "--invert-contrast",
+                  "--out", tmp_path / "ex", "--json")  # fmt: skip
+    assert result.exit_code == 0, _text(result)
+    summary = json.loads(result.stdout)
+    particles = read_particles(tmp_path / "ex" / "particles.star")
+    truth = read_coordinates(coords, ["mic_0001", "mic_0002"])
+    assert (
+        summary["particles"]
+        == len(particles)
+        == sum(len(t["coordinates_px"]) for t in truth.values())
+    )
+    assert particles.image_size == 48 and float(particles.pixel_size_angstrom[0]) == PIXEL
+    table = read_micrograph_table(star)
+    first = particles.particles_table["rlnMicrographName"] == "Micrographs/mic_0001.mrc"
+    assert torch.allclose(
+        particles.ctf.defocus_u_angstrom[torch.tensor(first.to_numpy())],
+        table.ctf.defocus_u_angstrom[0].expand(int(first.sum())),
+    )
+    images = read_images(particles, torch.arange(len(particles))).double()
+    offsets = torch.arange(48) - 24
+    background = offsets[:, None] ** 2 + offsets[None, :] ** 2 > 18**2  # default 0.375 × 48
+    assert float(images[:, background].mean(dim=1).abs().max()) < 1e-4
+    assert float((images[:, background].std(dim=1, unbiased=False) - 1).abs().max()) < 1e-4
+    # inverted raw data: the particle (dark in the micrograph) is bright at the centre
+    centre = images[:, 20:28, 20:28].mean()
+    assert float(centre) > 0.2
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--box", "400"], "larger than micrograph"),
+        (["--box", "47"], "must be even"),
+        (["--box", "48", "--bin", "5"], "--bin 5"),
+        (["--box", "48", "--bg-radius", "30"], "--bg-radius 30"),
+    ],
+)
+def test_extract_refuses_bad_boxes(micrographs, tmp_path, extra, message):
+    truth = micrographs / "truth"
+    result = _run("extract", truth / "micrographs_ctf.star", "--coords",
+                  truth / "coordinates.star", "--out", tmp_path / "x", *extra)  # fmt: skip
+    assert result.exit_code == 2 and message in _text(result), _text(result)
+    assert not (tmp_path / "x" / "particles.star").exists()
+
+
+def test_extract_refuses_coordinates_outside_the_micrograph(micrographs, tmp_path):
+    from cryoglass.io.micrographs import write_coordinates_star
+
+    folder = tmp_path / "picks" / "Micrographs"
+    folder.mkdir(parents=True)
+    write_coordinates_star(folder / "mic_0001_autopick.star", torch.tensor([[10.0, 20.0]]))
+    path = write_coordinates_star(folder / "mic_0002_autopick.star",
+                                  torch.tensor([[50.0, 60.0], [250.0, 30.0]]))  # fmt: skip
+    result = _run("extract", micrographs / "truth" / "micrographs_ctf.star", "--coords",
+                  tmp_path / "picks", "--box", 48, "--out", tmp_path / "x")  # fmt: skip
+    assert result.exit_code == 2 and "outside micrograph" in _text(result)
+    assert str(path) in _text(result) and "particle 2" in _text(result)
+
+
+def test_extract_reads_a_folder_of_picks_bins_and_runs_on_dask(micrographs, tmp_path):
+    from cryoglass.io import read_images, read_particles
+    from cryoglass.io.micrographs import write_coordinates_star
+
+    truth = read_coordinates(micrographs / "truth" / "coordinates.star", ["mic_0001", "mic_0002"])
+    folder = tmp_path / "picks" / "Micrographs"
+    folder.mkdir(parents=True)
+    for stem, entry in truth.items():
+        xy = entry["coordinates_px"]
+        write_coordinates_star(folder / f"{stem}_autopick.star", xy, figure_of_merit=xy[:, 0])
+    star = micrographs / "truth" / "micrographs_ctf.star"
+    one = _run("extract", star, "--coords", tmp_path / "picks", "--box", 48, "--bin", 2,
+               "--out", tmp_path / "a")  # fmt: skip
+    assert one.exit_code == 0, _text(one)
+    two = _run("extract", star, "--coords", tmp_path / "picks", "--box", 48, "--bin", 2,
+               "--out", tmp_path / "b", "--workers", 2)  # fmt: skip
+    assert two.exit_code == 0, _text(two)
+    a = read_particles(tmp_path / "a" / "particles.star")
+    b = read_particles(tmp_path / "b" / "particles.star")
+    assert a.image_size == 24 and float(a.pixel_size_angstrom[0]) == 2 * PIXEL
+    assert "rlnAutopickFigureOfMerit" in a.particles_table.columns
+    assert torch.equal(read_images(a, torch.arange(len(a))), read_images(b, torch.arange(len(b))))

@@ -42,6 +42,7 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("simulate", "simulate"),
     ("simulate-movies", "simulate_movies"),
     ("motioncorr", "motioncorr"),
+    ("extract", "extract"),
     ("reconstruct", "reconstruct"),
     ("class2d", "class2d"),
     ("select", "select"),

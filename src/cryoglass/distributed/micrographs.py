@@ -22,8 +22,10 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
+    "ExtractSettings",
     "MotionCorrectionSettings",
     "SimulateMoviesSettings",
+    "extract_task",
     "map_micrographs",
     "motioncorr_task",
     "simulate_movie_task",
@@ -292,3 +294,43 @@ def _motion_plot(out, estimate, title: str) -> None:
         local_points_px=points,
         title=title,
     )
+
+
+# ----------------------------------------------------------------------------- extract
+
+
+@dataclass(frozen=True)
+class ExtractSettings:
+    """What every ``extract`` task needs; paths are absolute."""
+
+    micrographs: tuple[str, ...]
+    stacks: tuple[str, ...]  # per micrograph: the output .mrcs
+    coordinates: tuple[Any, ...]  # per micrograph: (n, 2) float64 tensors
+    pixel_sizes: tuple[float, ...]  # of the output images [Å]
+    box: int
+    bin_factor: int
+    radius_px: float | None
+    normalise: bool
+    ramp: bool
+    invert_contrast: bool
+
+
+def extract_task(index: int, settings: ExtractSettings) -> dict:
+    """Extract micrograph ``index``'s particles into its stack; return their count and stats."""
+    from cryoglass.io import read_mrc, write_mrc
+    from cryoglass.preprocess.extract import preprocess_particles
+
+    micrograph, _ = read_mrc(settings.micrographs[index])
+    images = preprocess_particles(
+        micrograph,
+        settings.coordinates[index],
+        box=settings.box,
+        bin_factor=settings.bin_factor,
+        radius_px=settings.radius_px,
+        normalise=settings.normalise,
+        ramp=settings.ramp,
+        invert_contrast=settings.invert_contrast,
+    )
+    write_mrc(settings.stacks[index], images, pixel_size_angstrom=settings.pixel_sizes[index],
+              stack=True, overwrite=True)  # fmt: skip
+    return {"particles": len(images), "mean": float(images.mean()), "std": float(images.std())}

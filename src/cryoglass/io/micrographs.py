@@ -26,9 +26,10 @@ Coordinates (rlnCoordinateX/Y: the particle centre in micrograph pixels, 0-based
 ``<micrograph stem>_<suffix>.star`` (``_autopick``, ``_pick``, ``_manualpick``) anywhere under a
 folder, or as one STAR file with a rlnMicrographName column.
 
-Relative file names are resolved against the STAR file's folder (cryoglass's convention) and,
-when nothing is there, against the working directory (how RELION resolves them from its
-project folder).
+Relative file names are resolved against the STAR file's folder (cryoglass's convention), else
+against the first folder above it where the file exists (RELION names files from its project
+folder: ``MotionCorr/job002/Movies/a.mrc`` in ``MotionCorr/job002/corrected_micrographs.star``),
+else against the working directory.
 """
 
 from __future__ import annotations
@@ -159,13 +160,15 @@ class MicrographTable:
 
 
 def _resolve(star_path: Path, name: str) -> Path:
+    """A file named in a STAR file: beside it, else in a folder above it, else in the cwd."""
     path = Path(name)
     if path.is_absolute():
         return path
-    beside = star_path.parent / path
-    if beside.exists() or not path.exists():
-        return beside
-    return path
+    folder = star_path.parent
+    for base in (folder, *folder.resolve().parents):
+        if (base / path).exists():
+            return folder / path if base == folder else base / path
+    return path if path.exists() else folder / path
 
 
 def _blocks(path: Path) -> dict:

@@ -5,6 +5,12 @@
   background normalisation.
 """
 
+from cryoglass.preprocess.extract import (
+    background_mask,
+    extract_windows,
+    normalise_background,
+    preprocess_particles,
+)
 from cryoglass.preprocess.motion import (
     MotionEstimate,
     MotionSettings,
@@ -21,10 +27,14 @@ __all__ = [
     "MotionEstimate",
     "MotionSettings",
     "align_spectra",
+    "background_mask",
     "correct_movie",
     "estimate_motion",
+    "extract_windows",
     "fit_polynomial_motion",
     "motion_corrected_sum",
+    "normalise_background",
     "polynomial_motion",
+    "preprocess_particles",
     "smooth_trajectory",
 ]
