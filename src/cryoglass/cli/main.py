@@ -40,6 +40,7 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("demo", "demo"),
     ("project", "project"),
     ("simulate", "simulate"),
+    ("simulate-movies", "simulate_movies"),
     ("reconstruct", "reconstruct"),
     ("class2d", "class2d"),
     ("select", "select"),
