@@ -76,6 +76,7 @@ __all__ = [
     "PowerSpectrum",
     "average_power_spectrum",
     "ctf_fit_score",
+    "diagnostic_image",
     "equiphase_average",
     "estimate_ctf",
     "fit_resolution",
@@ -1113,3 +1114,44 @@ def _renormalise(rings: torch.Tensor, n: int) -> torch.Tensor:
     rms = torch.sqrt(radial_average(rings.to(_F64) ** 2, ndim=2, n_shells=int(shells.max()) + 1))
     rms = F.avg_pool1d(rms[None, None], 5, stride=1, padding=2, count_include_pad=False)[0, 0]
     return rings.to(_F64) / rms[shells].clamp_min(1e-12)
+
+
+def diagnostic_image(fit: CTFFit, *, clip_sigma: float = 3.0) -> torch.Tensor:
+    """CTFFIND's diagnostic picture: the spectrum on the right, the fitted ``|CTF|`` on the left.
+
+    Parameters
+    ----------
+    fit : CTFFit
+    clip_sigma : float
+        The spectrum is clipped to ± this many standard deviations and scaled to [0, 1].
+
+    Returns
+    -------
+    Tensor (T, T), float32
+        Centred like the spectrum (DC at ``T//2``): columns ``x < T//2`` hold ``|sin χ|`` of the
+        fit (its rings must continue those of the data across the middle), columns ``x ≥ T//2``
+        the background-subtracted amplitude spectrum; 0 inside the fit's low-resolution limit.
+
+    Examples
+    --------
+    >>> fit = CTFFit(15000.0, 14000.0, 20.0, 0.0, 0.5, 4.0, 300.0, 2.7, 0.1,
+    ...              spectrum=torch.randn(64, 64), spectrum_pixel_size_angstrom=2.0)
+    >>> image = diagnostic_image(fit)
+    >>> image.shape, float(image.min()) >= 0.0, float(image.max()) <= 1.0
+    (torch.Size([64, 64]), True, True)
+    """
+    spectrum = fit.spectrum.to(_F64)
+    n = spectrum.shape[-1]
+    inside = spectrum != 0
+    values = spectrum[inside]
+    if values.numel() > 1:
+        mean, std = values.mean(), values.std().clamp_min(1e-12)
+        scaled = ((spectrum - mean) / (2 * clip_sigma * std) + 0.5).clamp(0.0, 1.0)
+    else:
+        scaled = torch.zeros_like(spectrum)
+    i = centered_indices(n, dtype=_F64)
+    ky, kx = torch.meshgrid(i, i, indexing="ij")
+    k = torch.stack([kx, ky], dim=-1) / (n * fit.spectrum_pixel_size_angstrom)
+    model = torch.sin(aberration_phase(fit.params, k, dtype=_F64)).abs()
+    image = torch.where(kx < 0, model, scaled) * inside
+    return image.to(torch.float32)
