@@ -123,14 +123,13 @@ class PickSettings:
     template_pixel_size_angstrom : float
     psi_deg : tuple of float or None
         In-plane angles added to the templates (None: templates used as given).
-    template_psi_deg : Tensor (T,) or None
-        In-plane angle already in each template (projections of a map).
     invert : bool
         Particles are dark in the micrographs.
     overlays : int
         Tasks of micrographs ``0 … overlays−1`` also return their binned image.
-    pixels_per_diameter : float
-        Binning: the particle spans this many working pixels.
+    pixels_per_diameter : float, optional
+        Binning: the particle spans this many working pixels (default 24 for LoG, 16 for
+        templates, whose cost grows with the number of pixels times templates).
     """
 
     files: tuple[str, ...]
@@ -141,10 +140,9 @@ class PickSettings:
     templates: torch.Tensor | None = None
     template_pixel_size_angstrom: float = 1.0
     psi_deg: tuple[float, ...] | None = None
-    template_psi_deg: torch.Tensor | None = None
     invert: bool = True
     overlays: int = 0
-    pixels_per_diameter: float = 24.0
+    pixels_per_diameter: float | None = None
 
 
 def pick_task(index: int, settings: PickSettings) -> dict:
@@ -158,15 +156,22 @@ def pick_task(index: int, settings: PickSettings) -> dict:
         ``overlays`` micrographs ``image`` (the binned micrograph, float16) and ``scale``.
     """
     from cryoglass.io import read_mrc
-    from cryoglass.preprocess import pick
 
     micrograph, _ = read_mrc(settings.files[index])
     if micrograph.ndim == 3 and micrograph.shape[0] == 1:
         micrograph = micrograph[0]
+    with single_thread():
+        return _pick(index, micrograph, settings)
+
+
+def _pick(index: int, micrograph: torch.Tensor, settings: PickSettings) -> dict:
+    from cryoglass.preprocess import pick
+
     started = time.perf_counter()
     pixel = settings.pixel_sizes_angstrom[index]
+    per_diameter = settings.pixels_per_diameter or (24.0 if settings.templates is None else 16.0)
     working = pick.working_pixel_size(
-        pixel, settings.diameter_angstrom, pixels_per_diameter=settings.pixels_per_diameter
+        pixel, settings.diameter_angstrom, pixels_per_diameter=per_diameter
     )
     image, (sx, sy) = pick.bin_micrograph(
         micrograph, pixel_size_angstrom=pixel, working_pixel_size_angstrom=working
@@ -194,8 +199,6 @@ def pick_task(index: int, settings: PickSettings) -> dict:
         chosen = best[coords[:, 1].long(), coords[:, 0].long()]
         template = index_of[chosen]
         psi = angles[chosen]
-        if settings.template_psi_deg is not None:
-            psi = psi + settings.template_psi_deg[template].to(psi.dtype)
     result = {
         "coordinates_px": coords * torch.tensor([sx, sy], dtype=torch.float64),
         "figure_of_merit": values.to(torch.float64),

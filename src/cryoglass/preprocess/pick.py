@@ -160,21 +160,34 @@ def bin_micrograph(
     return binned, (w / new_w, h / new_h)
 
 
-def whitening_filter(image: torch.Tensor) -> torch.Tensor:
-    """``1 / sqrt(radial power)`` on the image's rfft grid (plain FFT order), DC set to 0.
+def whitening_filter(
+    image: torch.Tensor, *, shape: tuple[int, int] | None = None
+) -> torch.Tensor:
+    """``1 / sqrt(radial power of image)`` on an rfft grid (plain FFT order), DC set to 0.
 
-    The rotationally averaged power spectrum of the image (shells of
-    :mod:`cryoglass.fourier.radial`, interpolated between shells) is turned into a filter that
-    makes its noise white; applied to the image *and* to templates it turns correlation into a
-    matched filter for coloured noise.
+    The rotationally averaged power spectrum of ``image`` (shells of
+    :mod:`cryoglass.fourier.radial`, as a function of ``|k|`` in cycles per pixel, interpolated
+    linearly between shells) becomes a filter that makes its noise white; applied to the image
+    *and* to templates it turns correlation into a matched filter for coloured noise.
 
     Parameters
     ----------
     image : Tensor (h, w)
+    shape : (h', w'), optional
+        Grid to evaluate the filter on (e.g. a template's padded box); default ``(h, w)``.
+        Frequencies are matched in cycles per pixel, so both must have the same pixel size.
 
     Returns
     -------
-    Tensor (h, w//2 + 1)
+    Tensor (h', w'//2 + 1)
+
+    Examples
+    --------
+    >>> g = torch.Generator().manual_seed(0)
+    >>> white = torch.randn(128, 128, generator=g)
+    >>> f = whitening_filter(white, shape=(32, 32))
+    >>> f.shape, 0.8 < float(f[1:, 1:].mean()) < 1.2
+    (torch.Size([32, 17]), True)
     """
     h, w = image.shape[-2:]
     spectrum = torch.fft.rfft2(image - image.mean())
@@ -182,8 +195,9 @@ def whitening_filter(image: torch.Tensor) -> torch.Tensor:
     centred = torch.fft.fftshift(power, dim=-2)
     size = max(h, w)
     radial = radial_average(centred, ndim=2, rfft=True, width=w, n_shells=size)
-    ky = torch.fft.fftfreq(h, device=image.device, dtype=torch.float64) * size
-    kx = torch.fft.rfftfreq(w, device=image.device, dtype=torch.float64) * size
+    gh, gw = shape if shape is not None else (h, w)
+    ky = torch.fft.fftfreq(gh, device=image.device, dtype=torch.float64) * w
+    kx = torch.fft.rfftfreq(gw, device=image.device, dtype=torch.float64) * w
     r = torch.sqrt(ky[:, None] ** 2 + kx[None, :] ** 2).clamp_max(size - 1.001)
     low = r.floor().long()
     frac = (r - low).to(radial.dtype)
@@ -429,12 +443,20 @@ def prepare_templates(
     return rotated, mask, index, angles
 
 
-def _centred_kernel(kernels: torch.Tensor, h: int, w: int) -> torch.Tensor:
-    """Kernels (…, n, n) centred at n//2, placed in an (h, w) array with their centre at 0."""
+def _kernel_spectra(kernels: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """rfft2 on an (h, w) grid of small kernels (…, n, n) centred at n//2, moved to the origin.
+
+    Zero rows are not transformed: the rows of the kernel are transformed first (n of them,
+    padded to w), then every column (padded to h); a phase ramp moves the centre to 0.
+    """
     n = kernels.shape[-1]
-    out = kernels.new_zeros(*kernels.shape[:-2], h, w)
-    out[..., :n, :n] = kernels
-    return torch.roll(out, shifts=(-(n // 2), -(n // 2)), dims=(-2, -1))
+    rows = torch.fft.rfft(kernels, n=w, dim=-1)
+    spectra = torch.fft.fft(rows, n=h, dim=-2)
+    c = n // 2
+    ky = torch.fft.fftfreq(h, device=kernels.device, dtype=torch.float64)
+    kx = torch.fft.rfftfreq(w, device=kernels.device, dtype=torch.float64)
+    ramp = torch.exp(2j * math.pi * c * (ky[:, None] + kx[None, :]))
+    return spectra * ramp.to(spectra.dtype)
 
 
 def template_figure_of_merit(
@@ -459,7 +481,8 @@ def template_figure_of_merit(
     invert : bool
         Particles are dark in the micrograph (raw data): negate it first.
     whiten : bool
-        Whiten micrograph and templates by :func:`whitening_filter`.
+        Whiten micrograph and templates by :func:`whitening_filter` (the templates on a box
+        twice their size, then cut back).
     batch_size : int
         Templates correlated at once (memory only).
 
@@ -481,34 +504,35 @@ def template_figure_of_merit(
     (90, 30)
     """
     h, w = image.shape[-2:]
+    n = mask.shape[-1]
     signal = (-image if invert else image).to(torch.float32)
     signal = signal - signal.mean()
-    spectrum = torch.fft.rfft2(signal)
-    n = mask.shape[-1]
+    templates = templates.to(torch.float32)
     if whiten:
-        filt = whitening_filter(signal)
-        signal = torch.fft.irfft2(spectrum * filt, s=(h, w))
-        # whiten the templates with the same filter (on the micrograph's grid, then cut out)
-        kernel_spectra = torch.fft.rfft2(_centred_kernel(templates.float(), h, w)) * filt
-        whitened = torch.fft.irfft2(kernel_spectra, s=(h, w))
-        templates = torch.roll(whitened, shifts=(n // 2, n // 2), dims=(-2, -1))[..., :n, :n]
+        signal = torch.fft.irfft2(torch.fft.rfft2(signal) * whitening_filter(signal), s=(h, w))
+        padded = F.pad(templates, (n // 2, n // 2, n // 2, n // 2))
+        filt = whitening_filter(image.to(torch.float32), shape=(2 * n, 2 * n))
+        shifted = torch.fft.ifftshift(padded, dim=(-2, -1))
+        filtered = torch.fft.irfft2(torch.fft.rfft2(shifted) * filt, s=(2 * n, 2 * n))
+        templates = torch.fft.fftshift(filtered, dim=(-2, -1))[
+            ..., n // 2 : n // 2 + n, n // 2 : n // 2 + n
+        ]
     mask = mask.to(torch.float32)
-    t = templates.float() * mask
-    t = t - mask * ((t.sum(dim=(-2, -1), keepdim=True)) / mask.sum())
+    t = templates * mask
+    t = t - mask * (t.sum(dim=(-2, -1), keepdim=True) / mask.sum())
     t = t * mask
     t = t / t.square().sum(dim=(-2, -1), keepdim=True).sqrt().clamp_min(1e-12)
     # local statistics of the image under the mask (Roseman's denominator)
-    mask_spectrum = torch.conj(torch.fft.rfft2(_centred_kernel(mask, h, w)))
-    local_sum = torch.fft.irfft2(torch.fft.rfft2(signal) * mask_spectrum, s=(h, w))
+    mask_spectrum = torch.conj(_kernel_spectra(mask, h, w))
+    image_spectrum = torch.fft.rfft2(signal)
+    local_sum = torch.fft.irfft2(image_spectrum * mask_spectrum, s=(h, w))
     local_sq = torch.fft.irfft2(torch.fft.rfft2(signal * signal) * mask_spectrum, s=(h, w))
     variance = (local_sq - local_sum**2 / mask.sum()).clamp_min(1e-12)
     inverse_std = torch.rsqrt(variance)
-    image_spectrum = torch.fft.rfft2(signal)
     best = torch.full((h, w), -math.inf)
     best_index = torch.zeros((h, w), dtype=torch.int64)
     for start in range(0, t.shape[0], batch_size):
-        chunk = t[start : start + batch_size]
-        kernel = torch.conj(torch.fft.rfft2(_centred_kernel(chunk, h, w)))
+        kernel = torch.conj(_kernel_spectra(t[start : start + batch_size], h, w))
         cc = torch.fft.irfft2(image_spectrum * kernel, s=(h, w)) * inverse_std
         value, index = cc.max(dim=0)
         better = value > best
