@@ -185,8 +185,8 @@ def test_pick_with_map_templates(dataset, ctf_run, diameter, tmp_path):
     out, _ = ctf_run
     picks = tmp_path / "Templates"
     result = _run("pick", out / "micrographs_ctf.star", "--diameter", diameter, "--out", picks,
-                  "--map", dataset / "truth" / "potential.mrc", "--angular-step", 30,
-                  "--psi-step", 15, "--json")  # fmt: skip
+                  "--map", dataset / "truth" / "potential.mrc", "--angular-step", 60,
+                  "--psi-step", 20, "--json")  # fmt: skip
     assert result.exit_code == 0, _text(result)
     assert json.loads(result.stdout)["method"] == "map"
     assert _f1(dataset, picks, diameter / PIXEL) >= 0.9

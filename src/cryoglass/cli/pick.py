@@ -35,7 +35,7 @@ _ReferenceApix = Annotated[
 ]
 _Threshold = Annotated[
     float | None,
-    typer.Option("--threshold", help="Keep picks with FOM ≥ this (default: automatic, Otsu)."),
+    typer.Option("--threshold", help="Keep picks with FOM ≥ this (default: automatic)."),
 ]
 _MinDistance = Annotated[
     float | None,
@@ -53,6 +53,14 @@ _AngularStep = Annotated[
 _Invert = Annotated[
     bool,
     typer.Option("--invert/--no-invert", help="Particles are dark (raw micrographs) / white."),
+]
+_PerDiameter = Annotated[
+    float,
+    typer.Option(
+        "--pixels-per-diameter",
+        min=8.0,
+        help="Binning: a particle spans this many pixels (more: slower, finer).",
+    ),
 ]
 _Overlays = Annotated[
     int, typer.Option("--overlays", min=0, help="Micrographs drawn with their picks.")
@@ -109,14 +117,14 @@ def _check(table, pixels, shapes, diameter: float, min_distance: float) -> None:
 def _threshold(results, threshold: float | None) -> tuple[float, bool]:
     import torch
 
-    from cryoglass.preprocess.pick import otsu_threshold
+    from cryoglass.preprocess.pick import mixture_threshold
 
     if threshold is not None:
         return threshold, False
     values = torch.cat([r["figure_of_merit"] for r in results])
     if values.numel() == 0:
         return 0.0, True
-    return otsu_threshold(values), True
+    return mixture_threshold(values), True
 
 
 def _write(out: Path, table, results, threshold: float, *, overwrite: bool):
@@ -185,6 +193,7 @@ def main(
     angular_step: _AngularStep = 30.0,
     invert: _Invert = True,
     overlays: _Overlays = 8,
+    pixels_per_diameter: _PerDiameter = 24.0,
     apix: Apix = None,
     overwrite: Overwrite = False,
     json_output: JsonOutput = False,
@@ -193,16 +202,17 @@ def main(
 ) -> None:
     """Pick particles: reference-free LoG blobs (as RELION's LoG picker) or CTF-aware templates.
 
-    Each micrograph is binned so that a particle spans ~24 pixels.  Without templates its
-    figure of merit (FOM) is the scale-normalised Laplacian of Gaussian at diameters 0.75–1.25 ×
-    --diameter, in units of its robust standard deviation.  With --reference (2D class averages)
-    or --map (projections every --angular-step degrees) the templates, turned every --psi-step
-    degrees and multiplied by each micrograph's CTF (from micrographs_ctf.star), are matched by
-    the locally normalised cross-correlation of the whitened micrograph (Roseman 2003).  Peaks
-    at least --min-distance apart and a radius from the edges are candidates; those with
-    FOM ≥ --threshold are picks.  Without --threshold it is chosen automatically (Otsu's split
-    of all candidates' FOMs into background and particles): look at fom_histogram.png and rerun
-    with --threshold to move it.  The science is cryoglass.preprocess.pick.
+    Each micrograph is binned so that a particle spans --pixels-per-diameter pixels (24).
+    Without templates its figure of merit (FOM) is the scale-normalised Laplacian of Gaussian
+    at diameters 0.75–1.25 × --diameter, in units of its robust standard deviation.  With
+    --reference (2D class averages) or --map (projections every --angular-step degrees) the
+    templates, turned every --psi-step degrees and multiplied by each micrograph's CTF (from
+    micrographs_ctf.star), are matched by the locally normalised cross-correlation (Roseman
+    2003).  Peaks at least --min-distance apart and a radius from the edges are candidates;
+    those with FOM ≥ --threshold are picks.  Without --threshold it is chosen automatically: a
+    mixture of two Gaussians (background, particles) is fitted to all candidates' FOMs and the
+    threshold is where a candidate becomes more likely a particle.  Look at fom_histogram.png
+    and rerun with --threshold to move it.  The science is cryoglass.preprocess.pick.
 
     Writes into OUT: <micrograph stem>_autopick.star per micrograph (rlnCoordinateX/Y in pixels,
     rlnAutopickFigureOfMerit, as relion_autopick), autopick.star (every pick with its
@@ -247,6 +257,7 @@ def main(
         templates=templates, template_pixel_size_angstrom=template_pixel,
         psi_deg=None if templates is None else tuple(torch.arange(0.0, 360.0, psi_step).tolist()),
         invert=invert, overlays=min(overlays, len(table)),
+        pixels_per_diameter=pixels_per_diameter,
     )  # fmt: skip
     results, run = run_per_micrograph(pick_task, len(table), settings, workers=workers,
                                       scheduler=scheduler, label="picking")  # fmt: skip

@@ -127,9 +127,8 @@ class PickSettings:
         Particles are dark in the micrographs.
     overlays : int
         Tasks of micrographs ``0 … overlays−1`` also return their binned image.
-    pixels_per_diameter : float, optional
-        Binning: the particle spans this many working pixels (default 24 for LoG, 16 for
-        templates, whose cost grows with the number of pixels times templates).
+    pixels_per_diameter : float
+        Binning: the particle spans this many working pixels.
     """
 
     files: tuple[str, ...]
@@ -142,7 +141,7 @@ class PickSettings:
     psi_deg: tuple[float, ...] | None = None
     invert: bool = True
     overlays: int = 0
-    pixels_per_diameter: float | None = None
+    pixels_per_diameter: float = 24.0
 
 
 def pick_task(index: int, settings: PickSettings) -> dict:
@@ -169,9 +168,8 @@ def _pick(index: int, micrograph: torch.Tensor, settings: PickSettings) -> dict:
 
     started = time.perf_counter()
     pixel = settings.pixel_sizes_angstrom[index]
-    per_diameter = settings.pixels_per_diameter or (24.0 if settings.templates is None else 16.0)
     working = pick.working_pixel_size(
-        pixel, settings.diameter_angstrom, pixels_per_diameter=per_diameter
+        pixel, settings.diameter_angstrom, pixels_per_diameter=settings.pixels_per_diameter
     )
     image, (sx, sy) = pick.bin_micrograph(
         micrograph, pixel_size_angstrom=pixel, working_pixel_size_angstrom=working

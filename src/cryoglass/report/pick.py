@@ -87,7 +87,7 @@ def save_fom_histogram(
     threshold : float
         Picks have FOM ≥ threshold.
     automatic : bool
-        Whether the threshold was chosen automatically (Otsu) — said in the legend.
+        Whether the threshold was chosen automatically — said in the legend.
     title : str
 
     Returns
@@ -106,8 +106,13 @@ def save_fom_histogram(
         ax.hist(values[values < threshold], bins=bins, color="0.6", label="background")
         ax.hist(values[values >= threshold], bins=bins, color="tab:green",
                 label=f"picked ({int((values >= threshold).sum())})")  # fmt: skip
-    how = "automatic (Otsu)" if automatic else "given"
+    how = "automatic" if automatic else "given"
     ax.axvline(threshold, color="k", ls="--", label=f"threshold {threshold:.3g} ({how})")
+    if values.size:
+        span = float(values.max() - values.min()) or 1.0
+        low = min(float(values.min()), max(threshold, float(values.min()) - 0.1 * span))
+        high = max(float(values.max()), min(threshold, float(values.max()) + 0.1 * span))
+        ax.set_xlim(low - 0.02 * span, high + 0.02 * span)
     ax.set(xlabel="figure of merit (rlnAutopickFigureOfMerit)", ylabel="candidate peaks",
            title=title)  # fmt: skip
     ax.set_yscale("log")
