@@ -142,6 +142,27 @@ def test_select_micrographs_uses_drift_columns(ctf_run, tmp_path):
     assert json.loads(result.stdout)["selected"] == 2
 
 
+def test_select_micrographs_sums_drift_from_motion_files(ctf_run, tmp_path):
+    from cryoglass.io.micrographs import MotionTrack, write_motion_star
+
+    out, _ = ctf_run
+    blocks = starfile.read(out / "micrographs_ctf.star", always_dict=True)
+    names = []
+    for i, step in enumerate((0.5, 3.0, 1.0)):  # px per frame along x, 1.5 Å/px
+        shifts = torch.stack([torch.arange(11.0) * step, torch.zeros(11)], dim=-1).double()
+        track = MotionTrack(movie_name=f"m{i}.mrc", shape_px=(512, 512, 11),
+                            global_shifts_px=shifts, pixel_size_angstrom=1.5)  # fmt: skip
+        write_motion_star(tmp_path / f"m{i}.star", track)
+        names.append(str(tmp_path / f"m{i}.star"))
+    blocks["micrographs"]["rlnMicrographMetadata"] = names
+    star = out / "with_motion.star"
+    starfile.write(blocks, star)
+    result = _run("select-micrographs", star, "--out", tmp_path / "s.star", "--max-drift", 20,
+                  "--json")  # fmt: skip
+    assert result.exit_code == 0, _text(result)
+    assert json.loads(result.stdout)["selected"] == 2  # drifts 7.5, 45 and 15 Å
+
+
 def _f1(dataset: Path, picks: Path, diameter_px: float) -> float:
     truth = starfile.read(dataset / "truth" / "coordinates.star")
     stems = [Path(n).stem for n in truth["rlnMicrographName"].unique()]
@@ -220,3 +241,16 @@ def test_ctffind_and_pick_on_dask_give_the_same_results(dataset, ctf_run, diamet
     b = _run("pick", out / "micrographs_ctf.star", "--diameter", diameter, "--out",
              tmp_path / "p2", "--workers", 2, "--json")  # fmt: skip
     assert json.loads(a.stdout)["picks"] == json.loads(b.stdout)["picks"]
+
+
+def test_ctffind_takes_ctffind_spellings_of_the_defocus_range():
+    from cryoglass.cli.options import rewrite_aliases
+
+    args = ["ctffind", "m.star", "--min-defocus", "3000", "--max-defocus=40000"]
+    assert rewrite_aliases(args) == [
+        "ctffind",
+        "m.star",
+        "--defocus-min",
+        "3000",
+        "--defocus-max=40000",
+    ]
