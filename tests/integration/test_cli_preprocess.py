@@ -360,3 +360,21 @@ def test_extract_reads_a_folder_of_picks_bins_and_runs_on_dask(micrographs, tmp_
     assert a.image_size == 24 and float(a.pixel_size_angstrom[0]) == 2 * PIXEL
     assert "rlnAutopickFigureOfMerit" in a.particles_table.columns
     assert torch.equal(read_images(a, torch.arange(len(a))), read_images(b, torch.arange(len(b))))
+
+
+# ----------------------------------------------------------------------------- the demo
+
+
+@pytest.mark.slow
+def test_preprocessing_demo_scores_every_step_against_the_truth(tmp_path):
+    from cryoglass.demos.preprocessing import run
+
+    sections = run(tmp_path, seed=0)
+    table = dict(sections[0].table)
+    motion = float(table["motion: RMS trajectory error (global + local, 4 × 4 points)"].split()[0])
+    assert motion < 1.0
+    assert float(table["CTF: mean defocus error"].split()[0]) < 1.0
+    f1 = float(table["picking (LoG, automatic threshold): precision / recall / F1"].split()[-1])
+    assert f1 > 0.9
+    for name, _ in sections[0].figures:
+        assert (tmp_path / name).stat().st_size > 1000

@@ -33,7 +33,8 @@ def data(tmp_path_factory) -> Path:
     v = gaussian_map(centres, shape=(24, 24, 24), pixel_size_angstrom=PIXEL, sigma_angstrom=2.5)
     write_mrc(root / "potential.mrc", 20 * v / v.max(), pixel_size_angstrom=PIXEL)
     args = ["simulate-movies", "--volume", root / "potential.mrc", "--n-micrographs", 2,
-            "--size", "256x192", "--no-movies", "--crowding", 0.3, "--out", root / "sim"]  # fmt: skip
+            "--size", "256x192", "--no-movies", "--crowding", 0.3,
+            "--out", root / "sim"]  # fmt: skip
     result = CliRunner().invoke(app, [str(a) for a in args])
     assert result.exit_code == 0, result.output
     sim = root / "sim"

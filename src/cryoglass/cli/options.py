@@ -64,6 +64,7 @@ ALIASES: dict[str, dict[str, str]] = {
     "simulate": {"--n": "--n-particles"},
     "nma-dataset": {"--n": "--n-particles"},
     "reconstruct": {"--mask": "--sphere-mask", "--no-mask": "--no-sphere-mask"},
+    "demo": {"--topic": "--topics"},
     "ctffind": {"--min-defocus": "--defocus-min", "--max-defocus": "--defocus-max"},
 }
 

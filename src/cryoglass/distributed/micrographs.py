@@ -285,7 +285,7 @@ def _motion_plot(out, estimate, title: str) -> None:
         grid = (torch.arange(5, dtype=torch.float64) + 0.5) / 5
         ys, xs = torch.meshgrid(grid * h, grid * w, indexing="ij")
         points = torch.stack([xs, ys], dim=-1).reshape(-1, 2)
-        tracks = estimate.shifts_at(points)
+        tracks = estimate.shifts_at(points) - estimate.global_shifts_px[:, None]
     save_motion_figure(
         out.with_name(out.name + "_shifts.png"),
         estimate.global_shifts_px,

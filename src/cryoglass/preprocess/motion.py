@@ -663,7 +663,7 @@ def motion_corrected_sum(
     pre_exposure: float = 0.0,
     voltage_kv: float = 300.0,
     bin_factor: int = 1,
-    warp_tolerance_px: float = 0.1,
+    warp_tolerance_px: float = 0.15,
 ) -> torch.Tensor:
     """Sum of the aligned frames, dose-weighted when the dose is known, optionally binned.
 

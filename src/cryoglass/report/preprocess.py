@@ -31,7 +31,7 @@ def save_motion_figure(
     shape_px : (h, w)
         The micrograph (the local tracks are drawn at their positions, magnified).
     local_tracks_px : Tensor (n_frames, P, 2), optional
-        Local (global + local) shifts at ``local_points_px`` (P, 2).
+        Local shifts (without the global track) at ``local_points_px`` (P, 2).
     truth_shifts_px : Tensor (n_frames, 2), optional
         A known global trajectory to compare with (simulations).
     title : str
@@ -72,7 +72,7 @@ def save_motion_figure(
         ax.set_xlim(0, w)
         ax.set_ylim(h, 0)
         ax.set_aspect("equal")
-        ax.set_title(f"local tracks at the patches (×{scale:.0f})", fontsize=9)
+        ax.set_title(f"local deformation at the patches (×{scale:.0f})", fontsize=9)
         ax.set_xlabel("x [px]")
         ax.set_ylabel("y [px]")
     fig.tight_layout()
