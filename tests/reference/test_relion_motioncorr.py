@@ -89,8 +89,10 @@ def test_dose_weighted_sums_agree_with_relions(runs):
     [(1.0, 10.0, 1), (1.0, 30.0, 2), (4.0, 10.0, 3), (4.0, 30.0, 4)],
 )
 def test_global_error_at_most_relions_across_dose_and_drift(tmp_path, dose, drift, seed):
-    """A sweep of dose per frame × drift (one 256² movie of 16 frames each): in every cell the
-    global trajectory is at least as close to the truth as relion_run_motioncorr's."""
+    """A sweep of dose per frame × drift (one 256² movie of 16 frames each, small particles):
+    in every cell the global track is at least as close to the truth as
+    relion_run_motioncorr's, and within a few pixels even where single frames hold too little
+    signal to align (1 e/Å² per frame)."""
     g = torch.Generator().manual_seed(3)
     centres = (torch.rand(12, 3, generator=g) - 0.5) * 16
     v = gaussian_map(centres, shape=(24, 24, 24), pixel_size_angstrom=PIXEL, sigma_angstrom=2.5)
@@ -115,3 +117,5 @@ def test_global_error_at_most_relions_across_dose_and_drift(tmp_path, dose, drif
     relion_error = float((relion.global_shifts_px - true).norm(dim=1).pow(2).mean().sqrt())
     ours_error = float((ours.global_shifts_px - true).norm(dim=1).pow(2).mean().sqrt())
     assert ours_error <= 1.05 * relion_error + 0.02, (ours_error, relion_error)
+    # measured: 2.8 / 0.8 px at 1 e/Å² (RELION 52 / 40 px), 0.45 / 0.36 px at 4 e/Å² (0.70 / 1.09)
+    assert ours_error < (4.0 if dose < 2 else 0.6)
