@@ -84,6 +84,8 @@ ALIASES: dict[str, dict[str, str]] = {
         "--rescale-angpix": "--apix",
         "--new-box": "--box",
     },
+    "demo": {"--topic": "--topics"},
+    "ctffind": {"--min-defocus": "--defocus-min", "--max-defocus": "--defocus-max"},
 }
 
 

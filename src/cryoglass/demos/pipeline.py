@@ -45,10 +45,12 @@ from cryoglass.report.html import Section, write_html_report
 from cryoglass.simulate import potential_map, projected_potential
 from cryoglass.simulate.dataset import ParticleDistributions, ParticleParameters, simulate_dataset
 
-__all__ = ["TOPIC_SECTIONS", "DemoSettings", "run_demo"]
+__all__ = ["EXTRA_TOPICS", "TOPIC_SECTIONS", "DemoSettings", "run_demo"]
 
 #: Topic sections contributed by other modules: ``cryoglass.demos.<name>.run(out, seed=)``.
 TOPIC_SECTIONS = ("class2d", "refine", "orientations", "localres", "nma", "vae")
+#: Longer topics, run only when named (``cryoglass demo --topics preprocessing``).
+EXTRA_TOPICS = ("preprocessing",)
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@
 * :mod:`~cryoglass.io.cryosparc` — cryoSPARC ``.cs`` files.
 * :mod:`~cryoglass.io.cryodrgn` — cryoDRGN pose/CTF pickles.
 * :mod:`~cryoglass.io.structure` — PDB/mmCIF atomic models.
+* :mod:`~cryoglass.io.micrographs` — movies, micrographs, motion and coordinate STAR files.
 * :mod:`~cryoglass.io.maps` — half-map pairs and masks as the analysis commands read them.
 * :mod:`~cryoglass.io.chimerax` — ChimeraX ``.cxc`` scripts.
 * :mod:`~cryoglass.io.fsc_tables` — FSC curves as EMDB XML and RELION postprocess.star.
@@ -76,10 +77,25 @@ _SUBMODULE = {
     "read_structure": "structure",
     "with_coordinates": "structure",
     "write_structure": "structure",
+    "COORDINATE_SUFFIXES": "micrographs",
+    "MicrographOptics": "micrographs",
+    "MicrographTable": "micrographs",
+    "MotionTrack": "micrographs",
+    "find_coordinate_files": "micrographs",
+    "read_coordinates": "micrographs",
+    "read_micrograph_table": "micrographs",
+    "read_motion_star": "micrographs",
+    "write_coordinates_star": "micrographs",
+    "write_micrograph_table": "micrographs",
+    "write_motion_star": "micrographs",
+    "write_movie": "micrographs",
+    "read_movie": "micrographs",
+    "write_motion_truth": "micrographs",
+    "read_motion_truth": "micrographs",
 }
 
 
-_SUBMODULES = ("cryodrgn", "cryosparc", "mrc", "particles", "star", "structure")
+_SUBMODULES = ("cryodrgn", "cryosparc", "mrc", "particles", "star", "structure", "micrographs")
 
 
 def __getattr__(name: str):
@@ -116,6 +132,20 @@ if TYPE_CHECKING:
     )
     from cryoglass.io.cryosparc import cryosparc_pose_to_euler, read_cryosparc
     from cryoglass.io.fsc_tables import write_fsc_star, write_fsc_xml
+    from cryoglass.io.micrographs import (
+        COORDINATE_SUFFIXES,
+        MicrographOptics,
+        MicrographTable,
+        MotionTrack,
+        find_coordinate_files,
+        read_coordinates,
+        read_micrograph_table,
+        read_motion_star,
+        write_coordinates_star,
+        write_micrograph_table,
+        write_motion_star,
+        write_movie,
+    )
     from cryoglass.io.mrc import (
         MRCHeaderInfo,
         MRCStack,
@@ -209,4 +239,16 @@ __all__ = [
     "write_stack_images",
     "write_structure",
     "write_text_atomic",
+    "COORDINATE_SUFFIXES",
+    "MicrographOptics",
+    "MicrographTable",
+    "MotionTrack",
+    "find_coordinate_files",
+    "read_coordinates",
+    "read_micrograph_table",
+    "read_motion_star",
+    "write_coordinates_star",
+    "write_micrograph_table",
+    "write_motion_star",
+    "write_movie",
 ]
