@@ -124,11 +124,15 @@ def run_aspire(truth: list[dict], apix: float, folder: Path) -> tuple[list, floa
                str(apix), "--threads", "1"]  # fmt: skip
     proc = subprocess.run(command, capture_output=True, text=True, check=True)
     report = json.loads(proc.stdout.strip().splitlines()[-1])
+    (folder / "aspire_raw.json").write_text(json.dumps(report, indent=2))
     fits = []
     for t in truth:
         r = report["results"][Path(t["file"]).name]
         u, v = max(r["defocus_u"], r["defocus_v"]), min(r["defocus_u"], r["defocus_v"])
-        angle = float(torch.rad2deg(torch.tensor(r["defocus_ang"])))
+        # ASPIRE's angle is measured from the image y axis (its grids are indexed (y, x)):
+        # RELION's angle from x is 90° − ASPIRE's (checked on the "typical" truth: median
+        # error 0.84°; θ, −θ and θ + 90° give 57°, 89° and 33°)
+        angle = 90.0 - float(torch.rad2deg(torch.tensor(r["defocus_ang"])))
         if r["defocus_u"] < r["defocus_v"]:
             angle += 90.0
         fits.append((0.5 * (u + v), u - v, angle))
