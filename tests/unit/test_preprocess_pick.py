@@ -59,13 +59,33 @@ def test_working_pixel_and_binning_scale_coordinates():
     image = torch.zeros(600, 800)
     y, x = torch.meshgrid(torch.arange(600.0), torch.arange(800.0), indexing="ij")
     image += torch.exp(-((x - 400) ** 2 + (y - 240) ** 2) / (2 * 20.0**2))
-    binned, (sx, sy) = bin_micrograph(
+    binned, binning = bin_micrograph(
         image, pixel_size_angstrom=1.0, working_pixel_size_angstrom=4.0
     )
-    assert binned.shape == (150, 200) and (sx, sy) == (4.0, 4.0)
+    assert binned.shape == (150, 200) and binning.scale == (4.0, 4.0)
     row, col = divmod(int(binned.argmax()), 200)
-    assert (col * sx, row * sy) == (400.0, 240.0)
+    assert binning.to_original(torch.tensor([col, row])).tolist() == [400.0, 240.0]
     assert float(binned.mean()) == pytest.approx(float(image.mean()), rel=1e-4)
+
+
+@pytest.mark.parametrize(("size", "binned"), [((600, 800), 4.0), ((599, 801), 3.3)])
+def test_binned_positions_map_back_to_the_original(size, binned):
+    """A blob at a known position is found at the same original position after binning
+    (odd and even sizes: Fourier cropping keeps the pixel at N//2 in place)."""
+    h, w = size
+    y, x = torch.meshgrid(torch.arange(float(h)), torch.arange(float(w)), indexing="ij")
+    for cx, cy in ((133.0, 91.0), (517.0, 402.0)):
+        image = torch.exp(-((x - cx) ** 2 + (y - cy) ** 2) / (2 * 25.0**2))
+        small, binning = bin_micrograph(
+            image, pixel_size_angstrom=1.0, working_pixel_size_angstrom=binned
+        )
+        yy, xx = torch.meshgrid(torch.arange(float(small.shape[0])),
+                                torch.arange(float(small.shape[1])), indexing="ij")  # fmt: skip
+        weights = small.clamp_min(0) ** 4
+        centre = torch.stack([(weights * xx).sum(), (weights * yy).sum()]) / weights.sum()
+        found = binning.to_original(centre)
+        assert torch.allclose(found, torch.tensor([cx, cy], dtype=torch.float64), atol=0.3)
+        assert torch.allclose(binning.to_binned(found), centre.double(), atol=1e-9)
 
 
 def test_peaks_respect_distance_border_and_threshold(generator):

@@ -168,10 +168,10 @@ def _figures(out: Path, table, results, threshold, automatic, diameter, settings
                        title=f"{len(results)} micrographs")  # fmt: skip
     written.append(str(out / "fom_histogram.png"))
     for i, r in enumerate(results[: settings.overlays]):
-        sx, sy = r["scale"]
+        binning = r["binning"]
         keep = r["figure_of_merit"] >= threshold
-        picks = r["coordinates_px"][keep] / torch.tensor([sx, sy], dtype=torch.float64)
-        radius = diameter / (2 * settings.pixel_sizes_angstrom[i] * 0.5 * (sx + sy))
+        picks = binning.to_binned(r["coordinates_px"][keep])
+        radius = diameter / (2 * settings.pixel_sizes_angstrom[i] * 0.5 * sum(binning.scale))
         path = out / "overlays" / f"{table.stems[i]}_picks.png"
         path.parent.mkdir(exist_ok=True)
         save_picks_overlay(path, r["image"].float(), picks, radius_px=radius,

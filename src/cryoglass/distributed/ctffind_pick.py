@@ -152,7 +152,7 @@ def pick_task(index: int, settings: PickSettings) -> dict:
     dict
         ``coordinates_px`` (n, 2) [original pixels], ``figure_of_merit`` (n,), ``psi_deg`` and
         ``template_index`` (n,) for templates, ``seconds``, ``shape`` (h, w), and for the first
-        ``overlays`` micrographs ``image`` (the binned micrograph, float16) and ``scale``.
+        ``overlays`` micrographs ``image`` (the binned micrograph, float16) and its ``binning``.
     """
     from cryoglass.io import read_mrc
 
@@ -171,10 +171,10 @@ def _pick(index: int, micrograph: torch.Tensor, settings: PickSettings) -> dict:
     working = pick.working_pixel_size(
         pixel, settings.diameter_angstrom, pixels_per_diameter=settings.pixels_per_diameter
     )
-    image, (sx, sy) = pick.bin_micrograph(
+    image, binning = pick.bin_micrograph(
         micrograph, pixel_size_angstrom=pixel, working_pixel_size_angstrom=working
     )
-    working = pixel * 0.5 * (sx + sy)
+    working = pixel * 0.5 * sum(binning.scale)
     diameter_px = settings.diameter_angstrom / working
     psi = template = None
     if settings.templates is None:
@@ -190,15 +190,17 @@ def _pick(index: int, micrograph: torch.Tensor, settings: PickSettings) -> dict:
             mask_diameter_angstrom=settings.diameter_angstrom,
         )
         fom, best = pick.template_figure_of_merit(image, templates, mask, invert=settings.invert)
+    # centres closer to an edge than 0.4 diameters are dropped (RELION picks particles that
+    # touch the edge; most of such a particle is still inside)
     coords, values = pick.find_peaks(
-        fom, min_distance_px=settings.min_distance_angstrom / working, border_px=diameter_px / 2
+        fom, min_distance_px=settings.min_distance_angstrom / working, border_px=0.4 * diameter_px
     )
     if settings.templates is not None:
         chosen = best[coords[:, 1].long(), coords[:, 0].long()]
         template = index_of[chosen]
         psi = angles[chosen]
     result = {
-        "coordinates_px": coords * torch.tensor([sx, sy], dtype=torch.float64),
+        "coordinates_px": binning.to_original(coords),
         "figure_of_merit": values.to(torch.float64),
         "psi_deg": psi,
         "template_index": template,
@@ -206,5 +208,5 @@ def _pick(index: int, micrograph: torch.Tensor, settings: PickSettings) -> dict:
         "shape": tuple(micrograph.shape[-2:]),
     }
     if index < settings.overlays:
-        result.update(image=image.to(torch.float16), scale=(sx, sy))
+        result.update(image=image.to(torch.float16), binning=binning)
     return result

@@ -31,11 +31,13 @@ code is written from the paper, not from CTFFIND's source):
 4. **Search** (:func:`estimate_ctf`).  (a) One dimension: the rotational average of ``S``
    against ``|sin χ|`` of a round CTF, every ``defocus_step`` Å from the minimum to the
    maximum defocus (× every phase step with a phase plate) — one batched matrix of candidate
-   curves.  (b) Two dimensions around the best mean defocus: a grid of astigmatisms (half
-   difference ``h = (U − V)/2`` and angle) scored on a fixed random subset of the annulus'
-   pixels, all candidates at once.  (c) Local refinement of the best few by L-BFGS on the
-   full annulus, with the gradient from autograd, in the smooth coordinates
-   ``(mean, h cos 2θ, h sin 2θ, φ)`` in which ``χ`` is linear.
+   curves; its best few local maxima go on.  (b) Two dimensions around each: a grid of mean
+   defocus and astigmatism (half difference ``h = (U − V)/2`` and angle, steps chosen so that
+   neighbours differ by ≤ 0.6 rad of phase) scored on a fixed random subset of the annulus'
+   pixels out to ``coarse_resolution_angstrom``, all candidates at once.  (c) Local
+   refinement by L-BFGS in the smooth coordinates ``(mean, h cos 2θ, h sin 2θ, φ)``, in which
+   ``χ`` is linear (so the gradient is exact and cheap, :func:`_score_and_gradient`): the best
+   grid points on that inner annulus, then the winner on the whole annulus.
 5. **Fit resolution** (:func:`equiphase_average`, :func:`fit_resolution`).  Each pixel of the
    (radially re-normalised) spectrum is moved to the radius at which a *round* CTF of the mean
    defocus has the same phase ``χ`` ("equi-phase averaging"): the astigmatic rings become

@@ -32,8 +32,8 @@ Templates (:func:`template_figure_of_merit`), CTF-aware
     templates; the template index gives the in-plane angle (rlnAnglePsi).
 
 Coordinates are (x, y) in pixels of the original micrograph, 0-based (RELION's rlnCoordinateX/Y:
-the particle centre as ``relion_preprocess --extract`` reads it).  A binned pixel ``i`` is the
-original position ``i · scale``: Fourier cropping keeps sample 0 in place.
+the particle centre as ``relion_preprocess --extract`` reads it); :class:`Binning` maps binned
+pixels to original ones (Fourier cropping keeps the pixel at ``N//2`` in place).
 
 References
 ----------
@@ -64,6 +64,7 @@ from cryoglass.fourier.radial import radial_average
 from cryoglass.fourier.rescale import resize_fourier
 
 __all__ = [
+    "Binning",
     "Picks",
     "PickMatch",
     "bin_micrograph",
@@ -129,9 +130,49 @@ def working_pixel_size(
     return max(pixel_size_angstrom, diameter_angstrom / pixels_per_diameter)
 
 
+@dataclass(frozen=True)
+class Binning:
+    """How a binned micrograph's pixels map to the original's (Fourier cropping).
+
+    cryoglass's transforms keep the pixel at index ``N//2`` fixed (the real-space origin,
+    docs/conventions.md item 2), so binned pixel ``x`` of an axis of ``n`` samples is the
+    original position ``X = (x − n//2) · N/n + N//2`` (``= x · N/n`` when both are even).
+
+    Attributes
+    ----------
+    original_shape, binned_shape : (int, int)
+        ``(H, W)`` and ``(h, w)``.
+    """
+
+    original_shape: tuple[int, int]
+    binned_shape: tuple[int, int]
+
+    @property
+    def scale(self) -> tuple[float, float]:
+        """``(W / w, H / h)``: original pixels per binned pixel."""
+        (hh, ww), (h, w) = self.original_shape, self.binned_shape
+        return ww / w, hh / h
+
+    def to_original(self, xy: torch.Tensor) -> torch.Tensor:
+        """Binned ``(x, y)`` (…, 2) → original pixels."""
+        (hh, ww), (h, w) = self.original_shape, self.binned_shape
+        xy = torch.as_tensor(xy, dtype=torch.float64)
+        size = torch.tensor([ww, hh], dtype=torch.float64)
+        small = torch.tensor([w, h], dtype=torch.float64)
+        return (xy - torch.floor(small / 2)) * size / small + torch.floor(size / 2)
+
+    def to_binned(self, xy: torch.Tensor) -> torch.Tensor:
+        """Original ``(x, y)`` (…, 2) → binned pixels (the inverse of :meth:`to_original`)."""
+        (hh, ww), (h, w) = self.original_shape, self.binned_shape
+        xy = torch.as_tensor(xy, dtype=torch.float64)
+        size = torch.tensor([ww, hh], dtype=torch.float64)
+        small = torch.tensor([w, h], dtype=torch.float64)
+        return (xy - torch.floor(size / 2)) * small / size + torch.floor(small / 2)
+
+
 def bin_micrograph(
     micrograph: torch.Tensor, *, pixel_size_angstrom: float, working_pixel_size_angstrom: float
-) -> tuple[torch.Tensor, tuple[float, float]]:
+) -> tuple[torch.Tensor, Binning]:
     """Bin a micrograph by Fourier cropping to (about) a larger pixel.
 
     Parameters
@@ -144,23 +185,23 @@ def bin_micrograph(
     -------
     binned : Tensor (h, w)
         ``h = round(H · pixel / working)``, same for ``w``; mean preserved.
-    scale : (float, float)
-        ``(W / w, H / h)``: binned pixel ``(i, j)`` is original ``(i · scale_x, j · scale_y)``.
+    binning : Binning
+        The map between binned and original pixel positions.
 
     Examples
     --------
-    >>> binned, scale = bin_micrograph(torch.ones(400, 300), pixel_size_angstrom=1.0,
-    ...                                working_pixel_size_angstrom=4.0)
-    >>> tuple(binned.shape), scale
-    ((100, 75), (4.0, 4.0))
+    >>> binned, binning = bin_micrograph(torch.ones(400, 301), pixel_size_angstrom=1.0,
+    ...                                  working_pixel_size_angstrom=4.0)
+    >>> tuple(binned.shape), binning.to_original(torch.tensor([[37.0, 10.0]])).tolist()
+    ((100, 75), [[150.0, 40.0]])
     """
     h, w = micrograph.shape[-2:]
     factor = pixel_size_angstrom / working_pixel_size_angstrom
     new_h, new_w = max(8, round(h * factor)), max(8, round(w * factor))
+    binning = Binning((h, w), (new_h, new_w))
     if (new_h, new_w) == (h, w):
-        return micrograph.clone(), (1.0, 1.0)
-    binned = resize_fourier(micrograph, (new_h, new_w))
-    return binned, (w / new_w, h / new_h)
+        return micrograph.clone(), binning
+    return resize_fourier(micrograph, (new_h, new_w)), binning
 
 
 def whitening_filter(image: torch.Tensor, *, shape: tuple[int, int] | None = None) -> torch.Tensor:
@@ -208,6 +249,14 @@ def whitening_filter(image: torch.Tensor, *, shape: tuple[int, int] | None = Non
     return filt.to(image.dtype)
 
 
+def _mirror_pad(image: torch.Tensor, pad: int) -> tuple[torch.Tensor, int]:
+    """The image extended by its mirror image on every side (no wrap-around at the edges)."""
+    pad = max(0, min(pad, image.shape[-2] - 1, image.shape[-1] - 1))
+    if pad == 0:
+        return image, 0
+    return F.pad(image[None, None], (pad, pad, pad, pad), mode="reflect")[0, 0], pad
+
+
 def _robust_std(x: torch.Tensor) -> torch.Tensor:
     """1.4826 × median absolute deviation over the last two axes (σ for Gaussian values)."""
     flat = x.reshape(*x.shape[:-2], -1)
@@ -242,7 +291,9 @@ def log_figure_of_merit(
     Notes
     -----
     The filter of scale σ is :math:`4\pi^2\sigma^2 k^2 e^{-2\pi^2\sigma^2k^2}` (``k`` in
-    cycles per pixel), the transform of ``−σ²∇²G_σ``.
+    cycles per pixel), the transform of ``−σ²∇²G_σ``.  The image is mirrored out by the largest
+    diameter on every side first, so that blobs at an edge are not filtered with the opposite
+    edge (the FFT's wrap-around).
 
     Examples
     --------
@@ -256,14 +307,16 @@ def log_figure_of_merit(
     h, w = image.shape[-2:]
     diameters = torch.as_tensor(diameters_px, dtype=image.dtype, device=image.device)
     sigma = diameters / (2.0 * math.sqrt(2.0))
-    ky = torch.fft.fftfreq(h, device=image.device, dtype=image.dtype)
-    kx = torch.fft.rfftfreq(w, device=image.device, dtype=image.dtype)
+    signal = -image if invert else image
+    padded, pad = _mirror_pad(signal - signal.mean(), int(math.ceil(float(diameters.max()))))
+    ph, pw = padded.shape[-2:]
+    ky = torch.fft.fftfreq(ph, device=image.device, dtype=image.dtype)
+    kx = torch.fft.rfftfreq(pw, device=image.device, dtype=image.dtype)
     k2 = ky[:, None] ** 2 + kx[None, :] ** 2
     s2 = (sigma**2)[:, None, None]
     filters = 4.0 * math.pi**2 * s2 * k2 * torch.exp(-2.0 * math.pi**2 * s2 * k2)
-    signal = -image if invert else image
-    spectrum = torch.fft.rfft2(signal - signal.mean())
-    responses = torch.fft.irfft2(spectrum * filters, s=(h, w))
+    responses = torch.fft.irfft2(torch.fft.rfft2(padded) * filters, s=(ph, pw))
+    responses = responses[..., pad : pad + h, pad : pad + w]
     flat = responses.reshape(len(diameters), -1)
     median = flat.median(dim=-1).values[:, None, None]
     z = (responses - median) / _robust_std(responses)[:, None, None]

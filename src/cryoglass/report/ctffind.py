@@ -143,6 +143,8 @@ def save_selection_figure(
             if limit is not None:
                 ax.axvline(limit, color="k", ls="--", lw=1)
         ax.set(xlabel=labels[key], ylabel="micrographs")
+        if key == keys[0]:
+            ax.legend(fontsize=8)
     ax = axes.ravel()[len(keys)]
     x = np.asarray(values["defocus_mean_angstrom"], dtype=float)
     y = np.asarray(values["max_resolution_angstrom"], dtype=float)
