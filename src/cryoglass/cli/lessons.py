@@ -23,15 +23,7 @@ def lesson_sources() -> list[Path]:
 
 
 #: Lessons written with other issues; ``--list`` names them until their file exists.
-COMING = (
-    (
-        "16",
-        "22 Apr 2021 and 3 Jun 2021 (Blur/Sharpen): office hours on preprocessing "
-        "(movies, CTF estimation, picking, 2D classification) -- coming with the "
-        "preprocessing issue",
-    ),
-    ("17", "3D refinement -- coming with the refinement issue"),
-)
+COMING = (("17", "3D refinement -- coming with the refinement issue"),)
 
 
 def lesson_sessions(path: Path) -> str:
