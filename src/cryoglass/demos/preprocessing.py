@@ -67,15 +67,17 @@ def _pick(micrograph: torch.Tensor, diameter: float):
     from cryoglass.preprocess import pick
 
     working = pick.working_pixel_size(PIXEL, diameter)
-    image, (sx, sy) = pick.bin_micrograph(
+    image, binning = pick.bin_micrograph(
         micrograph, pixel_size_angstrom=PIXEL, working_pixel_size_angstrom=working
     )
-    diameter_px = diameter / (PIXEL * 0.5 * (sx + sy))
+    diameter_px = diameter / (PIXEL * 0.5 * sum(binning.scale))
     fom, _ = pick.log_figure_of_merit(
         image, diameters_px=torch.linspace(0.75, 1.25, 5) * diameter_px, invert=True
     )
-    xy, values = pick.find_peaks(fom, min_distance_px=0.8 * diameter_px, border_px=diameter_px / 2)
-    return xy * torch.tensor([sx, sy], dtype=torch.float64), values
+    xy, values = pick.find_peaks(
+        fom, min_distance_px=0.8 * diameter_px, border_px=0.4 * diameter_px
+    )
+    return binning.to_original(xy), values
 
 
 def run(out: Path, *, seed: int = 0) -> list[Section]:
