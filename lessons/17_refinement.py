@@ -369,9 +369,9 @@ print("origins: global search ±5 px at 1 px:", origin_grid(5.0, 1.0).shape[0],
 # E-step (posterior over poses given the half's reference, over the shells up to the current
 # resolution plus a margin), M-step (weighted back-projection, τ² from the half maps' FSC,
 # noise $\sigma^2(k)$ from the residuals); the step gets finer once the resolution asks for it
-# (`cryoglass.refine.auto`: the $d/D$ rule above), and searches become local.  (Fast mode starts at
-# 15° and goes local from 7.5° so that the few iterations show every stage; the defaults, as
-# RELION's, are 7.5° and 3.75°.)
+# (`cryoglass.refine.auto`: the $d/D$ rule above), and searches become local.  (Fast mode
+# starts at 15° and goes local from 7.5° so that the few iterations show every stage; the
+# defaults, as RELION's, are 7.5° and 3.75°.)
 
 # %%
 images, params = particles(N_PARTICLES, 0.2, seed=0, shifts=True)
