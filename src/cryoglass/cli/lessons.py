@@ -23,7 +23,7 @@ def lesson_sources() -> list[Path]:
 
 
 #: Lessons written with other issues; ``--list`` names them until their file exists.
-COMING = (("17", "3D refinement -- coming with the refinement issue"),)
+COMING: tuple[tuple[str, str], ...] = ()
 
 
 def lesson_sessions(path: Path) -> str:
