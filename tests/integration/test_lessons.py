@@ -52,7 +52,7 @@ SESSIONS = {
     "Multislice journal club": "15",
 }
 #: Lessons announced but written with other issues (preprocessing, refinement).
-COMING = {"16", "17"}
+COMING: set[str] = set()
 
 
 def _execute(lesson: Path, workdir: Path, *, fast: bool):
