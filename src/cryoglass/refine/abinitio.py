@@ -256,14 +256,15 @@ def schedule(iteration: int, settings: AbinitioSettings, size: int) -> tuple[flo
     high = size * pixel / settings.final_resolution_angstrom
     shell = max(1, round(low + frac * (high - low)))  # RELION ramps the shell linearly
     resolution = (
-        size * pixel / shell
+        min(max(size * pixel / shell, settings.final_resolution_angstrom),
+            settings.initial_resolution_angstrom)
         if 0 < frac < 1
         else (
             settings.initial_resolution_angstrom
             if frac == 0
             else settings.final_resolution_angstrom
         )
-    )
+    )  # fmt: skip
     batch = round(settings.initial_batch + frac * (settings.final_batch - settings.initial_batch))
     needed = math.degrees(resolution / settings.particle_diameter_angstrom)
     order = 2
