@@ -85,13 +85,15 @@ def _run(dataset, seed: int, iterations: int = 24):
     return truth, state
 
 
-def _check_structure(truth, state, *, last_shell: int):
+def _check_structure(truth, state, *, last_shell: int, hand: bool = False):
     model = state.references[0].double()
     result = align_maps(truth.double(), model, pixel_size_angstrom=PIXEL)
     fsc = fourier_shell_correlation(truth.double(), result.aligned.double())
     # FSC to the (unfiltered) truth ≥ 0.5 out to last_shell (4: 40 Å, 5: 32 Å)
     assert float(fsc[1 : last_shell + 1].min()) > 0.5, fsc[:8]
     assert result.correlation > 0.8
+    if not hand:
+        return
     # the other hand, superposed as well as it can be, fits worse: TRPV1 is chiral, so the
     # hand found is one of two distinct answers (which one is chance: projections can't tell)
     other = align_maps(
@@ -111,7 +113,7 @@ def test_abinitio_finds_the_structure_from_a_random_start(dataset):
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_abinitio_finds_the_structure_across_seeds(dataset, seed):
     truth, state = _run(dataset, seed=seed, iterations=40)
-    _check_structure(truth, state, last_shell=5)
+    _check_structure(truth, state, last_shell=5, hand=True)
 
 
 def test_abinitio_is_seeded(dataset):
