@@ -46,6 +46,8 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("reconstruct", "reconstruct"),
     ("class2d", "class2d"),
     ("refine3d", "refine3d"),
+    ("class3d", "class3d"),
+    ("abinitio", "abinitio"),
     ("select", "select"),
     ("ctf", "ctf"),
     ("ctffind", "ctffind"),

@@ -2,6 +2,7 @@
 
 * :mod:`~cryoglass.io.mrc` — MRC maps and stacks (``read_mrc``, ``write_mrc``, ``open_mrc_stack``).
 * :mod:`~cryoglass.io.star` — RELION STAR 3.0/3.1/5 (``read_particles``, ``write_relion_star``).
+* :mod:`~cryoglass.io.model_star` — RELION's Class3D ``_model.star``.
 * :mod:`~cryoglass.io.particles` — ``ParticleSet`` and the lazy ``ParticleStack``.
 * :mod:`~cryoglass.io.cryosparc` — cryoSPARC ``.cs`` files.
 * :mod:`~cryoglass.io.cryodrgn` — cryoDRGN pose/CTF pickles.
@@ -72,6 +73,7 @@ _SUBMODULE = {
     "write_class2d_star": "star",
     "write_refine3d_star": "star",
     "write_latent_star": "star",
+    "write_class3d_model_star": "model_star",
     "write_relion_star": "star",
     "AtomicModel": "structure",
     "read_structure": "structure",
@@ -146,6 +148,7 @@ if TYPE_CHECKING:
         write_motion_star,
         write_movie,
     )
+    from cryoglass.io.model_star import write_class3d_model_star
     from cryoglass.io.mrc import (
         MRCHeaderInfo,
         MRCStack,
@@ -226,6 +229,7 @@ __all__ = [
     "with_coordinates",
     "write_bytes_atomic",
     "write_class2d_star",
+    "write_class3d_model_star",
     "write_refine3d_star",
     "write_cryodrgn_ctf",
     "write_cryodrgn_poses",
