@@ -6,8 +6,8 @@ from pathlib import Path
 
 import typer
 
-from cryoglass.cli._common import fail, print_json
-from cryoglass.cli.options import DataDir
+from cryoglass.cli._common import check_outputs, fail, print_json
+from cryoglass.cli.options import DataDir, Overwrite
 
 
 def read_directions(star: Path, symmetry: str, datadir: Path | None = None):
@@ -51,6 +51,7 @@ def main(
         None, "--bild", help="Write a ChimeraX .bild of the distribution."
     ),
     datadir: DataDir = None,
+    overwrite: Overwrite = False,
 ) -> None:
     """Orientation distribution: SCF, SCF*, empty fraction and efficiency (Baldwin & Lyumkis).
 
@@ -77,6 +78,7 @@ def main(
 
     if not fourier_radius > 0:
         fail(f"--fourier-radius must be positive, got {fourier_radius}")
+    check_outputs((plot, bild), inputs=(star,), overwrite=overwrite)
     directions, n_particles = read_directions(star, symmetry, datadir)
     if tilt_deg != 0.0:
         generator = torch.Generator().manual_seed(seed)
@@ -95,7 +97,7 @@ def main(
     if bild is not None:
         from cryoglass.io import write_text_atomic
 
-        write_text_atomic(bild, orientation_bild(directions))
+        write_text_atomic(bild, orientation_bild(directions), overwrite=overwrite)
     if as_json:
         print_json(result)
     else:

@@ -47,6 +47,7 @@ import torch
 
 from cryoglass.ctf.params import CTFParams
 from cryoglass.io._atomic import atomic_write
+from cryoglass.io.outputs import register_input
 
 __all__ = [
     "COORDINATE_SUFFIXES",
@@ -174,6 +175,7 @@ def _resolve(star_path: Path, name: str) -> Path:
 def _blocks(path: Path) -> dict:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: STAR file not found")
+    register_input(path)
     try:
         blocks = starfile.read(path, always_dict=True)
     except Exception as error:  # starfile raises many kinds on malformed files

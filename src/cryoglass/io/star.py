@@ -34,6 +34,7 @@ import torch
 from cryoglass.ctf.params import CTFParams
 from cryoglass.io._atomic import atomic_write
 from cryoglass.io.mrc import read_mrc_header
+from cryoglass.io.outputs import register_input
 from cryoglass.io.particles import (
     ParticleSet,
     image_search_paths,
@@ -137,6 +138,7 @@ def read_particles(
 def _read_blocks(path: Path) -> tuple[pd.DataFrame, pd.DataFrame | None]:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: STAR file not found")
+    register_input(path)
     try:
         blocks = starfile.read(path, always_dict=True)
     except Exception as error:  # starfile raises several types on malformed input

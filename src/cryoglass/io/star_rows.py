@@ -15,6 +15,7 @@ import pandas as pd
 import starfile
 
 from cryoglass.io._atomic import atomic_write
+from cryoglass.io.outputs import register_input
 
 __all__ = ["write_star_rows"]
 
@@ -67,6 +68,7 @@ def write_star_rows(
     source, path = Path(source), Path(path)
     if path.resolve() == source.resolve():
         raise ValueError(f"{path}: output would overwrite the input file")
+    register_input(source)
     try:
         blocks = starfile.read(source, always_dict=True)
     except Exception as error:  # starfile raises many kinds on malformed files
