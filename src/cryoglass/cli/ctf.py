@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from cryoglass.cli._common import fail, print_json
+from cryoglass.cli._common import fail, print_json, require_memory
 from cryoglass.cli.options import DataDir
 
 
@@ -165,6 +165,8 @@ def main(
     if plot is not None:
         if not plot.parent.is_dir():
             fail(f"--plot {plot}: folder {plot.parent} does not exist")
+        # the 2D CTF and its figure: about a dozen float64 box² arrays
+        require_memory(100.0 * box * box, what=f"--box {box} (the 2D CTF of --plot)")
         from cryoglass.report.ctf import save_ctf_figure
 
         try:

@@ -76,20 +76,20 @@ def _check_options(star: Path, outputs: list[Path], *, overwrite: bool, device: 
 
 
 def _check_memory(need: int, target, summary: str) -> None:
-    """Print the memory estimate; refuse when it exceeds what is available."""
+    """Refuse when the estimate exceeds the available memory; else print it."""
     import torch
 
     have = torch.cuda.mem_get_info(target)[0] if target.type == "cuda" else available_memory_bytes()
-    typer.echo(
-        f"{summary}: needs about {need / 2**30:.2f} GiB"
-        + (f" (available {have / 2**30:.2f} GiB)" if have else ""),
-        err=True,
-    )
     if have is not None and need > have:
         fail(
             f"not enough memory: {summary} needs {need / 2**30:.3g} GiB, {have / 2**30:.3g} GiB "
             "available; try --pad 1, a smaller --batch-size, or without --halves"
         )
+    typer.echo(
+        f"{summary}: needs about {need / 2**30:.2f} GiB"
+        + (f" (available {have / 2**30:.2f} GiB)" if have else ""),
+        err=True,
+    )
 
 
 def _backproject(particles, labels, *, pixel: float, ctf: bool, target, options: dict, dask: dict):
