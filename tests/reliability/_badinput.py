@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import warnings
 from pathlib import Path
 
 import mrcfile
@@ -50,7 +51,8 @@ def assert_refused(result, folder: Path, before: dict[str, str], *, names: str) 
 
 
 def write_map(path: Path, data: np.ndarray, *, pixel: float = PIXEL) -> Path:
-    with mrcfile.new(path, overwrite=True) as mrc:
+    with warnings.catch_warnings(), mrcfile.new(path, overwrite=True) as mrc:
+        warnings.simplefilter("ignore", RuntimeWarning)  # NaN/Inf maps on purpose
         mrc.set_data(np.ascontiguousarray(data, dtype=np.float32))
         mrc.voxel_size = pixel
     return path

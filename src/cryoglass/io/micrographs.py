@@ -34,6 +34,7 @@ else against the working directory.
 
 from __future__ import annotations
 
+import linecache
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -180,6 +181,8 @@ def _blocks(path: Path) -> dict:
         blocks = starfile.read(path, always_dict=True)
     except Exception as error:  # starfile raises many kinds on malformed files
         raise ValueError(f"{path}: not a readable STAR file ({error})") from None
+    finally:  # starfile reads through linecache and keeps stale lines on errors
+        linecache.clearcache()
     return {name: table for name, table in blocks.items()}
 
 

@@ -7,6 +7,7 @@ relative to that folder).
 
 from __future__ import annotations
 
+import linecache
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -73,6 +74,8 @@ def write_star_rows(
         blocks = starfile.read(source, always_dict=True)
     except Exception as error:  # starfile raises many kinds on malformed files
         raise ValueError(f"{source}: not a readable STAR file ({error})") from None
+    finally:  # starfile reads through linecache and keeps stale lines on errors
+        linecache.clearcache()
     if block not in blocks or not isinstance(blocks[block], pd.DataFrame):
         raise ValueError(f"{source}: no data_{block} table")
     table = blocks[block].reset_index(drop=True).copy()
