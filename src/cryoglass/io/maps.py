@@ -42,8 +42,6 @@ def read_map(path: str | os.PathLike) -> tuple[torch.Tensor, float | None]:
     finite = torch.isfinite(data)
     if not bool(finite.all()):
         raise ValueError(f"{path}: {int((~finite).sum())} voxels are NaN or infinite")
-    if data.numel() and float(data.max()) == float(data.min()):
-        raise ValueError(f"{path}: every voxel is {float(data.min()):g}: an empty map")
     return data, info.pixel_size_angstrom
 
 
@@ -70,8 +68,9 @@ def read_map_pair(
     Raises
     ------
     FileNotFoundError, ValueError
-        A missing or unreadable file, different boxes or pixel sizes, no pixel size at all,
-        or a non-positive ``pixel_size_angstrom``; the message names the files.
+        A missing or unreadable file, NaN/Inf voxels, different boxes or pixel sizes, no
+        pixel size at all, a non-positive or infinite ``pixel_size_angstrom``, or a constant
+        (e.g. all-zero) map; the message names the files.
     """
     (a, size_a), (b, size_b) = read_map(path_a), read_map(path_b)
     if pixel_size_angstrom is None:
@@ -93,6 +92,9 @@ def read_map_pair(
         raise ValueError(f"{path_a}: the header has no pixel size; pass --apix")
     if not (math.isfinite(pixel) and pixel > 0):
         raise ValueError(f"--apix must be a positive finite pixel size [Å], got {pixel}")
+    for path, data in ((path_a, a), (path_b, b)):
+        if data.numel() and float(data.max()) == float(data.min()):
+            raise ValueError(f"{path}: every voxel is {float(data.min()):g}: an empty map")
     return a, b, float(pixel)
 
 
