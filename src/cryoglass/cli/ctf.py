@@ -168,7 +168,7 @@ def main(
         pixel = 1.0 if pixel_size is None else pixel_size
     params = params.as_tensors(dtype=torch.float64)
     if not (math.isfinite(pixel) and pixel > 0):
-        fail(f"--apix must be a positive finite pixel size [Å], got {pixel}")
+        fail(f"--apix must be positive and finite (a pixel size in Å), got {pixel}")
     for name, option in _OPTIONS.items():
         value = getattr(params, name)
         if not bool(torch.isfinite(value).all()):

@@ -122,7 +122,7 @@ def _voxel_sizes(path: Path, info, apix: float | None) -> tuple[float, float, fl
     """(x, y, z) voxel sizes [Å]: --apix, else the header's per-axis sizes; fail if unknown."""
     if apix is not None:
         if not (math.isfinite(apix) and apix > 0):
-            fail(f"--apix must be a positive finite pixel size [Å], got {apix}")
+            fail(f"--apix must be positive and finite (a pixel size in Å), got {apix}")
         return (float(apix),) * 3
     if not info.orthogonal:
         angles = ", ".join(f"{a:g}" for a in info.cell_angles_deg)

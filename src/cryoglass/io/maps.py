@@ -91,7 +91,7 @@ def read_map_pair(
     if pixel is None:
         raise ValueError(f"{path_a}: the header has no pixel size; pass --apix")
     if not (math.isfinite(pixel) and pixel > 0):
-        raise ValueError(f"--apix must be a positive finite pixel size [Å], got {pixel}")
+        raise ValueError(f"--apix must be positive and finite (a pixel size in Å), got {pixel}")
     for path, data in ((path_a, a), (path_b, b)):
         if data.numel() and float(data.max()) == float(data.min()):
             raise ValueError(f"{path}: every voxel is {float(data.min()):g}: an empty map")

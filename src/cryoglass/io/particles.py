@@ -494,8 +494,13 @@ def check_image_indices(particles: ParticleSet) -> None:
         indices = particles.image_index[particles.image_file_index == k]
         if indices.numel() == 0:
             continue
-        shape = read_mrc_header(path).shape
-        count = int(shape[0]) if len(shape) == 3 else 1
+        if Path(path).is_dir():  # a Zarr store
+            from cryoglass.io.zarr_stack import open_zarr_stack
+
+            count = len(open_zarr_stack(path))
+        else:
+            shape = read_mrc_header(path).shape
+            count = int(shape[0]) if len(shape) == 3 else 1
         top = int(indices.max())
         if top >= count or int(indices.min()) < 0:
             bad = top if top >= count else int(indices.min())
