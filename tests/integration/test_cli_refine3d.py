@@ -130,7 +130,8 @@ def test_refine3d_bad_inputs_are_one_line_errors(dataset, tmp_path):
     base = ["refine3d", str(dataset / "particles.star"), "--ref"]
     wrong = tmp_path / "no_pixel.mrc"
     with mrcfile.new(wrong) as mrc:
-        mrc.set_data(torch.zeros(N, N, N).numpy())
+        noise = torch.rand(N, N, N, generator=torch.Generator().manual_seed(0))
+        mrc.set_data(noise.numpy())  # a map, but no pixel size in the header
     cases = [
         ([*base, str(tmp_path / "nope.mrc"), "--out", str(tmp_path / "a")], "no such file"),
         ([*base, str(wrong), "--out", str(tmp_path / "b")], "no pixel size"),

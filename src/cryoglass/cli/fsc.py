@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from cryoglass.cli._common import fail, failing, print_json
+from cryoglass.cli._common import check_outputs, failing, print_json
 from cryoglass.cli.options import Overwrite
 
 #: Keys of the --json output shown first by reports and ``cryoglass serve``.
@@ -70,9 +70,7 @@ def main(
       cryoglass fsc map.mrc model_map.mrc --apix 1.06 --plot fsc.png
       cryoglass fsc half1.mrc half2.mrc --mask mask.mrc --xml fsc.xml --star fsc.star
     """
-    for path in (xml, star):
-        if path is not None and path.exists() and not overwrite:
-            fail(f"{path}: file exists; pass --overwrite to replace it")
+    check_outputs((plot, xml, star), inputs=(map_a, map_b, mask), overwrite=overwrite)
     import torch
 
     from cryoglass.io.maps import read_map_pair, read_mask

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import typer
@@ -95,8 +96,10 @@ def main(
     with failing():
         volume, header_pixel = read_map(map_in)
     pixel = apix if apix is not None else header_pixel
-    if pixel is None or not pixel > 0:
+    if pixel is None or not (math.isfinite(pixel) and pixel > 0):
         fail(f"{map_in}: no pixel size in the header; pass --apix (a positive size in Å)")
+    if float(volume.max()) == float(volume.min()):
+        fail(f"{map_in}: every voxel is {float(volume.min()):g}: an empty map, nothing to mask")
     if lowpass is not None:
         if len(set(volume.shape)) != 1:
             fail(f"{map_in}: --lowpass needs a cubic map, got {tuple(volume.shape)}")

@@ -14,6 +14,8 @@
 * :mod:`~cryoglass.io.restack` — a particle set moved onto a new stack (``resample``).
 * :mod:`~cryoglass.io.checkpoint`, :mod:`~cryoglass.io.arrays` — tensor checkpoints, ``.npy``.
 * :mod:`~cryoglass.io.zarr_stack` — Zarr particle stacks.
+* :mod:`~cryoglass.io.outputs` — the output policy (``check_outputs``: never over an input,
+  existing outputs need ``overwrite``; inputs recorded while a command runs).
 * ``atomic_write``/``atomic_path``/``atomic_folder``/``write_text_atomic`` — every file
   cryoglass writes goes through a temporary name and a rename (``cryoglass.io._atomic``).
 """
@@ -45,6 +47,10 @@ _SUBMODULE = {
     "atomic_write": "_atomic",
     "write_bytes_atomic": "_atomic",
     "write_text_atomic": "_atomic",
+    "OutputIsInputError": "outputs",
+    "check_outputs": "outputs",
+    "command_scope": "outputs",
+    "register_input": "outputs",
     "write_index_list": "arrays",
     "write_npy": "arrays",
     "write_fsc_star": "fsc_tables",
@@ -161,6 +167,12 @@ if TYPE_CHECKING:
         write_mrc,
         write_stack_images,
     )
+    from cryoglass.io.outputs import (
+        OutputIsInputError,
+        check_outputs,
+        command_scope,
+        register_input,
+    )
     from cryoglass.io.particles import (
         ParticleSet,
         ParticleStack,
@@ -195,6 +207,7 @@ __all__ = [
     "MRCHeaderInfo",
     "MRCStack",
     "MRCStackWriter",
+    "OutputIsInputError",
     "ParticleSet",
     "ParticleStack",
     "StackStatistics",
@@ -202,6 +215,8 @@ __all__ = [
     "atomic_path",
     "atomic_write",
     "check_3d_poses",
+    "check_outputs",
+    "command_scope",
     "check_particle_set",
     "check_pixel_size",
     "class_numbers",
@@ -224,6 +239,7 @@ __all__ = [
     "read_particles",
     "read_relion_star",
     "read_structure",
+    "register_input",
     "restacked",
     "save_tensors",
     "with_coordinates",

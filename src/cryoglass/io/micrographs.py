@@ -34,6 +34,7 @@ else against the working directory.
 
 from __future__ import annotations
 
+import linecache
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -47,6 +48,7 @@ import torch
 
 from cryoglass.ctf.params import CTFParams
 from cryoglass.io._atomic import atomic_write
+from cryoglass.io.outputs import register_input
 
 __all__ = [
     "COORDINATE_SUFFIXES",
@@ -174,10 +176,13 @@ def _resolve(star_path: Path, name: str) -> Path:
 def _blocks(path: Path) -> dict:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: STAR file not found")
+    register_input(path)
     try:
         blocks = starfile.read(path, always_dict=True)
     except Exception as error:  # starfile raises many kinds on malformed files
         raise ValueError(f"{path}: not a readable STAR file ({error})") from None
+    finally:  # starfile reads through linecache and keeps stale lines on errors
+        linecache.clearcache()
     return {name: table for name, table in blocks.items()}
 
 

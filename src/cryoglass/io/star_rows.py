@@ -7,6 +7,7 @@ relative to that folder).
 
 from __future__ import annotations
 
+import linecache
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -15,6 +16,7 @@ import pandas as pd
 import starfile
 
 from cryoglass.io._atomic import atomic_write
+from cryoglass.io.outputs import register_input
 
 __all__ = ["write_star_rows"]
 
@@ -67,10 +69,13 @@ def write_star_rows(
     source, path = Path(source), Path(path)
     if path.resolve() == source.resolve():
         raise ValueError(f"{path}: output would overwrite the input file")
+    register_input(source)
     try:
         blocks = starfile.read(source, always_dict=True)
     except Exception as error:  # starfile raises many kinds on malformed files
         raise ValueError(f"{source}: not a readable STAR file ({error})") from None
+    finally:  # starfile reads through linecache and keeps stale lines on errors
+        linecache.clearcache()
     if block not in blocks or not isinstance(blocks[block], pd.DataFrame):
         raise ValueError(f"{source}: no data_{block} table")
     table = blocks[block].reset_index(drop=True).copy()
