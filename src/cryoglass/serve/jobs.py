@@ -380,6 +380,10 @@ def command_args(kind: str, params: dict[str, Any], inputs: Path, out: Path) -> 
     return args
 
 
+#: Commands whose module in ``cryoglass.cli`` is not their name with ``-`` → ``_``.
+_CLI_MODULES = {"3dfsc": "fsc3d"}
+
+
 def run_cli(command: list[str], args: list[str], stdout_stderr=None) -> tuple[int, str, str]:
     """Run ``cryoglass COMMAND ARGS`` in this process; return (exit code, stdout, stderr).
 
@@ -392,10 +396,8 @@ def run_cli(command: list[str], args: list[str], stdout_stderr=None) -> tuple[in
     import click
     import typer
 
-    from cryoglass.cli.main import COMMANDS
-
-    module_name = dict(COMMANDS).get(command[0])
-    if module_name is None:
+    module_name = _CLI_MODULES.get(command[0], command[0].replace("-", "_"))
+    if not re.fullmatch(r"[a-z][a-z0-9_]*", module_name):
         raise ValueError(f"unknown command {command[0]!r}")
     module = importlib.import_module(f"cryoglass.cli.{module_name}")
     if isinstance(getattr(module, "app", None), typer.Typer):
@@ -429,6 +431,8 @@ def run_cli(command: list[str], args: list[str], stdout_stderr=None) -> tuple[in
 
 def run_command(kind: str, args: list[str], stdout_stderr=None) -> tuple[int, str, str]:
     """Run ``cryoglass <kind> ARGS`` for an upload job kind (:data:`KINDS`)."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown job kind {kind!r}; expected one of {sorted(KINDS)}")
     return run_cli([kind], args, stdout_stderr)
 
 
