@@ -1,4 +1,4 @@
-"""`cryoglass serve`: a local web app for FSC / postprocess / 3DFSC jobs and the explorers."""
+"""`cryoglass serve`: a local web app running cryoglass commands as jobs on a project folder."""
 
 from __future__ import annotations
 
@@ -16,10 +16,19 @@ def main(
         "127.0.0.1", "--host", help="Interface to bind (default: loopback only)."
     ),
     port: int = typer.Option(8765, "--port", help="TCP port."),
-    data_dir: Path = typer.Option(
-        Path("cryoglass-serve"),
+    project_dir: Path | None = typer.Option(
+        None,
+        "--project-dir",
+        help="Project folder: jobs read files inside it and write RELION-style job folders "
+        "(CtfFind/job003/...) there; the job database goes to DIR/.cryoglass.",
+        show_default=False,
+    ),
+    data_dir: Path | None = typer.Option(
+        None,
         "--data-dir",
-        help="Folder of the job database (jobs.sqlite), uploads and results (created).",
+        help="Folder of the job database (jobs.sqlite) and uploads (created; default "
+        "PROJECT/.cryoglass, or ./cryoglass-serve without --project-dir).",
+        show_default=False,
     ),
     workers: int = typer.Option(2, "--workers", help="Worker processes running jobs."),
     max_upload_mb: float = typer.Option(
@@ -32,21 +41,28 @@ def main(
         "loopback and none is given).",
     ),
 ) -> None:
-    """Serve a local web app: FSC, postprocess and 3DFSC jobs; CTF, blur and slice explorers.
+    """Serve a local web app: cryoglass commands as jobs, live progress, cancel; explorers.
 
-    Jobs (uploads of half maps + optional mask / full map) run the same code as
-    `cryoglass fsc`, `postprocess` and `3dfsc` in worker processes; records live in
-    DATA_DIR/jobs.sqlite, so a restarted server lists every job (jobs that were running when
-    it stopped are marked failed: "server stopped while the job was running"; queued jobs
-    are queued again).  JSON API: POST /api/jobs, GET /api/jobs, GET /api/jobs/{id}; the
-    OpenAPI description is at /docs.  Ctrl-C stops the server.
+    With --project-dir, every file-taking command (motioncorr, ctffind, pick, extract,
+    class2d, abinitio, refine3d, class3d, reconstruct, fsc, postprocess, 3dfsc, localres,
+    vae train) is a job kind: its inputs are files inside the project folder (or outputs of
+    earlier jobs, which it waits for), and it writes RELION-style job folders there
+    (CtfFind/job003/...), so the same files work from the command line run in that folder.
+    Nothing outside the project folder is reachable.  FSC, postprocess and 3DFSC also take
+    uploaded half maps.  Jobs run the commands themselves in worker processes; records live
+    in DATA_DIR/jobs.sqlite, so a restarted server lists every job (jobs that were running
+    when it stopped are marked failed: "server stopped while the job was running"; queued
+    jobs are queued again).  Job pages show progress and the log while a job runs; Cancel
+    stops it within seconds.  JSON API: POST /api/project/jobs, POST /api/jobs,
+    GET /api/jobs/{id}, DELETE /api/jobs/{id}; the OpenAPI description is at /docs.
+    Ctrl-C stops the server.
 
     Examples:
 
     \b
-      cryoglass serve
+      cryoglass serve --project-dir ~/relion_projects/trpv1
       cryoglass serve --port 9000 --data-dir ~/cryoglass-jobs --workers 4
-      cryoglass serve --host 0.0.0.0 --token s3cret     # reachable from other machines
+      cryoglass serve --project-dir . --host 0.0.0.0 --token s3cret   # from other machines
     """
     import secrets
     import tempfile
@@ -59,6 +75,12 @@ def main(
         fail(f"--max-upload-mb must be positive, got {max_upload_mb}")
     if host not in _LOOPBACK and not token:
         token = secrets.token_urlsafe(16)
+    if project_dir is not None:
+        project_dir = project_dir.expanduser().resolve()
+        if not project_dir.is_dir():
+            fail(f"--project-dir {project_dir}: not a folder")
+    if data_dir is None:
+        data_dir = project_dir / ".cryoglass" if project_dir else Path("cryoglass-serve")
     data_dir = data_dir.expanduser().resolve()
     if data_dir.exists() and not data_dir.is_dir():
         fail(f"--data-dir {data_dir} exists and is not a folder")
@@ -70,9 +92,14 @@ def main(
     from cryoglass.serve import create_app
 
     app = create_app(
-        data_dir, workers=workers, max_upload_bytes=int(max_upload_mb * 1024**2), token=token
+        data_dir,
+        project_dir=project_dir,
+        workers=workers,
+        max_upload_bytes=int(max_upload_mb * 1024**2),
+        token=token,
     )
     shown = f"[{host}]" if ":" in host else host
     url = f"http://{shown}:{port}/" + (f"?token={token}" if token else "")
-    typer.echo(f"cryoglass serve: {url}  (data in {data_dir}, {workers} workers; Ctrl-C stops)")
+    where = f"project {project_dir}" if project_dir else f"data in {data_dir}"
+    typer.echo(f"cryoglass serve: {url}  ({where}, {workers} workers; Ctrl-C stops)")
     uvicorn.run(app, host=host, port=port, log_level="warning")

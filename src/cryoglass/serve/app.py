@@ -91,8 +91,9 @@ class _TokenGate:
 
 
 def create_app(
-    data_dir: str | Path,
+    data_dir: str | Path | None = None,
     *,
+    project_dir: str | Path | None = None,
     workers: int = 2,
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
     token: str | None = None,
@@ -101,8 +102,12 @@ def create_app(
 
     Parameters
     ----------
-    data_dir : path
-        Folder of the SQLite job records and the jobs' inputs and outputs (created).
+    data_dir : path, optional
+        Folder of the SQLite job records and the jobs' uploads (created); default
+        ``project_dir/.cryoglass``.  Without a project folder, also the outputs.
+    project_dir : path, optional
+        The project folder (must exist): project jobs read inputs inside it and every job
+        writes its outputs to ``<JobType>/jobNNN/`` there (:mod:`cryoglass.serve.kinds`).
     workers : int
         Number of worker processes running jobs.
     max_upload_bytes : int
@@ -123,7 +128,14 @@ def create_app(
     failed with the error "server stopped while the job was running"; queued jobs are queued
     again.  Stopping the app terminates the workers and marks their jobs failed the same way.
     """
-    store = JobStore(data_dir)
+    if project_dir is not None:
+        project_dir = Path(project_dir).resolve()
+        if not project_dir.is_dir():
+            raise ValueError(f"{project_dir}: project folder not found")
+        data_dir = project_dir / ".cryoglass" if data_dir is None else data_dir
+    if data_dir is None:
+        raise ValueError("give data_dir or project_dir")
+    store = JobStore(data_dir, project_dir)
     pool = WorkerPool(store, workers)
 
     @contextlib.asynccontextmanager
@@ -135,7 +147,8 @@ def create_app(
 
     app = FastAPI(
         title="cryoglass serve",
-        summary="FSC, postprocess and 3DFSC jobs on uploaded half maps; teaching explorers.",
+        summary="cryoglass commands as jobs on a project folder (RELION-style job folders), "
+        "FSC / postprocess / 3DFSC on uploaded half maps; teaching explorers.",
         version="1",
         lifespan=lifespan,
     )

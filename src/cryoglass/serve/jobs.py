@@ -11,10 +11,21 @@ Layout of the data folder::
     DATA/jobs/<id>/inputs/        the uploads, under fixed names (half1.mrc, half2.mrc, ...)
     DATA/jobs/<id>/out/           everything the command wrote (maps, JSON, PNG, .cxc)
 
-Life cycle: ``queued`` → ``running`` → ``done`` | ``failed``.  When the server starts, jobs
-left ``running`` by a previous server (stopped or killed mid-job) are marked ``failed`` with
-the reason :data:`INTERRUPTED` — their partial outputs are not trusted and a rerun is one
-click — and jobs still ``queued`` (never started) are queued again.
+With a project folder (``cryoglass serve --project-dir DIR``), the database lives in
+``DIR/.cryoglass/`` and every job writes its outputs RELION-style to ``DIR/<JobType>/jobNNN/``
+(the record's ``out_dir``), with RELION's ``note.txt`` (the command) and
+``RELION_JOB_EXIT_SUCCESS`` / ``_FAILURE`` / ``_ABORTED``.  *Project jobs*
+(:mod:`~cryoglass.serve.kinds`) run any file-taking command on files of the project, from the
+project folder, with the arguments recorded at submission (``params["argv"]``); a job whose
+input is another job's output waits for that job (``depends``) and fails if it fails.
+
+Life cycle: ``queued`` → ``running`` → ``done`` | ``failed``, and ``cancelled`` from either
+``queued`` (at once) or ``running`` (the worker's watchdog ends the work within a second and
+the pool starts a fresh worker).  While running, ``progress`` (0–1) and ``message`` follow the
+command's progress bars and lines (:mod:`~cryoglass.serve.progress`), and ``log`` grows.
+When the server starts, jobs left ``running`` by a previous server (stopped or killed mid-job)
+are marked ``failed`` with the reason :data:`INTERRUPTED` — their partial outputs are not
+trusted and a rerun is one click — and jobs still ``queued`` (never started) are queued again.
 """
 
 from __future__ import annotations
@@ -31,7 +42,7 @@ import sqlite3
 import threading
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +50,18 @@ from typing import Any
 KINDS: dict[str, str] = {"fsc": "fsc", "postprocess": "postprocess", "3dfsc": "fsc3d"}
 #: Error recorded for a job that was running when the server stopped.
 INTERRUPTED = "server stopped while the job was running"
+#: Error recorded for a job cancelled by the user.
+CANCELLED = "cancelled by the user"
+#: Statuses of jobs that are over.
+FINISHED = ("done", "failed", "cancelled")
+#: RELION's marker files of a finished job folder, by status.
+EXIT_MARKERS = {
+    "done": "RELION_JOB_EXIT_SUCCESS",
+    "failed": "RELION_JOB_EXIT_FAILURE",
+    "cancelled": "RELION_JOB_EXIT_ABORTED",
+}
+#: Seconds between two looks of a worker's watchdog at its job's status.
+WATCHDOG_S = 0.5
 #: Job ids are 12 lowercase hex digits; nothing else reaches a path.
 JOB_ID = re.compile(r"^[0-9a-f]{12}$")
 #: Names of downloadable files (the commands' output names).
@@ -60,22 +83,40 @@ CREATE TABLE IF NOT EXISTS jobs (
     files TEXT NOT NULL DEFAULT '[]'
 )
 """
+#: Columns added since the first version (added to older databases on open).
+_ADDED = {
+    "progress": "REAL",
+    "message": "TEXT",
+    "out_dir": "TEXT",
+    "number": "INTEGER",
+    "depends": "TEXT NOT NULL DEFAULT '[]'",
+}
 
 
 class JobStore:
     """SQLite job records in ``data_dir/jobs.sqlite``; safe to use from several processes.
 
     Every method opens its own short connection (WAL journal, 30 s busy timeout), so the web
-    process and the workers never share a connection.
+    process and the workers never share a connection.  ``project_dir``, when given, is the
+    project folder the jobs' ``out_dir`` are relative to.
     """
 
-    def __init__(self, data_dir: str | Path) -> None:
+    def __init__(self, data_dir: str | Path, project_dir: str | Path | None = None) -> None:
         self.data_dir = Path(data_dir).resolve()
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.project_dir = None if project_dir is None else Path(project_dir).resolve()
         self.path = self.data_dir / "jobs.sqlite"
         with self._connect() as db:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute(_SCHEMA)
+            have = {row["name"] for row in db.execute("PRAGMA table_info(jobs)")}
+            for column, declaration in _ADDED.items():
+                if column not in have:
+                    db.execute(f"ALTER TABLE jobs ADD COLUMN {column} {declaration}")
+            db.execute(
+                "CREATE UNIQUE INDEX IF NOT EXISTS jobs_out_dir ON jobs(out_dir) "
+                "WHERE out_dir IS NOT NULL"
+            )
 
     @contextlib.contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -93,23 +134,74 @@ class JobStore:
             raise ValueError(f"malformed job id {job_id!r}")
         return self.data_dir / "jobs" / job_id
 
-    def create(self, job_id: str, kind: str, params: dict[str, Any]) -> None:
-        """Insert a queued job."""
+    def out_path(self, job: dict[str, Any]) -> Path:
+        """A job's output folder: ``PROJECT/<Type>/jobNNN`` or ``data_dir/jobs/<id>/out``."""
+        if job.get("out_dir") and self.project_dir is not None:
+            return self.project_dir / job["out_dir"]
+        return self.job_dir(job["id"]) / "out"
+
+    def create(
+        self,
+        job_id: str,
+        kind: str,
+        params: dict[str, Any] | Callable[[str | None], dict[str, Any]],
+        *,
+        folder: str | None = None,
+        depends: list[str] = (),
+        first_number: int = 1,
+    ) -> str | None:
+        """Insert a queued job; with ``folder``, give it the next ``<folder>/jobNNN``.
+
+        The job number is one more than any in the records and ``first_number - 1`` (the
+        largest ``jobNNN`` already in the project), taken in the same transaction as the
+        insert.  ``params`` may be a function of the ``out_dir`` (the command's arguments
+        name the job folder).  Returns the job's ``out_dir`` (None without ``folder``).
+        """
         with self._connect() as db:
+            db.execute("BEGIN IMMEDIATE")
+            out_dir, number = None, None
+            if folder is not None:
+                (largest,) = db.execute("SELECT MAX(number) FROM jobs").fetchone()
+                number = max(first_number, (largest or 0) + 1)
+                out_dir = f"{folder}/job{number:03d}"
+            if callable(params):
+                params = params(out_dir)
             db.execute(
-                "INSERT INTO jobs (id, kind, status, params, created_at) VALUES (?, ?, ?, ?, ?)",
-                (job_id, kind, "queued", json.dumps(params), time.time()),
+                "INSERT INTO jobs (id, kind, status, params, created_at, out_dir, number, depends)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    job_id,
+                    kind,
+                    "queued",
+                    json.dumps(params),
+                    time.time(),
+                    out_dir,
+                    number,
+                    json.dumps(list(depends)),
+                ),
             )
+        return out_dir
 
     def claim(self, job_id: str, pid: int) -> bool:
         """queued → running for worker ``pid``; False if the job is not queued any more."""
         with self._connect() as db:
             cur = db.execute(
-                "UPDATE jobs SET status='running', started_at=?, worker_pid=? "
-                "WHERE id=? AND status='queued'",
+                "UPDATE jobs SET status='running', started_at=?, worker_pid=?, progress=0.0, "
+                "message=NULL WHERE id=? AND status='queued'",
                 (time.time(), pid, job_id),
             )
             return cur.rowcount == 1
+
+    def set_progress(
+        self, job_id: str, progress: float | None, message: str | None, log: str | None = None
+    ) -> None:
+        """Record a running (or waiting) job's progress (0–1), message and log so far."""
+        with self._connect() as db:
+            db.execute(
+                "UPDATE jobs SET progress=COALESCE(?, progress), message=COALESCE(?, message), "
+                "log=COALESCE(?, log) WHERE id=? AND status IN ('queued', 'running')",
+                (progress, message, log, job_id),
+            )
 
     def finish(
         self,
@@ -120,11 +212,12 @@ class JobStore:
         result: dict | None = None,
         error: str | None = None,
         files: list[str] = (),
-    ) -> None:
-        """Record the end of a running job (``done`` or ``failed``)."""
+    ) -> bool:
+        """Record the end of a running job (``done`` or ``failed``); False if it was not running."""
         with self._connect() as db:
-            db.execute(
-                "UPDATE jobs SET status=?, finished_at=?, log=?, result=?, error=?, files=? "
+            cur = db.execute(
+                "UPDATE jobs SET status=?, finished_at=?, log=?, result=?, error=?, files=?, "
+                "progress=CASE WHEN ?='done' THEN 1.0 ELSE progress END "
                 "WHERE id=? AND status='running'",
                 (
                     status,
@@ -133,9 +226,85 @@ class JobStore:
                     None if result is None else json.dumps(result),
                     error,
                     json.dumps(list(files)),
+                    status,
                     job_id,
                 ),
             )
+            return cur.rowcount == 1
+
+    def fail_queued(self, job_id: str, reason: str) -> bool:
+        """queued → failed with ``reason`` (an input job failed); False if not queued."""
+        with self._connect() as db:
+            cur = db.execute(
+                "UPDATE jobs SET status='failed', error=?, finished_at=? "
+                "WHERE id=? AND status='queued'",
+                (reason, time.time(), job_id),
+            )
+            return cur.rowcount == 1
+
+    def cancel(self, job_id: str) -> str | None:
+        """queued/running → cancelled; returns the status it had (None if it was over)."""
+        with self._connect() as db:
+            db.execute("BEGIN IMMEDIATE")
+            row = db.execute("SELECT status FROM jobs WHERE id=?", (job_id,)).fetchone()
+            if row is None or row["status"] not in ("queued", "running"):
+                return None
+            db.execute(  # a queued job is over at once; a running one when its worker stops
+                "UPDATE jobs SET status='cancelled', error=?, "
+                "finished_at=CASE WHEN status='queued' THEN ? ELSE NULL END WHERE id=?",
+                (CANCELLED, time.time(), job_id),
+            )
+            return row["status"]
+
+    def unfinished_cancelled(self, *, pid: int | None = None) -> list[str]:
+        """Cancelled jobs whose worker has not been cleaned up after (no ``finished_at``)."""
+        where, args = "status='cancelled' AND finished_at IS NULL", []
+        if pid is not None:
+            where, args = where + " AND worker_pid=?", [pid]
+        with self._connect() as db:
+            return [r["id"] for r in db.execute(f"SELECT id FROM jobs WHERE {where}", args)]
+
+    def close_cancelled(self, job_id: str, *, log: str | None, files: list[str]) -> bool:
+        """Set ``finished_at`` (and the log and files) of a cancelled job, once."""
+        with self._connect() as db:
+            cur = db.execute(
+                "UPDATE jobs SET finished_at=?, log=COALESCE(?, log), files=? "
+                "WHERE id=? AND status='cancelled' AND finished_at IS NULL",
+                (time.time(), log, json.dumps(list(files)), job_id),
+            )
+            return cur.rowcount == 1
+
+    def delete(self, job_id: str) -> bool:
+        """Remove a finished job's record; False if it is not finished."""
+        with self._connect() as db:
+            cur = db.execute(
+                "DELETE FROM jobs WHERE id=? AND status IN ('done', 'failed', 'cancelled') "
+                "AND finished_at IS NOT NULL",
+                (job_id,),
+            )
+            return cur.rowcount == 1
+
+    def status(self, job_id: str) -> str | None:
+        """A job's status (None for an unknown job)."""
+        with self._connect() as db:
+            row = db.execute("SELECT status FROM jobs WHERE id=?", (job_id,)).fetchone()
+        return None if row is None else row["status"]
+
+    def by_out_dir(self, out_dir: str) -> dict[str, Any] | None:
+        """The job writing to ``out_dir`` (``"CtfFind/job003"``), or None."""
+        with self._connect() as db:
+            row = db.execute(
+                "SELECT id, status, out_dir, kind FROM jobs WHERE out_dir=?", (out_dir,)
+            ).fetchone()
+        return None if row is None else dict(row)
+
+    def dependents(self, job_id: str) -> list[str]:
+        """Queued or running jobs that take an output of ``job_id`` as input."""
+        with self._connect() as db:
+            rows = db.execute(
+                "SELECT id, depends FROM jobs WHERE status IN ('queued', 'running')"
+            ).fetchall()
+        return [r["id"] for r in rows if job_id in json.loads(r["depends"] or "[]")]
 
     def fail_running(self, reason: str, *, pid: int | None = None) -> list[str]:
         """Mark running jobs (all, or those of worker ``pid``) failed with ``reason``."""
@@ -166,15 +335,20 @@ class JobStore:
         """All jobs, newest first, without results and logs."""
         with self._connect() as db:
             rows = db.execute(
-                "SELECT id, kind, status, params, created_at, started_at, finished_at, error "
-                "FROM jobs ORDER BY created_at DESC"
+                "SELECT id, kind, status, params, created_at, started_at, finished_at, error, "
+                "progress, message, out_dir, number, depends FROM jobs ORDER BY created_at DESC"
             ).fetchall()
         return [_decode(r) for r in rows]
+
+    def integrity(self) -> str:
+        """SQLite's ``PRAGMA integrity_check`` answer (``"ok"`` for a sound database)."""
+        with self._connect() as db:
+            return db.execute("PRAGMA integrity_check").fetchone()[0]
 
 
 def _decode(row: sqlite3.Row) -> dict[str, Any]:
     job = dict(row)
-    for key in ("params", "result", "files"):
+    for key in ("params", "result", "files", "depends"):
         if key in job and job[key] is not None:
             job[key] = json.loads(job[key])
     return job
@@ -206,22 +380,45 @@ def command_args(kind: str, params: dict[str, Any], inputs: Path, out: Path) -> 
     return args
 
 
-def run_command(kind: str, args: list[str]) -> tuple[int, str, str]:
-    """Run ``cryoglass <kind> ARGS`` in this process; return (exit code, stdout, stderr)."""
+#: Commands whose module in ``cryoglass.cli`` is not their name with ``-`` → ``_``.
+_CLI_MODULES = {"3dfsc": "fsc3d"}
+
+
+def run_cli(command: list[str], args: list[str], stdout_stderr=None) -> tuple[int, str, str]:
+    """Run ``cryoglass COMMAND ARGS`` in this process; return (exit code, stdout, stderr).
+
+    ``command`` is the command as typed (``["ctffind"]``, ``["vae", "train"]``); its module's
+    typer app or ``main`` parses ``args`` exactly as on the command line.  Output goes to
+    ``stdout_stderr`` (two text streams) when given, else to fresh buffers.
+    """
     import importlib
 
     import click
     import typer
 
-    module = importlib.import_module(f"cryoglass.cli.{KINDS[kind]}")
-    app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
-    app.command(kind)(module.main)
-    command = typer.main.get_command(app)
-    stdout, stderr = io.StringIO(), io.StringIO()
+    module_name = _CLI_MODULES.get(command[0], command[0].replace("-", "_"))
+    if not re.fullmatch(r"[a-z][a-z0-9_]*", module_name):
+        raise ValueError(f"unknown command {command[0]!r}")
+    module = importlib.import_module(f"cryoglass.cli.{module_name}")
+    if isinstance(getattr(module, "app", None), typer.Typer):
+        app, args = module.app, [*command[1:], *args]
+    else:
+        app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+        app.command(command[0])(module.main)
+    click_command = typer.main.get_command(app)
+    own = stdout_stderr is None
+    stdout, stderr = (io.StringIO(), io.StringIO()) if own else stdout_stderr
     code = 0
-    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+    redirect = (
+        (contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr))
+        if own
+        else (contextlib.nullcontext(), contextlib.nullcontext())
+    )
+    with redirect[0], redirect[1]:
         try:
-            value = command.main(args=args, prog_name=f"cryoglass {kind}", standalone_mode=False)
+            value = click_command.main(
+                args=args, prog_name=f"cryoglass {command[0]}", standalone_mode=False
+            )
             if isinstance(value, int):  # typer returns the code of a typer.Exit here
                 code = value
         except (typer.Exit, click.exceptions.Exit) as stop:
@@ -232,50 +429,193 @@ def run_command(kind: str, args: list[str]) -> tuple[int, str, str]:
     return code, stdout.getvalue(), stderr.getvalue()
 
 
+def run_command(kind: str, args: list[str], stdout_stderr=None) -> tuple[int, str, str]:
+    """Run ``cryoglass <kind> ARGS`` for an upload job kind (:data:`KINDS`)."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown job kind {kind!r}; expected one of {sorted(KINDS)}")
+    return run_cli([kind], args, stdout_stderr)
+
+
 def _error_message(stderr: str, code: int) -> str:
     lines = [ln.removeprefix("cryoglass: error: ") for ln in stderr.strip().splitlines()]
-    return "\n".join(lines) if lines else f"the command exited with status {code}"
+    lines = [ln for ln in lines if ln.strip()]
+    return "\n".join(lines[-5:]) if lines else f"the command exited with status {code}"
 
 
-def run_job(job_id: str, data_dir: str) -> str:
+#: The job this worker process is running (None when idle); guarded by _ACTIVE_LOCK.
+_ACTIVE: dict[str, Any] = {"job": None}
+_ACTIVE_LOCK = threading.Lock()
+
+
+def _watchdog(data_dir: str, project_dir: str | None) -> None:
+    """Thread of a worker: end the process as soon as its running job is cancelled.
+
+    Holding ``_ACTIVE_LOCK`` while it decides, it can never stop the process once the job's
+    code has returned (the main thread clears ``_ACTIVE`` under the same lock), so the
+    process is never stopped while it waits on the job queue.
+    """
+    store = JobStore(data_dir, project_dir)
+    while True:
+        time.sleep(WATCHDOG_S)
+        with _ACTIVE_LOCK:
+            job_id = _ACTIVE["job"]
+            if job_id is None:
+                continue
+            with contextlib.suppress(sqlite3.Error):
+                if store.status(job_id) == "cancelled":
+                    os._exit(3)  # the pool starts a fresh worker and closes the job
+
+
+def _wait_for_inputs(store: JobStore, job: dict[str, Any]) -> bool:
+    """Wait until the jobs this one reads from are done; False if it must not run."""
+    waiting_since = None
+    while True:
+        if store.status(job["id"]) != "queued":
+            return False  # cancelled (or taken) meanwhile
+        states = {dep: store.status(dep) for dep in job.get("depends") or []}
+        bad = {d: s for d, s in states.items() if s not in ("queued", "running", "done")}
+        if bad:
+            dep, state = next(iter(bad.items()))
+            store.fail_queued(job["id"], f"input job {dep} {state or 'was deleted'}")
+            return False
+        pending = [d for d, s in states.items() if s != "done"]
+        if not pending:
+            return True
+        if waiting_since is None:
+            waiting_since = time.monotonic()
+            store.set_progress(job["id"], None, f"waiting for job {', '.join(pending)}")
+        time.sleep(0.25)
+
+
+def _out_files(out: Path) -> list[str]:
+    if not out.is_dir():
+        return []
+    return sorted(p.name for p in out.iterdir() if p.is_file() and FILE_NAME.match(p.name))
+
+
+def _mark(out: Path, status: str, note: str | None = None) -> None:
+    """RELION's exit marker (and ``note.txt``) in a project job's folder."""
+    from cryoglass.io import write_text_atomic
+
+    out.mkdir(parents=True, exist_ok=True)
+    for name in EXIT_MARKERS.values():
+        (out / name).unlink(missing_ok=True)
+    if note is not None:
+        write_text_atomic(out / "note.txt", note, overwrite=True)
+    (out / EXIT_MARKERS[status]).touch()
+
+
+def close_cancelled(store: JobStore, job_id: str) -> None:
+    """After a running job was cancelled and its worker stopped: mark or remove its outputs.
+
+    A project job's folder keeps what was written, marked ``RELION_JOB_EXIT_ABORTED`` (as
+    RELION does); an upload job's partial outputs are removed.
+    """
+    job = store.get(job_id)
+    if job is None or job["status"] != "cancelled" or job["finished_at"] is not None:
+        return
+    out = store.out_path(job)
+    if job.get("out_dir"):
+        _mark(out, "cancelled")
+        files = _out_files(out)
+    else:
+        shutil.rmtree(out, ignore_errors=True)
+        files = []
+    log = (job["log"] or "").rstrip() + "\ncancelled by the user; the worker was stopped"
+    store.close_cancelled(job_id, log=log.lstrip(), files=files)
+
+
+def _run_project_job(store: JobStore, job: dict[str, Any], streams) -> tuple[int, str, str]:
+    """A project job's command, from the project folder, on the recorded arguments."""
+    from cryoglass.serve.kinds import PROJECT_KINDS
+
+    kind = PROJECT_KINDS[job["kind"]]
+    argv = job["params"]["argv"]
+    if kind.out != "":  # the command writes files into the folder, not the folder itself
+        (store.project_dir / job["out_dir"]).mkdir(parents=True, exist_ok=True)
+    previous = os.getcwd()
+    os.chdir(store.project_dir)  # paths in STAR files are relative to it, as in RELION
+    try:
+        return run_cli(argv[: len(kind.command)], argv[len(kind.command) :], streams)
+    finally:
+        os.chdir(previous)
+
+
+def _run_upload_job(store: JobStore, job: dict[str, Any], out: Path, log, streams):
+    kind, params = job["kind"], job["params"]
+    args = command_args(kind, params, store.job_dir(job["id"]) / "inputs", out)
+    root = f"{store.job_dir(job['id'])}/"  # the log shows paths relative to the job folder
+    log.append(("$ cryoglass " + " ".join([kind, *args])).replace(root, ""))
+    return run_command(kind, args, streams)
+
+
+def run_job(job_id: str, data_dir: str, project_dir: str | None = None) -> str:
     """Run one queued job to the end (in a worker process); return its final status."""
-    store = JobStore(data_dir)
+    from cryoglass.serve.progress import LiveReport, capture
+
+    store = JobStore(data_dir, project_dir)
+    job = store.get(job_id)
+    if job is None or not _wait_for_inputs(store, job):
+        return "skipped"
     if not store.claim(job_id, os.getpid()):
         return "skipped"
-    job = store.get(job_id)
+    with _ACTIVE_LOCK:
+        _ACTIVE["job"] = job_id
     kind, params = job["kind"], job["params"]
-    inputs, out = store.job_dir(job_id) / "inputs", store.job_dir(job_id) / "out"
-    out.mkdir(parents=True, exist_ok=True)
+    project = bool(job.get("out_dir")) and store.project_dir is not None
+    out = store.out_path(job)
+    if not project or "argv" not in params:  # upload jobs: the commands write into it
+        out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     log = [time.strftime("%Y-%m-%d %H:%M:%S") + f"  worker pid {os.getpid()}"]
-    result, error = None, None
+    report = LiveReport(lambda p, m, text: store.set_progress(job_id, p, m, text), log)
+    result, error, stdout = None, None, ""
     try:
-        args = command_args(kind, params, inputs, out)
-        root = f"{store.job_dir(job_id)}/"  # the log shows paths relative to the job folder
-        log.append(("$ cryoglass " + " ".join([kind, *args])).replace(root, ""))
-        code, stdout, stderr = run_command(kind, args)
-        if stderr.strip():
-            log.append(stderr.rstrip().replace(root, ""))
+        with capture(report) as streams:
+            if project and "argv" in params:
+                log.append("$ cryoglass " + " ".join(params["argv"]))
+                report.flush()
+                code, stdout, stderr = _run_project_job(store, job, streams)
+            else:
+                code, stdout, stderr = _run_upload_job(store, job, out, log, streams)
         if code == 0:
             result = json.loads(stdout)
-            if kind == "fsc":  # the fsc command writes no JSON file of its own
+            if kind == "fsc" and not project:  # the fsc command writes no JSON file of its own
                 from cryoglass.io import write_text_atomic
 
                 write_text_atomic(out / "fsc.json", json.dumps(result, indent=2) + "\n")
         else:  # the command's message, with paths shown relative to the job folder
             error = _error_message(stderr, code).replace(f"{store.job_dir(job_id)}/", "")
+    except json.JSONDecodeError:
+        error = "the command's --json output could not be read"
+        log.append(stdout[-2000:])
     except Exception as exc:  # any crash becomes a failed job with its traceback in the log
         error = f"{type(exc).__name__}: {exc}"
         log.append(traceback.format_exc().rstrip())
-    log.append(f"{'done' if error is None else 'failed'} in {time.perf_counter() - start:.2f} s")
-    files = sorted(p.name for p in out.iterdir() if p.is_file() and FILE_NAME.match(p.name))
+    with _ACTIVE_LOCK:  # from here on the watchdog leaves this process alone
+        _ACTIVE["job"] = None
     status = "done" if error is None else "failed"
-    store.finish(job_id, status=status, log="\n".join(log), result=result, error=error, files=files)
+    log.append(f"{status} in {time.perf_counter() - start:.2f} s")
+    if project:
+        _mark(
+            out,
+            status,
+            "++++ with the following command(s):\ncryoglass "
+            + " ".join(params.get("argv", [kind]))
+            + "\n++++\n",
+        )
+    files = _out_files(out)
+    text = "\n".join(log)
+    if not store.finish(job_id, status=status, log=text, result=result, error=error, files=files):
+        close_cancelled(store, job_id)  # cancelled while it ran: the outputs are not trusted
+        return store.status(job_id) or "deleted"
     return status
 
 
-def _worker_loop(queue, data_dir: str, threads: int) -> None:
+def _worker_loop(queue, data_dir: str, threads: int, project_dir: str | None = None) -> None:
     """Body of a worker process: run job ids from ``queue`` until it yields None."""
+    watchdog = threading.Thread(target=_watchdog, args=(data_dir, project_dir), daemon=True)
+    watchdog.start()
     while True:
         job_id = queue.get()
         if job_id is None:
@@ -283,15 +623,16 @@ def _worker_loop(queue, data_dir: str, threads: int) -> None:
         import torch  # on the first job only: an idle worker stays light
 
         torch.set_num_threads(max(1, threads))
-        run_job(job_id, data_dir)
+        run_job(job_id, data_dir, project_dir)
 
 
 class WorkerPool:
     """``workers`` worker processes (spawned) fed job ids through a queue.
 
     A watcher thread replaces a worker that dies (crash, out of memory, killed) and marks
-    the job it was running failed.  :meth:`stop` terminates the workers; jobs they were
-    running are marked failed with :data:`INTERRUPTED`.
+    the job it was running failed — or, when the worker stopped because its job was
+    cancelled, closes that job (:func:`close_cancelled`).  :meth:`stop` terminates the
+    workers; jobs they were running are marked failed with :data:`INTERRUPTED`.
     """
 
     def __init__(self, store: JobStore, workers: int) -> None:
@@ -307,9 +648,10 @@ class WorkerPool:
         self._watcher: threading.Thread | None = None
 
     def _spawn(self):
+        project = None if self.store.project_dir is None else str(self.store.project_dir)
         process = self._ctx.Process(
             target=_worker_loop,
-            args=(self._queue, str(self.store.data_dir), self._threads),
+            args=(self._queue, str(self.store.data_dir), self._threads, project),
             daemon=True,
             name="cryoglass-serve-worker",
         )
@@ -328,14 +670,29 @@ class WorkerPool:
         """Queue a job (already recorded as queued in the store)."""
         self._queue.put(job_id)
 
+    def busy(self) -> int:
+        """Number of worker processes alive."""
+        return sum(p.is_alive() for p in self._processes)
+
     def _watch(self) -> None:
-        while not self._stopping.wait(1.0):
+        while not self._stopping.wait(0.25):
             for i, process in enumerate(self._processes):
                 if not process.is_alive() and not self._stopping.is_set():
                     self.store.fail_running(
                         f"worker process died (exit code {process.exitcode})", pid=process.pid
                     )
+                    for job_id in self.store.unfinished_cancelled(pid=process.pid):
+                        close_cancelled(self.store, job_id)
                     self._processes[i] = self._spawn()
+
+    def cancel(self, job_id: str) -> str | None:
+        """Cancel a job: a queued one at once, a running one within a second.
+
+        Returns the status the job had (None if it was over).  A running job's worker sees
+        the new status (its watchdog, every :data:`WATCHDOG_S` s) and stops; the watcher then
+        starts a fresh worker and closes the job (:func:`close_cancelled`).
+        """
+        return self.store.cancel(job_id)
 
     def stop(self) -> None:
         """Terminate the workers; running jobs are marked failed (:data:`INTERRUPTED`)."""
@@ -357,6 +714,8 @@ class WorkerPool:
             process.join(timeout=10)
         for process in self._processes:
             self.store.fail_running(INTERRUPTED, pid=process.pid)
+            for job_id in self.store.unfinished_cancelled(pid=process.pid):
+                close_cancelled(self.store, job_id)
         self._queue.close()
         self._queue.join_thread()
         self._queue = None  # frees its semaphores now (not at interpreter exit)

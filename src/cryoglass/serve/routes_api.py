@@ -1,23 +1,28 @@
-"""The JSON API of ``cryoglass serve``: submit jobs, read their records, download their outputs.
+"""The JSON API of ``cryoglass serve``: submit jobs, follow them, cancel or delete them, download.
 
-``POST /api/jobs``, ``GET /api/jobs``, ``GET /api/jobs/{id}``, ``GET /api/jobs/{id}/files/{name}``
+``POST /api/jobs`` (uploads), ``POST /api/project/jobs`` (project jobs, JSON),
+``GET /api/kinds``, ``GET /api/project/files``, ``GET /api/jobs``, ``GET /api/jobs/{id}``,
+``DELETE /api/jobs/{id}``, ``POST /api/jobs/{id}/cancel``, ``GET /api/jobs/{id}/files/{name}``
 and ``GET /api/jobs/{id}/archive.zip`` (docs/serve.md).  The store and the worker pool are the
 app's (``app.state``), reached through :func:`job_store` and :func:`worker_pool`.
 """
 
 from __future__ import annotations
 
+import shutil
 import zipfile
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, Depends, File, Form, HTTPException, Request, UploadFile
+from fastapi import APIRouter, Body, Depends, File, Form, HTTPException, Request, UploadFile
 from fastapi.responses import FileResponse
 from pydantic import BaseModel
 
 from cryoglass.io import atomic_write
-from cryoglass.serve.jobs import FILE_NAME, JOB_ID, JobStore, WorkerPool
-from cryoglass.serve.submit import UploadError, submit_job
+from cryoglass.serve.jobs import FILE_NAME, JOB_ID, KINDS, JobStore, WorkerPool
+from cryoglass.serve.kinds import kinds_description
+from cryoglass.serve.project import JOB_FOLDER, Project
+from cryoglass.serve.submit import UploadError, submit_job, submit_project_job
 
 __all__ = ["JobCreated", "JobInfo", "job_or_404", "job_store", "router", "worker_pool"]
 
@@ -29,10 +34,31 @@ class JobCreated(BaseModel):
 
     id: str
     url: str
+    out_dir: str | None = None
+
+
+class ProjectJob(BaseModel):
+    """Body of ``POST /api/project/jobs``: a kind of ``GET /api/kinds`` and its options."""
+
+    kind: str
+    params: dict[str, Any] = {}
+
+
+class JobAction(BaseModel):
+    """Answer of ``DELETE /api/jobs/{id}`` and ``POST /api/jobs/{id}/cancel``."""
+
+    id: str
+    status: str
+    deleted: bool = False
 
 
 class JobInfo(BaseModel):
-    """A job record; ``result`` is the command's ``--json`` output when ``status`` is done."""
+    """A job record; ``result`` is the command's ``--json`` output when ``status`` is done.
+
+    While the job runs, ``progress`` (0–1, None when unknown) and ``message`` follow the
+    command's progress bars and lines, and ``log`` grows.  Project jobs have ``out_dir``
+    (``CtfFind/job003``, relative to the project folder) and ``depends`` (input jobs).
+    """
 
     id: str
     kind: str
@@ -45,6 +71,11 @@ class JobInfo(BaseModel):
     result: dict[str, Any] | None = None
     files: list[str] = []
     log: str = ""
+    progress: float | None = None
+    message: str | None = None
+    out_dir: str | None = None
+    number: int | None = None
+    depends: list[str] = []
 
 
 def job_store(request: Request) -> JobStore:
@@ -128,7 +159,7 @@ def api_file(job_id: str, name: str, store: JobStore = Depends(job_store)) -> Fi
     job = job_or_404(store, job_id)
     if not FILE_NAME.match(name) or name not in job["files"]:
         raise HTTPException(404, f"job {job_id} has no file {name!r}")
-    out = (store.job_dir(job_id) / "out").resolve()
+    out = store.out_path(job).resolve()
     path = (out / name).resolve()
     if path.parent != out or not path.is_file():
         raise HTTPException(404, f"job {job_id} has no file {name!r}")
@@ -149,7 +180,8 @@ def api_archive(job_id: str, store: JobStore = Depends(job_store)) -> FileRespon
         raise HTTPException(404, f"job {job_id} has no outputs (status {job['status']})")
     archive = store.job_dir(job_id) / f"cryoglass_{job['kind']}_{job_id}.zip"
     if not archive.is_file():
-        out = store.job_dir(job_id) / "out"
+        out = store.out_path(job)
+        store.job_dir(job_id).mkdir(parents=True, exist_ok=True)
         atomic_write(
             archive,
             lambda tmp: _write_zip(tmp, out, job_id, job["files"]),
@@ -157,3 +189,87 @@ def api_archive(job_id: str, store: JobStore = Depends(job_store)) -> FileRespon
             suffix=".part",
         )
     return FileResponse(archive, filename=archive.name)
+
+
+@router.get("/api/kinds")
+def api_kinds(request: Request) -> dict[str, Any]:
+    """The job kinds: upload kinds, and project kinds with their options (the form's source)."""
+    store = job_store(request)
+    project = store.project_dir is not None
+    return {
+        "upload": list(KINDS),
+        "project": kinds_description() if project else [],
+        "project_dir": project,
+    }
+
+
+@router.get("/api/project/files")
+def api_project_files(store: JobStore = Depends(job_store)) -> dict[str, Any]:
+    """Files of the project folder (relative paths), and the outputs finished jobs made."""
+    if store.project_dir is None:
+        raise HTTPException(404, "this server has no project folder (start it with --project-dir)")
+    return {"files": Project(store.project_dir).files()}
+
+
+@router.post("/api/project/jobs", status_code=201, response_model=JobCreated)
+def api_submit_project(
+    body: ProjectJob = Body(...),
+    store: JobStore = Depends(job_store),
+    pool: WorkerPool = Depends(worker_pool),
+) -> JobCreated:
+    """Queue a project job: a command on files of the project folder, outputs in its job folder.
+
+    File options are paths relative to the project folder, or ``job:<id>/<file>``; an output
+    of a queued or running job makes this job wait for it.  400 (with the reason) for bad
+    options or paths outside the project, 404 for an unknown input job, 409 for an input
+    from a job that failed or was cancelled.
+    """
+    try:
+        job_id, out_dir = submit_project_job(store, pool, body.kind, body.params)
+    except UploadError as error:
+        raise HTTPException(error.status, error.message) from None
+    return JobCreated(id=job_id, url=f"/jobs/{job_id}", out_dir=out_dir)
+
+
+@router.post("/api/jobs/{job_id}/cancel", response_model=JobAction)
+def api_cancel(
+    job_id: str, store: JobStore = Depends(job_store), pool: WorkerPool = Depends(worker_pool)
+) -> JobAction:
+    """Cancel a queued job (at once) or a running one (its worker stops within a second)."""
+    job = job_or_404(store, job_id)
+    if pool.cancel(job_id) is None:
+        raise HTTPException(409, f"job {job_id} is already {job['status']}")
+    return JobAction(id=job_id, status="cancelled")
+
+
+def delete_job(store: JobStore, job: dict[str, Any]) -> None:
+    """Remove a finished job: its record, its uploads and its output folder.
+
+    Refused (409) while a queued or running job reads its outputs, and while a cancelled
+    job's worker is still stopping.
+    """
+    job_id = job["id"]
+    waiting = store.dependents(job_id)
+    if waiting:
+        raise HTTPException(409, f"job {job_id}: its outputs are inputs of job {waiting[0]}")
+    if not store.delete(job_id):
+        raise HTTPException(409, f"job {job_id} is {job['status']} and still stopping")
+    shutil.rmtree(store.job_dir(job_id), ignore_errors=True)
+    out_dir = job.get("out_dir")
+    if out_dir and store.project_dir is not None and JOB_FOLDER.match(out_dir):
+        folder = store.project_dir / out_dir
+        if not folder.is_symlink() and folder.resolve().is_relative_to(store.project_dir):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+@router.delete("/api/jobs/{job_id}", response_model=JobAction)
+def api_delete(
+    job_id: str, store: JobStore = Depends(job_store), pool: WorkerPool = Depends(worker_pool)
+) -> JobAction:
+    """Cancel a queued or running job; delete a finished one (record, uploads and outputs)."""
+    job = job_or_404(store, job_id)
+    if job["status"] in ("queued", "running") and pool.cancel(job_id) is not None:
+        return JobAction(id=job_id, status="cancelled")
+    job = job_or_404(store, job_id)
+    delete_job(store, job)
+    return JobAction(id=job_id, status=job["status"], deleted=True)

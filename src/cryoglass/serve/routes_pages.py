@@ -102,8 +102,16 @@ def _page(request: Request, name: str, status_code: int = 200, **context) -> Res
 
 
 def _index(request: Request, *, status_code: int = 200, error: str | None = None) -> Response:
-    jobs = job_store(request).list()
-    return _page(request, "index.html", status_code, jobs=jobs, kinds=list(KINDS), error=error)
+    store = job_store(request)
+    return _page(
+        request,
+        "index.html",
+        status_code,
+        jobs=store.list(),
+        kinds=list(KINDS),
+        error=error,
+        project_dir=store.project_dir,
+    )
 
 
 @router.get("/")

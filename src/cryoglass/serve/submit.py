@@ -2,8 +2,11 @@
 
 :func:`submit_job` takes the uploads of one request, checks the options, saves the files under
 the new job's ``inputs/`` folder, reads them (:func:`cryoglass.serve.jobs.validate_inputs`),
-records the job as queued and hands it to the worker pool.  A rejected submission raises
-:class:`UploadError` (HTTP status and a message naming the field) and leaves nothing behind.
+records the job as queued and hands it to the worker pool.  :func:`submit_project_job` does
+the same for a project job (:mod:`~cryoglass.serve.kinds`): its file options are paths inside
+the project folder, or ``job:<id>/<file>`` for a file of another job's folder.  A rejected
+submission raises :class:`UploadError` (HTTP status and a message naming the field) and
+leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -15,9 +18,21 @@ from typing import Any
 from fastapi import UploadFile
 from starlette.concurrency import run_in_threadpool
 
-from cryoglass.serve.jobs import KINDS, JobStore, WorkerPool, remove_job_dir, validate_inputs
+from cryoglass.serve.jobs import (
+    JOB_ID,
+    KINDS,
+    JobStore,
+    WorkerPool,
+    remove_job_dir,
+    validate_inputs,
+)
+from cryoglass.serve.kinds import PROJECT_KINDS, build_argv
+from cryoglass.serve.project import JOB_FOLDER, Project, ProjectPathError
 
-__all__ = ["UploadError", "submit_job"]
+__all__ = ["UploadError", "submit_job", "submit_project_job"]
+
+#: RELION job types of the upload kinds' folders in a project.
+UPLOAD_FOLDERS = {"fsc": "FSC", "postprocess": "PostProcess", "3dfsc": "ThreeDFSC"}
 
 _CHUNK = 1024 * 1024
 
@@ -155,6 +170,104 @@ async def submit_job(
         "uploads": {name: up.filename or "" for name, up in given.items()},
         **checked,
     }
-    store.create(job_id, kind, params)
+    folder = UPLOAD_FOLDERS[kind] if store.project_dir is not None else None
+    first = Project(store.project_dir).next_job_number() if folder else 1
+    store.create(job_id, kind, params, folder=folder, first_number=first)
     pool.submit(job_id)
     return job_id
+
+
+def _input_resolver(store: JobStore, project: Project, depends: list[str]):
+    """``resolve(name, value)`` for :func:`build_argv`: a checked relative path.
+
+    A path inside another job's folder (or ``job:<id>/<file>``) makes this job depend on
+    that one: refused (409) if it failed or was cancelled, waited for if queued or running,
+    and otherwise the file must exist, like any other input.
+    """
+
+    def resolve(name: str, value: str) -> str:
+        if value.startswith("job:"):
+            job_id, _, rest = value[4:].partition("/")
+            source = store.get(job_id) if JOB_ID.match(job_id) else None
+            if source is None or not source.get("out_dir"):
+                raise UploadError(404, f"{name}: no project job {job_id!r}")
+            value = f"{source['out_dir']}/{rest}" if rest else source["out_dir"]
+        try:
+            relative = project.resolve(value, must_exist=False)
+        except ProjectPathError as error:
+            raise UploadError(400, f"{name}: {error}") from None
+        match = JOB_FOLDER.match("/".join(relative.split("/")[:2]))
+        source = store.by_out_dir(match.group(0)) if match else None
+        if source is not None and source["status"] in ("failed", "cancelled"):
+            raise UploadError(
+                409,
+                f"{name}: {value} comes from job {source['out_dir']} ({source['id']}), "
+                f"which {source['status']}",
+            )
+        if source is not None and source["status"] != "done":
+            depends.append(source["id"])
+        elif not (project.root / relative).exists():
+            raise UploadError(400, f"{name}: {value}: not found in the project folder")
+        return relative
+
+    return resolve
+
+
+def submit_project_job(
+    store: JobStore, pool: WorkerPool, kind_name: str, values: dict[str, Any]
+) -> tuple[str, str]:
+    """Check and queue a project job; return its id and its folder (``"CtfFind/job003"``).
+
+    Parameters
+    ----------
+    store : JobStore
+        The records; ``store.project_dir`` is the project folder.
+    pool : WorkerPool
+        The workers the job is queued for.
+    kind_name : str
+        A key of :data:`cryoglass.serve.kinds.PROJECT_KINDS`.
+    values : dict of str → value
+        The kind's options by name; file options are paths relative to the project folder
+        or ``job:<id>/<file>``.
+
+    Returns
+    -------
+    (str, str)
+        The job id and its output folder relative to the project.
+
+    Raises
+    ------
+    UploadError
+        400 for an unknown kind or option, a wrong value, a path outside the project or a
+        missing file; 404 for an unknown input job; 409 for an input from a job that failed
+        or was cancelled; 400 when the server has no project folder.
+    """
+    if store.project_dir is None:
+        raise UploadError(400, "this server has no project folder: start it with --project-dir")
+    kind = PROJECT_KINDS.get(kind_name)
+    if kind is None:
+        raise UploadError(400, f"kind must be one of {', '.join(PROJECT_KINDS)}; got {kind_name!r}")
+    if not isinstance(values, dict):
+        raise UploadError(400, "params must be an object of option names and values")
+    project = Project(store.project_dir)
+    depends: list[str] = []
+    try:  # checked once before anything is recorded, then built for the real folder
+        build_argv(kind, values, _input_resolver(store, project, depends), "JobType/job000")
+    except ValueError as error:
+        raise UploadError(400, str(error)) from None
+
+    def params(out_dir: str | None) -> dict[str, Any]:
+        argv = build_argv(kind, values, _input_resolver(store, project, []), out_dir)
+        return {"values": values, "argv": argv}
+
+    job_id = secrets.token_hex(6)
+    out_dir = store.create(
+        job_id,
+        kind.name,
+        params,
+        folder=kind.folder,
+        depends=sorted(set(depends)),
+        first_number=project.next_job_number(),
+    )
+    pool.submit(job_id)
+    return job_id, out_dir
