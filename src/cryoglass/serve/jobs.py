@@ -544,8 +544,7 @@ def _run_project_job(store: JobStore, job: dict[str, Any], streams) -> tuple[int
 def _run_upload_job(store: JobStore, job: dict[str, Any], out: Path, log, streams):
     kind, params = job["kind"], job["params"]
     args = command_args(kind, params, store.job_dir(job["id"]) / "inputs", out)
-    root = f"{store.job_dir(job['id'])}/"  # the log shows paths relative to the job folder
-    log.append(("$ cryoglass " + " ".join([kind, *args])).replace(root, ""))
+    log.append("$ cryoglass " + " ".join([kind, *args]))
     return run_command(kind, args, streams)
 
 
@@ -568,7 +567,13 @@ def run_job(job_id: str, data_dir: str, project_dir: str | None = None) -> str:
         out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     log = [time.strftime("%Y-%m-%d %H:%M:%S") + f"  worker pid {os.getpid()}"]
-    report = LiveReport(lambda p, m, text: store.set_progress(job_id, p, m, text), log)
+    root = f"{store.job_dir(job_id)}/"  # logs and messages show paths relative to the job folder
+
+    def write(progress, message, text):
+        message = message.replace(root, "") if message else message
+        store.set_progress(job_id, progress, message, text.replace(root, ""))
+
+    report = LiveReport(write, log)
     result, error, stdout = None, None, ""
     try:
         with capture(report) as streams:
@@ -605,7 +610,7 @@ def run_job(job_id: str, data_dir: str, project_dir: str | None = None) -> str:
             + "\n++++\n",
         )
     files = _out_files(out)
-    text = "\n".join(log)
+    text = "\n".join(log).replace(root, "")
     if not store.finish(job_id, status=status, log=text, result=result, error=error, files=files):
         close_cancelled(store, job_id)  # cancelled while it ran: the outputs are not trusted
         return store.status(job_id) or "deleted"
