@@ -51,8 +51,8 @@ number of terms, not a worse fit.)  With β = 1, no masking, re-centring or re-s
 EM iteration cannot decrease it; those extras can make it dip by a little.
 
 Coarse to fine (as RELION's ``current_size``): the E-step uses the shells up to the best class
-resolution plus ``adaptive_shells`` (the M-step always uses all), so the log-likelihoods of
-successive iterations are sums over a growing set of frequencies.  A class whose occupancy
+resolution plus ``adaptive_shells`` (the M-step always uses all), so the pose scores of
+successive iterations use a growing set of frequencies.  A class whose occupancy
 drops below ``reseed_below / K`` is re-seeded by splitting the most populated class (before
 the next E-step, like the re-centring).
 
@@ -233,7 +233,9 @@ class Assignments:
     class_index : Tensor (n,), int64
         Most probable class, 0-based (rlnClassNumber − 1).
     psi_deg : Tensor (n,)
-        In-plane angle of the most probable pose, in (−180, 180] (rlnAnglePsi).
+        In-plane angle of the most probable pose, in (−180, 180] (rlnAnglePsi), refined
+        below the psi step (as the origin below the offset step) by a parabola through the
+        log posteriors of the neighbouring grid poses.
     shift_angstrom : Tensor (n, 2)
         Origin (x, y) of the most probable pose [Å] with RELION's rlnOriginX/YAngst meaning
         (translating the image by +origin re-centres it).
