@@ -5,15 +5,31 @@
 # ---
 
 # %% [markdown]
-# # Lesson 02 — The Fourier transform (3 & 10 Dec 2020)
+# # Lesson 02 — The Fourier transform: waves, transforms, filters and cross-correlation
 #
-# **Blur** (3 Dec): what the transform does to an image, why narrow things become broad, and what
-# the frequency bins of a box mean in Å.
-# **Sharpen** (10 Dec): DFT by matrix versus FFT — error and speed, compared with the continuous
-# answer; how long FFTs take in 2D/3D; numerical pitfalls.
+# **Syllabus:** 3 Dec 2020 (Blur) and 10 Dec 2020 (Sharpen): the Fourier transform;
+# 27 May 2021 and 10 Jun 2021 (Blur): G. Jensen's "Fourier transforms and reciprocal space for
+# the beginner" (2D waves and images, 2D transforms and filters, 3D waves and transforms,
+# convolution and cross-correlation).
+#
+# **Questions answered here** (search for the tag):
+#
+# * **FT Blur Q1** — prove linearity, scale, shift and convolution properties in 1D → *Blur 4*
+# * **FT Blur Q2** — "a narrower function transforms into a broader one": examples in practice
+#   (magnification) → *Blur 2*
+# * **FT Blur Q3** — a 128 Å box at 1 Å/px: bin spacing, the lengths of the first and last
+#   bins, bins between 10 and 5 Å vs 5 and 2.5 Å → *Blur 3*
+# * **FT Sharpen Q1** — DFT by hand vs FFT: error, the continuous answer, floating point, the
+#   speed-up against the theoretical limit → *Sharpen 1*
+# * **FT Sharpen Q2** — how long FFTs take (2D, 3D) next to disk I/O and interpolation
+#   → *Sharpen 2*
+# * **FT Sharpen Q3** — numerical issues and bottlenecks of FFTs, and remedies → *Sharpen 3*
+# * **Jensen 2D** (27 May 2021) — 2D waves and images, 2D transforms and filters → *Jensen 1–3*
+# * **Jensen 3D** (10 Jun 2021) — 3D waves and transforms; convolution (lesson 03) and
+#   **cross-correlation** → *Jensen 4–5*
 #
 # Library: `cryoglass.fourier` (centred transforms: real-space origin and DC both at index
-# `N//2`; frequencies in 1/Å).
+# `N//2`; frequencies in 1/Å; filters; `convolve`; `shift_image`).
 
 # %%
 import math
@@ -25,10 +41,15 @@ import numpy as np
 import torch
 
 from cryoglass.fourier import (
+    bandpass,
+    convolve,
     coordinate_grid,
     fft2_centered,
     fftn_centered,
     frequency_axis,
+    highpass,
+    ifft2_centered,
+    lowpass,
     next_fast_size,
     radial_power_spectrum,
     rescale,
@@ -40,9 +61,13 @@ torch.manual_seed(0)
 
 # %% [markdown]
 # ## Blur 1 — a picture of the transform
-# An image is a sum of waves. The centred transform shows, at each frequency vector
-# (k_x, k_y), how much of the wave with that frequency and direction the image contains.
-# Below: a "particle" made of a few Gaussian blobs and the log-amplitude of its transform.
+# An image is a sum of waves. The centred transform
+# $$F(\mathbf k) = \int f(\mathbf r)\,e^{-2\pi i\,\mathbf k\cdot\mathbf r}\,d\mathbf r,
+#   \qquad f(\mathbf r) = \int F(\mathbf k)\,e^{+2\pi i\,\mathbf k\cdot\mathbf r}\,d\mathbf k$$
+# shows, at each frequency vector $\mathbf k = (k_x, k_y)$, how much of the wave with that
+# frequency and direction the image contains (amplitude $|F|$) and where its crests lie (phase
+# $\arg F$).  Below: a "particle" made of a few Gaussian blobs and the log-amplitude of its
+# transform.
 
 # %%
 n, pixel = 128, 1.0
@@ -56,13 +81,14 @@ ax[0].imshow(blobs, cmap="gray")
 ax[0].set_title("image")
 ax[1].imshow(torch.log1p(spectrum.abs()), cmap="magma")
 ax[1].set_title("log(1 + |F|), DC at the centre")
-plt.close(fig)
 print(f"F at DC = {spectrum[n // 2, n // 2].real:.3f} = sum of pixels = {blobs.sum():.3f}")
 
 # %% [markdown]
-# ## Blur 2 — a narrower function has a broader transform (scale property)
-# If g(x) = f(a x) then G(u) = F(u/a)/|a|. A Gaussian of width σ transforms into a Gaussian of
-# width 1/(2πσ). In practice: raising the **magnification** makes each Å cover more pixels, so
+# ## Blur 2 — a narrower function has a broader transform (FT Blur Q2)
+# If $g(x) = f(ax)$ then $G(u) = F(u/a)/|a|$ (proved in Blur 4).  A Gaussian of width $\sigma$
+# transforms into a Gaussian of width $1/(2\pi\sigma)$:
+# $$e^{-x^2/2\sigma^2} \;\longleftrightarrow\; \sqrt{2\pi}\,\sigma\,e^{-2\pi^2\sigma^2u^2}.$$
+# In practice: raising the **magnification** makes each Å cover more pixels, so
 # the particle is "wider" in pixels and its transform (and the CTF Thon rings) shrinks towards
 # the centre of the FFT; binning (larger pixels) does the opposite. Sharp features (atoms)
 # need high frequencies; a blurred map needs only low ones.
@@ -90,12 +116,15 @@ print(f"rescaled to {finer_pixel} Å/px: box {tuple(finer.shape)}, mean kept "
       f"({blobs.mean():.5f} -> {finer.mean():.5f})")
 
 # %% [markdown]
-# ## Blur 3 — frequency bins in Å
-# A box of N pixels of size p (here 128 px × 1 Å) has Fourier bins spaced by 1/(N p) = 1/128 Å⁻¹,
-# from −N/2 to N/2 − 1 (DC at index N/2; Nyquist 1/(2p) = 1/2 Å⁻¹). Bin i ≥ 1 corresponds to a
-# wavelength (resolution) of N p / i Å: 128, 64, 42.7, 32 … and at the top end 2.03, 2.02, 2 Å.
-# Bins are evenly spaced in frequency, **not** in Å, so there are few of them at low resolution
-# and many at high resolution.
+# ## Blur 3 — frequency bins in Å (FT Blur Q3)
+# A box of $N$ pixels of size $p$ (here 128 px × 1 Å) has Fourier bins spaced by
+# $\Delta k = 1/(Np) = 1/128$ Å⁻¹, from $-N/2$ to $N/2 - 1$ (DC at index $N/2$; Nyquist
+# $1/(2p) = 1/2$ Å⁻¹).  Bin $i \ge 1$ corresponds to a wavelength (resolution) of $Np/i$ Å:
+# 128, 64, 42.7, 32 … and at the top end 2.06, 2.03, 2.00 Å.  Read as the syllabus's
+# intervals $[i/128, (i+1)/128)$, the first bins hold lengths above 128 Å, 128–64 Å,
+# 64–42.7 Å, and the last ones 2.06–2.03 Å and 2.03–2.00 Å.  Bins are evenly spaced in
+# frequency, **not** in Å, so there are few of them at low resolution and many at high
+# resolution.
 
 # %%
 k = frequency_axis(128, pixel_size_angstrom=1.0, dtype=torch.float64)
@@ -104,6 +133,9 @@ positive = torch.unique(k.abs())[1:]  # 1/128 ... 64/128 (the Nyquist bin is -64
 first = ", ".join(f"{1 / f:.1f}" for f in positive[:4].tolist())
 last = ", ".join(f"{1 / f:.2f}" for f in positive[-3:].tolist())
 print(f"first bins: {first} Å;  last bins: {last} Å")
+intervals = [(i / 128, (i + 1) / 128) for i in (0, 1, 2, 62, 63)]
+print("bins as length ranges [Å]: " + "; ".join(
+    f"{'∞' if lo == 0 else f'{1 / lo:.2f}'}–{1 / hi:.2f}" for lo, hi in intervals))
 
 
 def bins_between(d_low: float, d_high: float) -> int:
@@ -119,9 +151,22 @@ print(f"bins between 10 and 5 Å: {bins_between(10, 5)}; between 5 and 2.5 Å: {
 # look "stretched" at high resolution and why high-resolution shells contain most of the data.
 
 # %% [markdown]
-# ## Blur 4 — properties you can check numerically
-# Linearity F[a f + b g] = a F + b G; shift F[f(x − s)] = F e^{−2πiks} (only the phase changes,
-# |F| is unchanged); convolution F[f * g] = F·G (lesson 03).
+# ## Blur 4 — the properties, proved and checked (FT Blur Q1)
+# With $F(u) = \int f(x)\,e^{-2\pi iux}\,dx$:
+#
+# * **Linearity** — the integral is linear: $\mathcal F[af + bg] = aF + bG$.
+# * **Scale** — substitute $y = ax$ ($dx = dy/|a|$; for $a < 0$ the limits swap, hence $|a|$):
+#   $$\int f(ax)\,e^{-2\pi iux}\,dx = \frac{1}{|a|}\int f(y)\,e^{-2\pi i(u/a)y}\,dy
+#     = \frac{1}{|a|}F\!\left(\frac{u}{a}\right).$$
+# * **Shift** — substitute $y = x - s$:
+#   $$\int f(x - s)\,e^{-2\pi iux}\,dx = e^{-2\pi ius}\int f(y)\,e^{-2\pi iuy}\,dy
+#     = e^{-2\pi ius}F(u):$$
+#   only the phase changes, $|F|$ does not.
+# * **Convolution** — with $(f * g)(x) = \int f(t)\,g(x - t)\,dt$ and $y = x - t$:
+#   $$\int\!\!\int f(t)\,g(x-t)\,e^{-2\pi iux}\,dt\,dx
+#     = \int f(t)\,e^{-2\pi iut}dt\int g(y)\,e^{-2\pi iuy}dy = F(u)\,G(u).$$
+#
+# The DFT obeys the same rules exactly (with circular shifts and circular convolution):
 
 # %%
 x = torch.randn(64, 64, dtype=torch.float64)
@@ -130,12 +175,21 @@ lin = (fft2_centered(2 * x - 3 * y) - (2 * fft2_centered(x) - 3 * fft2_centered(
 moved = shift_image(x, torch.tensor([3.3, -7.25], dtype=torch.float64), pixel_size_angstrom=1.0)
 amp_change = (fft2_centered(moved).abs() - fft2_centered(x).abs())[1:, 1:].abs().max()
 print(f"linearity error {lin:.2e}; |F| change after a sub-pixel shift (off Nyquist) {amp_change:.2e}")
+g1 = torch.randn(64, dtype=torch.float64)
+h1 = torch.randn(64, dtype=torch.float64)
+circular = torch.stack([(g1 * h1[(i - torch.arange(64)) % 64]).sum() for i in range(64)])
+theorem = torch.fft.ifft(torch.fft.fft(g1) * torch.fft.fft(h1)).real
+print(f"convolution theorem (circular, by the sum vs by F·G): max difference "
+      f"{(circular - theorem).abs().max():.1e}")
 
 # %% [markdown]
-# ## Sharpen 1 — DFT by matrix versus FFT
-# The DFT of length N is the matrix product F = W f with W_jk = exp(−2πi jk/N): O(N²)
-# operations. The FFT factorises W into log₂N sparse stages: O(N log N). We sample a Gaussian
-# f(x) = exp(−x²/2σ²), whose continuous transform is F(u) = √(2π)σ exp(−2π²σ²u²), and compare.
+# ## Sharpen 1 — DFT by matrix versus FFT (FT Sharpen Q1)
+# The DFT of length $N$ is the matrix product
+# $$F_j = \sum_{k} W_{jk} f_k, \qquad W_{jk} = e^{-2\pi i\,jk/N}:$$
+# $O(N^2)$ operations.  The FFT factorises $W$ into $\log_2 N$ sparse stages: $O(N\log N)$.
+# We sample a Gaussian $f(x) = e^{-x^2/2\sigma^2}$, whose continuous transform is
+# $F(u) = \sqrt{2\pi}\,\sigma\,e^{-2\pi^2\sigma^2u^2}$, and compare: the DFT times the pixel
+# size $\Delta x$ approximates the continuous transform at $u_j = j/(N\Delta x)$.
 
 # %%
 def dft_matrix(n: int, dtype: torch.dtype) -> torch.Tensor:
@@ -192,10 +246,9 @@ ax.loglog(arr[:, 0], arr[:, 2] * 1e3, "s-", label="FFT")
 ax.set_xlabel("N")
 ax.set_ylabel("time [ms]")
 ax.legend()
-plt.close(fig)
 
 # %% [markdown]
-# ## Sharpen 2 — how long do FFTs take in practice, and how does that compare?
+# ## Sharpen 2 — how long do FFTs take in practice, and how does that compare? (FT Sharpen Q2)
 # Typical particle boxes are 128–512 px; maps 128³–512³. Below: one 2D transform of a batch of
 # images and one 3D transform on this CPU, and for comparison a bilinear interpolation of the
 # same images (`grid_sample`, the workhorse of projection) and a memory copy. Disk I/O: at
@@ -230,7 +283,7 @@ print(f"bilinear interpolation of the same images: {t_interp * 1e3:.2f} ms; memo
       f"{t_copy * 1e3:.2f} ms; disk at 500 MB/s would need {imgs.numel() * 4 / 500e6 * 1e3:.1f} ms")
 
 # %% [markdown]
-# ## Sharpen 3 — numerical issues and bottlenecks
+# ## Sharpen 3 — numerical issues and bottlenecks (FT Sharpen Q3)
 # 1. **Awkward lengths.** FFTs are fastest for lengths with small prime factors; a prime length
 #    falls back to slower algorithms. Pad to `next_fast_size(n)` when the size is free.
 # 2. **Centring.** Forgetting `ifftshift` before the FFT puts the origin at the corner and
@@ -266,3 +319,165 @@ print("same delta, plain FFT (no ifftshift):", torch.fft.fft(x_centre).real.nump
 power, freq = radial_power_spectrum(blobs, ndim=2, pixel_size_angstrom=pixel)
 print("power at 1/20, 1/10, 1/5 Å⁻¹:",
       [f"{power[int(round(128 / d))].item():.2e}" for d in (20, 10, 5)])
+
+# %% [markdown]
+# ## Jensen 1 — 2D waves and images (Jensen 2D)
+# The building block of every image is the plane wave
+# $$w(\mathbf r) = A\cos\!\big(2\pi\,\mathbf k\cdot\mathbf r + \varphi\big):$$
+# straight crests perpendicular to $\mathbf k$, spaced $1/|\mathbf k|$ apart (its wavelength,
+# the "resolution" it carries), shifted sideways by its phase $\varphi$.  Its transform is two
+# points, at $+\mathbf k$ and $-\mathbf k$ (a real image has $F(-\mathbf k) = F(\mathbf k)^*$), each
+# of height $A/2$ times the number of pixels.  Adding waves adds their points: an image *is*
+# the list of the waves it contains.
+
+# %%
+r1 = coordinate_grid((n, n), dtype=torch.float64)  # pixels = Å here (1 Å/px)
+wave_vectors = torch.tensor([[1 / 16, 0.0], [1 / 32, 1 / 32], [-3 / 64, 1 / 8]], dtype=torch.float64)
+waves = [torch.cos(2 * math.pi * (r1 * kv).sum(-1)) for kv in wave_vectors]
+waves.append(sum(waves))
+fig, axes = plt.subplots(2, 4, figsize=(12, 6))
+for col, w in enumerate(waves):
+    spectrum_w = fft2_centered(w).abs()
+    axes[0, col].imshow(w, cmap="gray")
+    axes[1, col].imshow(spectrum_w[n // 2 - 24 : n // 2 + 25, n // 2 - 24 : n // 2 + 25],
+                        cmap="magma", extent=(-24.5 / n, 24.5 / n, 24.5 / n, -24.5 / n))
+    title = "sum of the three" if col == 3 else f"k = ({wave_vectors[col, 0]:.3f}, {wave_vectors[col, 1]:.3f}) 1/Å"
+    axes[0, col].set_title(title, fontsize=9)
+    axes[1, col].set_title("|F| (centre of the transform)", fontsize=9)
+    axes[0, col].axis("off")
+    axes[1, col].set_xlabel("k_x [1/Å]")
+fig.tight_layout()
+peaks = torch.nonzero(fft2_centered(waves[3]).abs() > 0.25 * n * n)
+print("spikes of the sum at k (1/Å, (x, y)):",
+      sorted({(round((int(c) - n // 2) / n, 4), round((int(rw) - n // 2) / n, 4)) for rw, c in peaks}))
+
+# %% [markdown]
+# ## Jensen 2 — amplitudes say "how much", phases say "where"
+# Swap the amplitudes and phases of two images: the hybrid looks like the image whose
+# **phases** it carries.  This is why phase errors (wrong poses, wrong CTF signs) are so
+# damaging, and why a map's phases matter more than its amplitudes (which sharpening rescales).
+
+# %%
+ring = ((r.square().sum(-1).sqrt() - 25).abs() < 3).double() + (r[..., 0].abs() < 2).double()
+amp_a, amp_b = fft2_centered(blobs).abs(), fft2_centered(ring).abs()
+phase_a, phase_b = torch.angle(fft2_centered(blobs)), torch.angle(fft2_centered(ring))
+hybrid = ifft2_centered(amp_a * torch.exp(1j * phase_b)).real  # blobs' amplitudes, ring's phases
+
+
+def ncc(u: torch.Tensor, v: torch.Tensor) -> float:
+    """Normalised cross-correlation coefficient of two images (Pearson)."""
+    u, v = u - u.mean(), v - v.mean()
+    return float((u * v).sum() / (u.norm() * v.norm()))
+
+
+fig, axes = plt.subplots(1, 3, figsize=(9, 3))
+for ax, (title, img) in zip(axes, [("image A (blobs)", blobs), ("image B (ring + bar)", ring),
+                                    ("|F_A| with the phases of B", hybrid)], strict=True):
+    ax.imshow(img, cmap="gray")
+    ax.set_title(title, fontsize=9)
+    ax.axis("off")
+print(f"hybrid vs A {ncc(hybrid, blobs):.2f}, vs B {ncc(hybrid, ring):.2f}")
+
+# %% [markdown]
+# ## Jensen 3 — 2D transforms and filters (Jensen 2D)
+# A filter multiplies the transform by a mask $H(\mathbf k)$ and transforms back:
+# $f_{\text{filtered}} = \mathcal F^{-1}[H\cdot F]$.  A **low-pass** ($H = 1$ inside a radius)
+# keeps the coarse shape and removes noise — and detail; a **high-pass** keeps edges and
+# fine texture; a **band-pass** keeps one range of sizes (what particle pickers use to find
+# particle-sized blobs).  Each is, by the convolution theorem, a convolution with the inverse
+# transform of $H$ (lesson 03).
+
+# %%
+gen = torch.Generator().manual_seed(1)
+noisy_blobs = blobs + 0.5 * torch.randn(blobs.shape, generator=gen, dtype=torch.float64)
+filtered = {
+    "noisy image": noisy_blobs,
+    "low-pass 10 Å": lowpass(noisy_blobs, ndim=2, resolution_angstrom=10.0, pixel_size_angstrom=1.0),
+    "high-pass 10 Å": highpass(noisy_blobs, ndim=2, resolution_angstrom=10.0, pixel_size_angstrom=1.0),
+    "band-pass 30–8 Å": bandpass(noisy_blobs, ndim=2, low_resolution_angstrom=30.0,
+                                 high_resolution_angstrom=8.0, pixel_size_angstrom=1.0),
+}
+fig, axes = plt.subplots(1, 4, figsize=(12, 3.2))
+for ax, (title, img) in zip(axes, filtered.items(), strict=True):
+    ax.imshow(img, cmap="gray")
+    ax.set_title(f"{title}\nNCC with clean {ncc(img, blobs):.2f}", fontsize=9)
+    ax.axis("off")
+fig.tight_layout()
+
+# %% [markdown]
+# ## Jensen 4 — 3D waves and transforms (Jensen 3D)
+# In 3D the wave $\cos(2\pi\,\mathbf k\cdot\mathbf r)$ has flat crests (planes) perpendicular to
+# $\mathbf k = (k_x, k_y, k_z)$, and its 3D transform is again two points, $\pm\mathbf k$.  A map
+# is a sum of such waves.  The link to images: projecting a map along $z$ keeps exactly the
+# waves with $k_z = 0$ (all others integrate to zero), so **the 2D transform of a projection
+# is the central plane $k_z = 0$ of the 3D transform** — the projection-slice theorem behind
+# every reconstruction (lesson 09).
+
+# %%
+m = 32
+r3 = coordinate_grid((m, m, m), dtype=torch.float64)
+k3 = torch.tensor([2 / m, -3 / m, 5 / m], dtype=torch.float64)
+wave3 = torch.cos(2 * math.pi * (r3 * k3).sum(-1))
+spikes = torch.nonzero(fftn_centered(wave3, ndim=3).abs() > 0.25 * m**3) - m // 2
+print("3D wave: spikes at (z, y, x) index offsets", spikes.tolist(), "→ ±k·N =",
+      (k3 * m).flip(0).tolist())
+centres3 = torch.randn(6, 3, generator=gen, dtype=torch.float64) * 4
+volume = sum(torch.exp(-(r3 - c).square().sum(-1) / (2 * 2.0**2)) for c in centres3)
+projection = volume.sum(dim=0)  # along z (volume[z, y, x])
+central_plane = fftn_centered(volume, ndim=3)[m // 2]  # k_z = 0
+print(f"max |FT₂(projection along z) − (3D FT at k_z = 0)| = "
+      f"{(fft2_centered(projection) - central_plane).abs().max():.1e} "
+      f"(|F| up to {central_plane.abs().max():.0f})")
+
+# %% [markdown]
+# ## Jensen 5 — cross-correlation (Jensen 3D)
+# Convolution (lesson 03) *blurs* one function with another.  Cross-correlation *compares*
+# them at every relative shift $\mathbf s$:
+# $$(f \star g)(\mathbf s) = \int f(\mathbf r)^*\,g(\mathbf r + \mathbf s)\,d\mathbf r
+#   \qquad\Longleftrightarrow\qquad \mathcal F[f \star g](\mathbf k) = F(\mathbf k)^*\,G(\mathbf k)$$
+# (the **correlation theorem**, proved like the convolution theorem).  It is a convolution
+# with $f$ flipped, $f \star g = \tilde f * g$ with $\tilde f(\mathbf r) = f(-\mathbf r)^*$ — no
+# flip, so the product is not symmetric: $g \star f$ is $f \star g$ mirrored.  Its peak is at
+# the shift that best lays $f$ onto $g$.  Where cryo-EM uses it: **particle picking**
+# (templates correlated with a micrograph), **2D/3D alignment** (finding shifts and angles of
+# particles against references), **motion correction** (aligning movie frames), CTF fitting
+# (correlating a spectrum with model CTFs) — and the FSC is a correlation normalised shell by
+# shell.  The correlation of $f$ with itself, $\mathcal F^{-1}[|F|^2]$, is the autocorrelation
+# (the Patterson map of crystallography): it has lost the phases.
+#
+# Below: a reference particle, and a noisy copy shifted by (+7.3, −4.6) Å at SNR 0.1.  One FFT
+# product finds the shift for every candidate at once; the same result through the library's
+# `convolve` with the flipped reference confirms the relation to convolution.
+
+# %%
+true_shift = torch.tensor([7.3, -4.6], dtype=torch.float64)
+target = shift_image(blobs, true_shift, pixel_size_angstrom=1.0)
+noise_sigma = float(blobs.std()) / math.sqrt(0.1)
+target = target + noise_sigma * torch.randn(target.shape, generator=gen, dtype=torch.float64)
+# correlation theorem on the centred grid: the zero shift sits at index N//2
+cc = ifft2_centered(fft2_centered(blobs).conj() * fft2_centered(target)).real
+peak = torch.nonzero(cc == cc.max())[0]
+found = (peak.flip(0) - n // 2).double()  # (x, y)
+flipped = blobs.flip(-2, -1).roll((1, 1), dims=(-2, -1))  # f(−r) about the N//2 origin
+cc_by_convolution = convolve(target, flipped, ndim=2)  # linear: no wrap-around
+peak_conv = torch.nonzero(cc_by_convolution == cc_by_convolution.max())[0].flip(0) - n // 2
+# sub-pixel: a parabola through the peak and its two neighbours along each axis
+row, col = int(peak[0]), int(peak[1])
+line_x, line_y = cc[row, col - 1 : col + 2], cc[row - 1 : row + 2, col]
+refined = found + torch.stack([0.5 * (v[0] - v[2]) / (v[0] - 2 * v[1] + v[2]) for v in (line_x, line_y)])
+print(f"true shift (x, y) = {true_shift.tolist()} Å; correlation peak at {found.tolist()} Å "
+      f"(parabola: {[round(float(v), 2) for v in refined]}); via convolve with the flipped "
+      f"reference {peak_conv.tolist()} Å")
+print(f"peak height over the rms of the map away from it: "
+      f"{float(cc.max() / cc[cc < 0.5 * cc.max()].std()):.1f} (the image itself: SNR 0.1)")
+fig, axes = plt.subplots(1, 3, figsize=(10, 3.3))
+axes[0].imshow(blobs, cmap="gray")
+axes[0].set_title("reference f", fontsize=9)
+axes[1].imshow(target, cmap="gray")
+axes[1].set_title("target g: shifted, SNR 0.1", fontsize=9)
+axes[2].imshow(cc, cmap="magma", extent=(-n / 2 - 0.5, n / 2 - 0.5, n / 2 - 0.5, -n / 2 - 0.5))
+axes[2].plot(found[0], found[1], "c+", ms=14)
+axes[2].set_title("f ⋆ g: peak at the shift", fontsize=9)
+for ax in axes[:2]:
+    ax.axis("off")
+fig.tight_layout()

@@ -5,15 +5,37 @@
 # ---
 
 # %% [markdown]
-# # Lesson 03 — Convolution, sampling, Nyquist (17 Dec 2020 & 7 Jan 2021)
+# # Lesson 03 — Convolution, sampling, Nyquist
 #
-# **Blur**: the convolution integral and what one frame of the "sliding kernel" animation is;
-# where convolutions happen in cryo-EM; a broad Gaussian in real space is a narrow low-pass in
-# Fourier space. **Sharpen**: why deconvolution blows up and how to tame it; associativity of
-# Gaussian convolutions; FFT convolution without wrap-around and when it is faster; Nyquist and
-# aliasing.
+# **Syllabus:** 17 Dec 2020 (Blur) and 7 Jan 2021 (Sharpen): convolution, sampling, Nyquist
+# (also the convolution half of G. Jensen's 10 Jun 2021 session; its cross-correlation half is
+# in lesson 02).
 #
-# Library: `cryoglass.fourier` (`convolve`, `circular_convolve`, filters, `fourier_crop`).
+# **Questions answered here** (search for the tag):
+#
+# * **Convolution Blur Q1** — the homework: $G(u)$ of $g(x) = e^{-\pi(x-2)^2} - e^{-\pi(x+2)^2}$
+#   → *Blur 1*
+# * **Convolution Blur Q2** — commutativity of convolution, shown explicitly → *Blur 2*
+# * **Convolution Blur Q3** — the animation: the mathematical object, its bounds, one snapshot
+#   → *Blur 2*
+# * **Convolution Blur Q4** — where convolution happens in cryo-EM: what is convolved, its
+#   form, how many dimensions → *Blur 3*
+# * **Convolution Blur Q5** — a broad Gaussian in real space is a narrow filter in Fourier
+#   space → *Blur 4*
+# * **Convolution Sharpen Q1** — why deconvolution blows up, and how to overcome it
+#   → *Sharpen 1*
+# * **Convolution Sharpen Q2** — associativity for Gaussians → *Sharpen 2*
+# * **Convolution Sharpen Q3** — kernel and image of different sizes in Fourier space
+#   → *Sharpen 3*
+# * **Convolution Sharpen Q4** — Gaussian vs box vs sharpening kernels in Fourier and real
+#   space; is Fourier always faster? → *Sharpen 3*
+# * **Convolution Sharpen Q5** — raising Nyquist in data collection; trade-offs; choosing it
+#   → *Sharpen 5*
+# * **Convolution Sharpen Q6** — the convolution theorem on a projection, with truncated
+#   real-space kernels: accuracy and speed → *Sharpen 4*
+#
+# Library: `cryoglass.fourier` (`convolve`, `circular_convolve`, filters, `fourier_crop`),
+# `cryoglass.ctf` (the CTF as a convolution).
 
 # %%
 import math
@@ -23,6 +45,7 @@ import time
 import matplotlib.pyplot as plt
 import torch
 
+from cryoglass.ctf import CTFParams, multiply_ctf
 from cryoglass.fourier import (
     apply_fourier_filter,
     circular_convolve,
@@ -40,13 +63,12 @@ FAST = os.environ.get("CRYOGLASS_FAST") == "1"
 torch.manual_seed(0)
 
 # %% [markdown]
-# ## Blur 1 — the homework: g(x) = e^{−π(x−2)²} − e^{−π(x+2)²}
-# e^{−πx²} is its own transform, and a shift by a multiplies the transform by e^{−2πiua}:
-#
-# G(u) = e^{−πu²} (e^{−4πiu} − e^{+4πiu}) = −2i sin(4πu) e^{−πu²}.
-#
-# Purely imaginary and odd, as it must be for a real odd function. Check with the FFT
-# (continuous transform ≈ dx · centred DFT):
+# ## Blur 1 — the homework (Convolution Blur Q1)
+# $g(x) = e^{-\pi(x-2)^2} - e^{-\pi(x+2)^2}$.  The Gaussian $e^{-\pi x^2}$ is its own transform,
+# and a shift by $a$ multiplies the transform by $e^{-2\pi iua}$ (lesson 02), so
+# $$G(u) = e^{-\pi u^2}\left(e^{-4\pi iu} - e^{+4\pi iu}\right) = -2i\,\sin(4\pi u)\,e^{-\pi u^2}.$$
+# Purely imaginary and odd, as it must be for a real odd function.  Check with the FFT
+# (continuous transform ≈ $\Delta x$ · centred DFT):
 
 # %%
 n, dx = 512, 1 / 16
@@ -58,11 +80,16 @@ analytic = -2j * torch.sin(4 * math.pi * u) * torch.exp(-math.pi * u**2)
 print(f"max |G_fft - G_analytic| = {(numeric - analytic).abs().max():.2e}")
 
 # %% [markdown]
-# ## Blur 2 — convolution, commutativity, and the animation
-# (g * h)(x) = ∫_{−∞}^{∞} g(t) h(x − t) dt. Substituting t' = x − t gives ∫ h(t') g(x − t') dt',
-# so g * h = h * g. One frame of the animation is, for one fixed x, the product g(t) h(x − t)
-# as a function of t (h flipped and slid to x); the **area** under that product is one value of
-# the output curve. Numerically (FFT convolution, zero-padded so nothing wraps around):
+# ## Blur 2 — convolution, commutativity, and the animation (Convolution Blur Q2, Q3)
+# $$(g * h)(x) = \int_{-\infty}^{\infty} g(t)\,h(x - t)\,dt .$$
+# Substituting $t' = x - t$ ($dt = -dt'$, and the limits $\pm\infty$ swap, which cancels the
+# sign) gives
+# $$\int_{-\infty}^{\infty} g(x - t')\,h(t')\,dt' = (h * g)(x),$$
+# so $g * h = h * g$.  The animation shows this integral: one frame is, for one fixed $x$, the
+# product $g(t)\,h(x - t)$ as a function of $t$ ($h$ flipped and slid to $x$), integrated over
+# all $t$ from $-\infty$ to $\infty$ (in practice over the overlap of the two supports); the
+# **area** under that product is one value of the output curve.  Numerically (FFT convolution,
+# zero-padded so nothing wraps around):
 
 # %%
 box = torch.where(x.abs() < 1.0, 1.0, 0.0).double()
@@ -82,24 +109,43 @@ ax.fill_between(x, frame, alpha=0.4, label="product (area = output)")
 ax.plot(x, gh, label="g * h")
 ax.set_xlim(-4, 4)
 ax.legend(fontsize=7)
-plt.close(fig)
 
 # %% [markdown]
-# ## Blur 3 — where convolution happens in cryo-EM
-# * **The CTF**: the image is the projection convolved (2D, in the image plane) with the point
-#   spread function, the inverse transform of CTF(k) = −sin(χ(k)) … (lesson 05). It delocalises
-#   information by a distance growing with defocus.
+# ## Blur 3 — where convolution happens in cryo-EM (Convolution Blur Q4)
+# * **The CTF** (2D, in the image plane): a particle image in RELION's convention is the
+#   projection convolved with the point-spread function $\mathrm{psf} = \mathcal F^{-1}[\mathrm{CTF}]$,
+#   with $\mathrm{CTF}(k) = \sin\big(\chi(k) + \arcsin Q_0\big)$ (positive at low $k$ in
+#   underfocus; `docs/conventions.md` item 7).  The raw image on the detector carries the
+#   opposite sign — protein dark, $I = 1 - 2\,\mathrm{psf} * \sigma_e V_p$ (lesson 01) — and
+#   RELION's particles are contrast-inverted so that CTF × projection describes them.  The PSF
+#   is a set of rings whose radius grows with defocus: it delocalises information (lesson 04).
 # * **Envelopes / B-factors**: temporal/spatial coherence, drift and radiation damage act like
-#   a Gaussian blur: multiplication by exp(−B k²/4) in Fourier space, i.e. convolution with a
-#   Gaussian of σ² = B/(8π²) in real space (2D for images, 3D for maps).
+#   a Gaussian blur: multiplication by $e^{-Bk^2/4}$ in Fourier space, i.e. convolution with a
+#   Gaussian of $\sigma^2 = B/(8\pi^2)$ in real space (2D for images, 3D for maps).
 # * **The detector MTF** (2D), **interpolation kernels** (gridding in reconstruction, 3D), and
 #   **masks**: multiplying a map by a mask in real space convolves its transform with the mask's
 #   transform — soft masks make a small kernel, hard masks ring.
 #
-# ## Blur 4 — a broad Gaussian is a narrow low-pass
-# Convolving with a Gaussian of width σ multiplies the transform by exp(−2π²σ²k²), a Gaussian
-# of width 1/(2πσ): the broader the blur, the narrower the pass band. Fourier filtering is
-# convolution done by the convolution theorem.
+# Below: the PSF of RELION's CTF at two defoci (the same library call makes particle images).
+
+# %%
+point = torch.zeros(96, 96, dtype=torch.float64)
+point[48, 48] = 1.0
+fig, axes = plt.subplots(1, 2, figsize=(7, 3.3))
+for ax, df in zip(axes, (8000.0, 25000.0), strict=True):
+    psf = multiply_ctf(point, CTFParams(df, df, bfactor_a2=50.0), pixel_size_angstrom=1.5)
+    ax.imshow(psf, cmap="RdBu_r", vmin=-0.02, vmax=0.02)
+    ax.set_title(f"PSF of the CTF, Δf = {df / 1e4:.1f} µm\n(centre {float(psf[48, 48]):+.3f})",
+                 fontsize=9)
+    ax.axis("off")
+
+# %% [markdown]
+# ## Blur 4 — a broad Gaussian is a narrow low-pass (Convolution Blur Q5)
+# By the convolution theorem $\mathcal F[g * h] = G\,H$.  Convolving with a Gaussian of width
+# $\sigma$ multiplies the transform by
+# $$H(k) = e^{-2\pi^2\sigma^2k^2},$$
+# a Gaussian of width $1/(2\pi\sigma)$: the broader the blur, the narrower the pass band.
+# Fourier filtering is convolution done by the convolution theorem.
 
 # %%
 for sigma in (1.0, 3.0, 6.0):
@@ -110,13 +156,17 @@ for sigma in (1.0, 3.0, 6.0):
           f"(a resolution of {1 / k_half:.1f} Å)")
 
 # %% [markdown]
-# ## Sharpen 1 — why deconvolution blows up, and the fix
-# If f = g * h then F = G H and naively G = F / H. Wherever H(u) is ~0 (a Gaussian's far
-# tail, a box's sinc zeros, the CTF's zeros), the division amplifies noise and round-off
-# without bound — in the video, dividing by a transform that vanishes makes the recovered
-# signal explode. Remedies: divide only where |H| is large (band-limit), or use a Wiener
-# filter G ≈ F H* / (|H|² + 1/SNR), which tends to F/H where the signal is strong and to 0
-# where it is not (RELION's CTF correction is of this kind).
+# ## Sharpen 1 — why deconvolution blows up, and the fix (Convolution Sharpen Q1)
+# If $f = g * h$ then $F = G\,H$ and naively $G = F/H$.  Wherever $H(u) \approx 0$ (a
+# Gaussian's far tail, a box's sinc zeros, the CTF's zeros) the division amplifies noise and
+# round-off without bound: with $F = GH + N$ the estimate is $G + N/H$.  In the video, dividing
+# by a transform that vanishes makes the recovered signal explode.  Remedies: divide only
+# where $|H|$ is large (band-limit), or use the **Wiener filter**
+# $$\hat G = \frac{H^*\,F}{|H|^2 + 1/\mathrm{SNR}},$$
+# which tends to $F/H$ where the signal is strong and to 0 where it is not — the least-squares
+# optimal linear estimate for a signal-to-noise ratio SNR per frequency.  RELION's CTF
+# correction is of this kind ($H$ = the CTF; lesson 06 derives the same form as the M-step of
+# EM, lesson 09 in reconstruction).
 
 # %%
 size = 128
@@ -132,10 +182,13 @@ for name, est in [("blurred", blurred), ("naive F/H", naive), ("Wiener", wiener)
     print(f"{name:10s}: rms error vs object = {(est - obj).square().mean().sqrt():.3e}")
 
 # %% [markdown]
-# ## Sharpen 2 — associativity for Gaussians
-# With f_a = e^{−a x²}: f_a * f_b = √(π/(a+b)) f_{ab/(a+b)} (complete the square). Hence
-# (f_1 * f_2) * f_3 = √(π/3) √(π/(2/3 + 3)) f_{(2/3·3)/(2/3+3)} and f_1 * (f_2 * f_3) gives the
-# same, because the effective widths add: 1/a_eff = 1/1 + 1/2 + 1/3 either way. Numerically:
+# ## Sharpen 2 — associativity for Gaussians (Convolution Sharpen Q2)
+# With $f_a = e^{-ax^2}$, completing the square in the exponent and using
+# $\int e^{-ax^2}dx = \sqrt{\pi/a}$:
+# $$f_a * f_b = \int e^{-at^2 - b(x-t)^2}\,dt = \sqrt{\frac{\pi}{a+b}}\;f_{ab/(a+b)}(x).$$
+# Hence $(f_1 * f_2) * f_3 = \sqrt{\pi/3}\,\sqrt{\pi/(2/3 + 3)}\;f_{(2/3\cdot 3)/(2/3+3)}$, and
+# $f_1 * (f_2 * f_3)$ gives the same, because the inverse widths add:
+# $1/a_{\text{eff}} = 1/1 + 1/2 + 1/3$ either way.  Numerically:
 
 # %%
 xs = (torch.arange(1024, dtype=torch.float64) - 512) * 0.02
@@ -156,7 +209,7 @@ print(f"|(f1*f2)*f3 - f1*(f2*f3)| = {(left - right).abs().max():.1e}; vs closed 
       f"{(left - closed).abs().max():.1e}")
 
 # %% [markdown]
-# ## Sharpen 3 — kernel and image of different sizes; wrap-around
+# ## Sharpen 3 — kernel and image of different sizes; wrap-around (Convolution Sharpen Q3, Q4)
 # The transforms of a 7×7 kernel and a 256×256 image cannot be multiplied element-wise:
 # zero-pad the kernel (keeping its origin at the centre) to the image size — same pixel size,
 # same frequency bins. That product is a **circular** convolution; content near one edge leaks
@@ -206,7 +259,7 @@ for k_size in (3, 9, 31) if FAST else (3, 9, 31, 63):
           f"max difference {(direct - via_fft).abs().max():.1e}")
 
 # %% [markdown]
-# ## Sharpen 4 — the convolution theorem on a projection, and truncated kernels
+# ## Sharpen 4 — the convolution theorem on a projection, and truncated kernels (Convolution Sharpen Q6)
 # A "projection" of a 3D density (sum along z of a few Gaussian atoms), low-pass filtered to
 # 8 Å in Fourier space, versus the same filter applied as a real-space kernel truncated to
 # K × K pixels. The error falls quickly once K covers the kernel's main lobe — a soft edge
@@ -250,10 +303,9 @@ ax[1].imshow(reference, cmap="gray")
 ax[1].set_title("low-pass 8 Å (Fourier)")
 ax[2].imshow(full_kernel[c - 10 : c + 11, c - 10 : c + 11], cmap="RdBu_r")
 ax[2].set_title("its real-space kernel")
-plt.close(fig)
 
 # %% [markdown]
-# ## Sharpen 5 — Nyquist, aliasing and how to raise Nyquist
+# ## Sharpen 5 — Nyquist, aliasing and how to raise Nyquist (Convolution Sharpen Q5)
 # Sampling at pixel size p replicates the spectrum every 1/p; anything above the Nyquist
 # frequency 1/(2p) folds back onto lower frequencies (aliasing). Below: a 3 Å wave sampled at
 # 1 Å is fine; sampled at 2 Å (Nyquist 4 Å) it shows up as a 6 Å wave. Down-sampling by

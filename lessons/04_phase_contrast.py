@@ -7,9 +7,10 @@
 # %% [markdown]
 # # 04 — Phase contrast in the EM: the CTF explorer
 #
-# Syllabus sessions **14 Jan 2021 (Blur)** and **21 Jan 2021 (Sharpen)**: phase-contrast
-# imaging.  Modules taught: `cryoglass.ctf` (`CTFParams`, `ctf_1d`, `ctf_2d`,
-# `ctf_zeros_inv_angstrom`, `multiply_ctf`, `phase_flip`, `wiener_filter`).
+# **Syllabus:** 14 Jan 2021 (Blur) and 21 Jan 2021 (Sharpen): phase-contrast imaging in the EM.
+#
+# Modules taught: `cryoglass.ctf` (`CTFParams`, `ctf_1d`, `ctf_2d`, `ctf_zeros_inv_angstrom`,
+# `multiply_ctf`, `phase_flip`, `wiener_filter`) and `cryoglass.simulate.weak_phase_image`.
 #
 # The CTF in cryoglass (RELION 3.1's formula and sign; Å, 1/Å, degrees):
 #
@@ -18,20 +19,30 @@
 #   + \arcsin Q_0,$$
 #
 # with $\Delta f(\alpha) = \tfrac12[(\Delta_u+\Delta_v) + (\Delta_u-\Delta_v)\cos 2(\alpha -
-# \alpha_{ast})]$, defocus positive for underfocus.
+# \alpha_{ast})]$, defocus positive for underfocus.  It is positive ($\approx Q_0$) at low
+# frequency in underfocus.  The **raw image** on the detector is $1 - 2\,\mathcal F^{-1}[\mathrm{CTF}
+# \cdot\mathcal F[\sigma_e V_p]]/\sqrt{1-Q_0^2}$: protein dark in underfocus (lesson 01).
+# RELION's particle images are contrast-inverted and modelled as CTF × projection
+# (`multiply_ctf`): protein white in underfocus.
 #
-# Questions of the sessions (numbered as in the syllabus):
-# 1. What does the "signal star" look like after the CTF is applied?
-# 2. What happens when B is negative or positive?
-# 3. Why are Thon rings easier to see in an FFT at high magnification?
-# 4. Can you tell underfocus from overfocus by eye?  Why do they look different?
-# 5. What physics is in this B, and which other "B-factors" exist in cryo-EM?
-# 6. Does "B = 100 Å² attenuates 5 Å⁻¹ to 1/e" agree with the formula?
-# 7. Do we want more or less amplitude contrast?  How does a wrong $Q_0$ affect CTF fitting?
-# 8. How far does defocus delocalise information?  What goes wrong on real micrographs?
+# **Questions answered here** (search for the tag; numbered as in the syllabus):
 #
-# Sharpen (21 Jan): tilted and thick specimens (Philippsen et al. 2007; Voortman et al.
-# 2011, 2012) — the CTF varies across the image.
+# * **Phase contrast Blur Q1** — the "signal star" after the CTF → *Q1*
+# * **Phase contrast Blur Q2** — B negative vs positive → *Q2, Q5, Q6*
+# * **Phase contrast Blur Q3** — why Thon rings are easier to see in an FFT at high
+#   magnification → *Q3*
+# * **Phase contrast Blur Q4** — underfocus vs overfocus by eye, and why → *Q4*
+# * **Phase contrast Blur Q5** — the physics in this B; the other B-factors of cryo-EM
+#   → *Q2, Q5, Q6*
+# * **Phase contrast Blur Q6** — does "B = 100 Å² attenuates 5 Å⁻¹ to 1/e" agree with the
+#   formula and the notebook? → *Q2, Q5, Q6*
+# * **Phase contrast Blur Q7** — more or less amplitude contrast; a wrong $Q_0$ in CTF fitting
+#   → *Q7*
+# * **Phase contrast Blur Q8** — how far defocus delocalises information; real micrographs
+#   → *Q8*
+# * **Phase contrast Sharpen** (21 Jan 2021; pre-reading only: Philippsen et al. 2007, Voortman
+#   et al. 2011, 2012) — tilted and thick specimens, where the CTF varies across the image
+#   → *Tilted and thick specimens*
 
 # %%
 import math
@@ -52,6 +63,7 @@ from cryoglass.ctf import (
     phase_flip,
     wiener_filter,
 )
+from cryoglass.simulate import weak_phase_image
 
 FAST = os.environ.get("CRYOGLASS_FAST") == "1"
 N = 128 if FAST else 256
@@ -86,7 +98,7 @@ axes[-1].set_xlabel("spatial frequency k [1/Å]")
 fig.tight_layout()
 
 # %% [markdown]
-# ### Q1 — the signal star through the CTF
+# ### Q1 — the signal star through the CTF (Phase contrast Blur Q1)
 #
 # A "signal star" (Siemens star) contains every spatial frequency: the spokes get closer
 # towards the centre.  Applying the CTF (multiplying its Fourier transform, equivalent to
@@ -120,14 +132,16 @@ for ax, (title, img) in zip(axes, panels.items(), strict=True):
 fig.tight_layout()
 
 # %% [markdown]
-# ### Q4 — underfocus vs overfocus
+# ### Q4 — underfocus vs overfocus (Phase contrast Blur Q4)
 #
 # In underfocus ($\Delta f > 0$) defocus and spherical aberration have opposite signs in
-# $\chi$, so $\chi$ grows slowly at first: the first lobe is broad and positive (dark particle
-# on light background after the usual inversion, with a bright Fresnel fringe).  In overfocus
-# both terms add up: the first lobe is negative (contrast reversed at low resolution) and the
-# rings get closer together faster.  The difference is visible by eye — in the contrast of
-# large features and in the ring spacing; the same $|\Delta f|$ gives different zeros.  (In
+# $\chi$, so $\chi$ grows slowly at first: the first lobe of the CTF is broad and positive.
+# The raw image carries $-2\,\mathrm{CTF}$ (lesson 01), so **protein is dark in the raw image**,
+# surrounded by a bright Fresnel fringe; in RELION's contrast-inverted particle images
+# (CTF × projection) the same particle is white.  In overfocus both terms add up: the first
+# lobe is negative (contrast reversed at low resolution: bright protein in the raw image) and
+# the rings get closer together faster.  The difference is visible by eye — in the contrast
+# of large features and in the ring spacing; the same $|\Delta f|$ gives different zeros.  (In
 # overfocus the tiny positive lobe from $Q_0$ at $k \to 0$ ends almost at once, at ~70 Å here.)
 
 # %%
@@ -136,19 +150,30 @@ p_over = CTFParams(-8000.0, -8000.0)
 print("first zeros, underfocus [Å]:", (1 / ctf_zeros_inv_angstrom(p_under, 5)).numpy().round(2))
 print("first zeros, overfocus  [Å]:", (1 / ctf_zeros_inv_angstrom(p_over, 5)).numpy().round(2))
 blob = torch.exp(-(x**2 + y**2) / (2 * 6.0**2)) + 0.5 * torch.exp(-((x - 20) ** 2 + y**2) / 8)
-fig, axes = plt.subplots(1, 3, figsize=(11, 3.3))
+potential = 100.0 * blob  # projected potential [V·Å]
+fig, axes = plt.subplots(1, 5, figsize=(16, 3.3))
 axes[0].plot(kk, ctf_1d(p_under, k).numpy(), lw=0.8, label="underfocus 0.8 µm")
 axes[0].plot(kk, ctf_1d(p_over, k).numpy(), lw=0.8, label="overfocus 0.8 µm")
-axes[0].set(xlim=(0, 0.25), xlabel="k [1/Å]")
+axes[0].set(xlim=(0, 0.25), xlabel="k [1/Å]", ylabel="CTF")
 axes[0].legend(fontsize=7)
-for ax, (name, pp) in zip(axes[1:], [("underfocus", p_under), ("overfocus", p_over)], strict=True):
-    ax.imshow(multiply_ctf(blob, pp, pixel_size_angstrom=pixel).numpy(), cmap="gray")
-    ax.set_title(name)
+centre = N // 2, N // 2
+raws = [weak_phase_image(potential, pp, pixel_size_angstrom=pixel) for pp in (p_under, p_over)]
+particles = [multiply_ctf(potential, pp, pixel_size_angstrom=pixel) for pp in (p_under, p_over)]
+span_raw = max(float((r - 1).abs().max()) for r in raws)  # one grey scale: vacuum = mid-grey
+span_particle = max(float(q.abs().max()) for q in particles)
+for ax, name, raw in zip(axes[1:3], ("underfocus", "overfocus"), raws, strict=True):
+    ax.imshow(raw.numpy(), cmap="gray", vmin=1 - span_raw, vmax=1 + span_raw)
+    ax.set_title(f"raw image, {name}\ncentre {float(raw[centre]):.4f} (vacuum 1)", fontsize=9)
+    ax.axis("off")
+for ax, name, particle in zip(axes[3:], ("underfocus", "overfocus"), particles, strict=True):
+    ax.imshow(particle.numpy(), cmap="gray", vmin=-span_particle, vmax=span_particle)
+    ax.set_title(f"RELION particle (CTF × proj.), {name}\ncentre {float(particle[centre]):+.2f}",
+                 fontsize=9)
     ax.axis("off")
 fig.tight_layout()
 
 # %% [markdown]
-# ### Q3 — magnification and the FFT
+# ### Q3 — magnification and the FFT (Phase contrast Blur Q3)
 #
 # The CTF is fixed in 1/Å by the optics.  The FFT of an image of $N$ pixels of size $p$ covers
 # frequencies up to Nyquist $1/(2p)$.  Magnification sets $p$.  At high magnification (small
@@ -168,7 +193,7 @@ for ax, px in zip(axes, [0.8, 2.0, 5.0], strict=True):
 fig.tight_layout()
 
 # %% [markdown]
-# ### Q7 — amplitude contrast
+# ### Q7 — amplitude contrast (Phase contrast Blur Q7)
 #
 # $Q_0$ adds a $\cos\chi$ term, strongest where $\chi \approx 0$: it fills in the low
 # frequencies (CTF(0) = $Q_0$ instead of 0).  More amplitude contrast would mean more
@@ -191,7 +216,7 @@ residual = ctf_zeros_inv_angstrom(CTFParams(best, best, amplitude_contrast=0.07)
 print("remaining zero mismatch [1/Å]:", residual.numpy().round(6))
 
 # %% [markdown]
-# ### Q8 — delocalisation
+# ### Q8 — delocalisation (Phase contrast Blur Q8)
 #
 # A frequency $k$ leaves the image displaced by $R(k) = \frac{1}{2\pi}\frac{d\chi}{dk} =
 # \lambda\Delta f\,k - C_s\lambda^3k^3$ (the lens bends each scattered beam by a slightly
@@ -219,7 +244,7 @@ fig.tight_layout()
 # %% [markdown]
 # ## Sharpen part
 #
-# ### Q2, Q5, Q6 — the B-factor envelope
+# ### Q2, Q5, Q6 — the B-factor envelope (Phase contrast Blur Q2, Q5, Q6)
 #
 # The envelope $e^{-Bk^2/4}$ multiplies the CTF amplitude.  $B > 0$ damps high frequencies
 # (blur: drift, charging, beam-induced motion, partial coherence of the source, detector
@@ -244,7 +269,7 @@ for b in (-50.0, 50.0, 100.0):
     print(f"B = {b:6.1f} Å²: envelope at 5 Å = {float(env[0]):.4f}   (e^-1 = {math.exp(-1):.4f})")
 
 # %% [markdown]
-# ### Tilted and thick specimens (21 Jan)
+# ### Tilted and thick specimens (Phase contrast Sharpen, 21 Jan 2021)
 #
 # The CTF assumes every scatterer sits at the same height.  In a tilted specimen (tilt angle
 # $\theta$) the defocus changes linearly across the image, $\Delta f(x) = \Delta f_0 + x\tan\theta$,

@@ -7,22 +7,26 @@
 # %% [markdown]
 # # 06 — 2D classification by expectation–maximisation
 #
-# Syllabus session **18 Feb 2021 (Sharpen)**: 2D expectation–maximisation (pre-reading: Eddy
-# 2004 on Bayesian statistics, Nelson 2019 ch. 12, the TU Delft practical).  Module taught:
-# `cryoglass.classify` (`classify_2d`, `Class2DSettings`, `initial_model`, `em_iteration`,
-# `rotate_images`, `simulate_views`, `adjusted_rand_index`), the engine of
+# **Syllabus:** 18 Feb 2021 (Sharpen): 2D expectation–maximisation (pre-reading: Eddy 2004 on
+# Bayesian statistics, Nelson 2019 ch. 12, the TU Delft practical).
+#
+# Module taught: `cryoglass.classify` (`classify_2d`, `Class2DSettings`, `initial_model`,
+# `em_iteration`, `rotate_images`, `simulate_views`, `adjusted_rand_index`), the engine of
 # `cryoglass class2d`.
 #
-# Questions to answer at the end:
+# **Questions answered here** (search for the tag):
 #
-# 1. What is uncertain in cryo-EM analysis, what are good priors, and do people integrate over
-#    the uncertainty or use point estimates?
-# 2. Why do the 2D-classification equations work in Fourier space, and what has to change?
-# 3. Nelson has one class: what changes for many?  What is constant during a round, what is
-#    updated between rounds?
-# 4. How does a prior change the log loss, which forms are convenient, what do they mean?
-# 5. Gaussian noise in real space vs Fourier space; radially dependent (coloured) noise, and
-#    pixel-dependent noise.
+# * **EM Sharpen Q1** — what is uncertain in cryo-EM analysis, what are good priors, and do
+#   people integrate over the uncertainty or use point estimates? → *The Bayesian view*
+# * **EM Sharpen Q2** — why do the 2D-classification equations work in Fourier space, and what
+#   has to change? → *Why Fourier space*
+# * **EM Sharpen Q3** — Nelson has one class: what changes for many?  What is constant during
+#   a round, what is updated between rounds? → *From one class to many*
+# * **EM Sharpen Q4** — how does a prior change the log loss; which forms are convenient and
+#   what do they mean? → *The prior in the log loss*
+# * **EM Sharpen Q5** — Gaussian noise in real and Fourier space; radially dependent
+#   (coloured) noise and pixel-dependent noise → *Gaussian noise in real space and in Fourier
+#   space*
 
 # %%
 import math
@@ -87,12 +91,14 @@ for ax in axes.ravel():
 fig.tight_layout()
 
 # %% [markdown]
-# ### The Bayesian view in one picture
+# ### The Bayesian view in one picture (EM Sharpen Q1)
 #
-# Bayes: *posterior ∝ likelihood × prior*.  For one image X and one known template A the
-# hidden variable is the in-plane angle ψ.  The likelihood of ψ is how well the template,
-# turned by ψ, explains the image under Gaussian noise; with a flat prior the posterior over
-# ψ is that likelihood normalised.  At high SNR it is a sharp peak (a point estimate would do);
+# Bayes: *posterior ∝ likelihood × prior*.  For one image $X$ and one known template $A$ the
+# hidden variable is the in-plane angle $\psi$.  The likelihood of $\psi$ is how well the
+# template, turned by $\psi$, explains the image under Gaussian noise of variance $\sigma^2$;
+# with a flat prior the posterior over $\psi$ is that likelihood normalised:
+# $$p(\psi \mid X) = \frac{\exp\!\big(-\lVert X - R_\psi A\rVert^2 / 2\sigma^2\big)}
+#   {\sum_{\psi'} \exp\!\big(-\lVert X - R_{\psi'} A\rVert^2 / 2\sigma^2\big)}.$$  At high SNR it is a sharp peak (a point estimate would do);
 # at SNR 0.1 it is broad — and averaging images with these *weights* instead of their single
 # best angle is what makes maximum-likelihood methods robust (Sigworth 1998, Scheres 2012).
 
@@ -140,13 +146,16 @@ ax.legend(fontsize=8)
 # magnitude more.
 
 # %% [markdown]
-# ### From one class (Nelson) to many, and what a round does
+# ### From one class (Nelson) to many, and what a round does (EM Sharpen Q3)
 #
 # Nelson's single-class EM alternates: (E) for every image, a posterior over its pose given the
 # current average; (M) a new average = every image, un-rotated and un-shifted, weighted by
-# those posteriors.  With K classes the hidden variable becomes the pair (class, pose): the
-# posterior is over K × angles × shifts, each class average is made only from the weight each
-# image gives to *that* class, and the class occupancies π_c become parameters too.
+# those posteriors.  With $K$ classes the hidden variable becomes the pair (class, pose)
+# $\phi = (c, \psi, \mathbf s)$; the **E-step** computes, for every image $i$,
+# $$\gamma_{i\phi} = \frac{\pi_c\, p(X_i \mid \phi, A)}{\sum_{\phi'} \pi_{c'}\, p(X_i \mid \phi', A)},$$
+# over $K$ × angles × shifts; each class average is made only from the weight each image gives
+# to *that* class, and the class occupancies $\pi_c = \frac1n\sum_i\sum_{\psi,\mathbf s}\gamma_{i\phi}$
+# become parameters too.
 #
 # Within a round, the class averages A_c, the occupancies π_c and the noise spectrum σ²(k) are
 # **fixed**; every image's posterior is computed against them (images are independent, so this
@@ -200,12 +209,16 @@ fig.suptitle("class averages: random subsets → views", fontsize=9)
 #
 # ## Sharpen: the equations
 #
-# ### Why Fourier space
+# ### Why Fourier space (EM Sharpen Q2)
 #
-# Write the model of image i as X_i = C_i · S_s R_ψ A_c + noise, with S_s a shift, R_ψ a
-# rotation, C_i the CTF.  In real space C_i is a convolution; in Fourier space it is a
-# product.  A shift is a phase ramp e^{−2πik·s}, so **all shifts at once** come from one
-# correlation: Σ_k X(k) C(k) A*(k) e^{+2πik·s} / σ²(k) is an inverse Fourier sum over k.
+# Write the model of image $i$ as $X_i = C_i \cdot S_{\mathbf s} R_\psi A_c + \text{noise}$, with
+# $S_{\mathbf s}$ a shift, $R_\psi$ a rotation, $C_i$ the CTF.  In real space $C_i$ is a
+# convolution; in Fourier space it is a product.  A shift is a phase ramp
+# $e^{-2\pi i\mathbf k\cdot\mathbf s}$, so **all shifts at once** come from one cross-correlation
+# (lesson 02): the data term of the log-likelihood,
+# $$\sum_{\mathbf k} \frac{\mathrm{Re}\big[X_i(\mathbf k)\, C_i(\mathbf k)\, (R_\psi A_c)^*(\mathbf k)\,
+#   e^{+2\pi i\mathbf k\cdot\mathbf s}\big]}{\sigma^2(|\mathbf k|)},$$
+# is an inverse Fourier sum over $\mathbf k$, evaluated for every $\mathbf s$ by one FFT.
 # Noise that is stationary but not white (more at low frequency, from ice and detector) is
 # diagonal in Fourier space, so the likelihood is a sum over k with a weight 1/σ²(k) per
 # shell — in real space it would need the full pixel covariance.  What has to change: the
@@ -221,15 +234,22 @@ fourier = float((torch.fft.fft2(x - a).abs() ** 2).sum() / (N * N))
 print(f"Σ|x − a|² in real space {real_space:.6g}, via Fourier {fourier:.6g}")
 
 # %% [markdown]
-# ### The prior in the log loss
+# ### The prior in the log loss (EM Sharpen Q4)
 #
-# log p(A | X) = log p(X | A) + log p(A) + const.  A Gaussian prior of power τ²(k) per
-# coefficient adds −Σ_k |A(k)|² / τ²(k): a quadratic (L2, "ridge") penalty, so the M-step
-# stays a linear solve per frequency:
+# $\log p(A \mid X) = \log p(X \mid A) + \log p(A) + \text{const}$.  A Gaussian prior of power
+# $\tau^2(k)$ per Fourier coefficient adds $-\sum_{\mathbf k} |A(\mathbf k)|^2 / 2\tau^2(k)$ to the
+# log posterior: a quadratic (L2, "ridge") penalty, so the **M-step** stays a linear solve per
+# frequency — for each class $c$ and frequency $\mathbf k$,
+# $$A_c(\mathbf k) = \frac{\sum_i \sum_{\psi,\mathbf s} \gamma_{i\phi}\; C_i(\mathbf k)\,
+#     \big[R_\psi^{-1} S_{\mathbf s}^{-1} X_i\big](\mathbf k)}
+#   {\sum_i \sum_{\psi,\mathbf s} \gamma_{i\phi}\; C_i(\mathbf k)^2 \;+\; \sigma^2(k)/\tau^2(k)} ,$$
+# a **Wiener filter** (lesson 03): without the prior term it is the CTF-weighted average; the
+# prior pulls frequencies whose signal power $\tau^2$ is small against the noise $\sigma^2$
+# towards 0.  The noise and the prior are updated from the same weighted sums,
+# $\sigma^2(k) = \langle \gamma\, |X_i - C_i R_\psi S_{\mathbf s} A_c|^2 \rangle_{\text{shell}}$ and
+# $\tau^2(k) = \langle |A_c|^2 \rangle_{\text{shell}}$.
 #
-#   A(k) = Σ_i w_i C_i X_i / (Σ_i w_i C_i² + σ²(k) / τ²(k))   — a Wiener filter.
-#
-# RELION multiplies τ² by T (tau2_fudge): T > 1 trusts the data more.  Convenient priors are
+# RELION multiplies $\tau^2$ by $T$ (tau2_fudge): $T > 1$ trusts the data more.  Convenient priors are
 # conjugate or log-concave (Gaussian → L2, Laplace → L1 / sparsity, uniform on a grid → no term,
 # Gaussian on shifts → a quadratic penalty on |s|).  Below: the same weighted sums, averaged
 # with three values of T, for the last round's first class.
@@ -272,19 +292,21 @@ ax.set(xlabel="round", ylabel="log p(X | θ)", title="plain EM: monotone")
 print("increments:", [f"{b - a:.1f}" for a, b in zip(values, values[1:], strict=False)])
 
 # %% [markdown]
-# ### Gaussian noise in real space and in Fourier space
+# ### Gaussian noise in real space and in Fourier space (EM Sharpen Q5)
 #
-# If n(r) is i.i.d. Gaussian with variance v, its DFT n̂(k) = Σ_r n(r) e^{−2πik·r/N} is a
-# linear map of Gaussians, hence Gaussian; the map is unitary up to N, so the covariance stays
-# diagonal: each complex coefficient has E|n̂|² = N² v, real and imaginary parts v N²/2 each,
-# independent across k except for the Hermitian pair n̂(−k) = n̂(k)*.
+# If $n(\mathbf r)$ is i.i.d. Gaussian with variance $v$, its DFT
+# $\hat n(\mathbf k) = \sum_{\mathbf r} n(\mathbf r)\, e^{-2\pi i\mathbf k\cdot\mathbf r/N}$ is a linear
+# map of Gaussians, hence Gaussian; the map is unitary up to $N$, so the covariance stays
+# diagonal: each complex coefficient has $E|\hat n|^2 = N^2 v$, real and imaginary parts
+# $vN^2/2$ each, independent across $\mathbf k$ except for the Hermitian pair
+# $\hat n(-\mathbf k) = \hat n(\mathbf k)^*$.
 #
-# *Radially dependent* (coloured, stationary) noise — n̂(k) with variance σ²(|k|) — is still
-# independent across frequencies: the likelihood keeps its per-frequency form with one σ² per
-# shell, which is exactly what 2D classification estimates.  *Pixel-dependent* variance in real
-# space (a thickness gradient, a mask, a carbon edge) is not stationary: its Fourier
-# coefficients become correlated, so a diagonal σ²(k) model is only an approximation.  The
-# numbers:
+# *Radially dependent* (coloured, stationary) noise — $\hat n(\mathbf k)$ with variance
+# $\sigma^2(|\mathbf k|)$ — is still independent across frequencies: the likelihood keeps its
+# per-frequency form with one $\sigma^2$ per shell, which is exactly what 2D classification
+# estimates.  *Pixel-dependent* variance in real space (a thickness gradient, a mask, a carbon
+# edge) is not stationary: its Fourier coefficients become correlated, so a diagonal
+# $\sigma^2(k)$ model is only an approximation.  The numbers:
 
 # %%
 trials = 400 if FAST else 2000
@@ -303,10 +325,9 @@ for name, noise in (("white", white), ("pixel-dependent", nonstationary)):
         f"|corr(n̂(k), n̂(k+1))| = {float(corr):.3f}"
     )
 
-coloured = torch.fft.ifft2(
-    torch.fft.fft2(white)
-    / (1 + torch.fft.fftfreq(N).abs()[:, None] * 8 + torch.fft.fftfreq(N).abs()[None, :] * 8)
-).real
+# a radial filter: the noise amplitude depends on |k| only, so its power is one σ² per shell
+k_radius = torch.hypot(torch.fft.fftfreq(N)[:, None], torch.fft.fftfreq(N)[None, :])
+coloured = torch.fft.ifft2(torch.fft.fft2(white) / (1 + 8 * k_radius)).real
 spectrum = radial_average(
     torch.fft.fftshift(torch.fft.fft2(coloured).abs() ** 2, dim=(-2, -1)).mean(0), ndim=2
 )

@@ -7,21 +7,28 @@
 # %% [markdown]
 # # 07 — Coordinate systems and rotations
 #
-# Syllabus sessions **25 Feb 2021 (Blur)** and **4 March 2021 (Sharpen)**: coordinate
-# systems & rotations.  Modules taught: `cryoglass.geometry` (`euler`, `rotations`,
-# `so3_grid`, `symmetry`).
+# **Syllabus:** 25 Feb 2021 (Blur) and 4 Mar 2021 (Sharpen): coordinate systems & rotations.
 #
-# What you should be able to answer at the end:
+# Modules taught: `cryoglass.geometry` (`euler`, `rotations`, `so3_grid`, `symmetry`).
 #
-# * What is a rotation matrix, and what does "active" vs "passive" mean?  Which one is RELION's?
-# * How do RELION's Euler angles (rot, tilt, psi) build a matrix, and how do you get them back
-#   (the Slabaugh exercise)?  What is gimbal lock?
-# * Why do other packages (cryoSPARC, ASPIRE, cryojax) disagree with RELION, and how to convert?
-# * What is a unit quaternion, how does `q p q⁻¹` rotate a point, and which quaternion is a
-#   90° clockwise turn about z?
-# * How should we *store*, *apply* and *search over* rotations?  When is the derivative of a
-#   rotated point with respect to `q` useful?
-# * How do you sample SO(3) uniformly (random, and on a grid as RELION does)?
+# **Questions answered here** (search for the tag):
+#
+# * **Rotations Blur Q1** — Quine's problems (4.5): rotation matrices, orthogonality, axis and
+#   angle, composition → *A rotation in 2D, then 3D*; *Orthogonal matrices*
+# * **Rotations Blur Q2** — Slabaugh's pseudo-code: Euler angles from a rotation matrix
+#   → *Euler angles from a matrix*
+# * **Rotations Sharpen Q1** — all of Quine's problems → *Orthogonal matrices*, *Euler angles
+#   and gimbal lock*, *Active or passive?*
+# * **Rotations Sharpen Q2** — the quaternion of a 90° clockwise turn about z → *Quaternions*
+# * **Rotations Sharpen Q3** — pencil and paper: $(1, 0, 0)$ turned 180° about z with
+#   $q\,p\,q^{-1}$ → *Quaternions*
+# * **Rotations Sharpen Q4** — how to store rotations and how to apply them to many points
+#   efficiently → *Store, apply, search*
+# * **Rotations Sharpen Q5** — the derivative $\partial p'/\partial q$, unpacked; when cryo-EM
+#   needs it → *Searching over rotations*
+#
+# And: what "active" and "passive" mean and which one is RELION's; why cryoSPARC, ASPIRE and
+# cryojax disagree with RELION and how to convert; how to sample SO(3) uniformly.
 
 # %%
 import math
@@ -154,7 +161,7 @@ print(f"correlation of the projections at A and at A^T: {corr:.3f}")
 # %% [markdown]
 # ## Sharpen part
 #
-# ### Orthogonal matrices (Quine ch. 4 problems)
+# ### Orthogonal matrices (Quine ch. 4 problems; Rotations Blur Q1, Sharpen Q1)
 #
 # * A rotation keeps lengths and angles: $R^TR = I$.  Hence $\det R = \pm 1$; rotations have
 #   $+1$, reflections $-1$ (a mirror turns a left hand into a right hand — proteins are chiral,
@@ -180,7 +187,7 @@ print(
 )
 
 # %% [markdown]
-# ### Euler angles from a matrix (Slabaugh's exercise)
+# ### Euler angles from a matrix (Slabaugh's exercise; Rotations Blur Q2)
 #
 # Slabaugh writes $R = R_z(\phi) R_y(\theta) R_x(\psi)$ (active, x–y–z) and reads the angles
 # off the entries: $R_{31} = -\sin\theta$, then $\psi$ from $(R_{32}, R_{33})$ and $\phi$ from
@@ -225,7 +232,7 @@ euler = torch.tensor([[30.0, 40.0, 50.0], [-120.0, 100.0, 10.0]])
 print(geo.matrix_to_euler(geo.euler_to_matrix(euler)))
 
 # %% [markdown]
-# ### Quaternions
+# ### Quaternions (Rotations Sharpen Q2, Q3)
 #
 # A unit quaternion $q = (\cos\frac\theta2, \sin\frac\theta2\,\mathbf n)$ stands for the
 # rotation by θ about $\mathbf n$; it acts on a point $p = (0, \mathbf r)$ by
@@ -256,7 +263,7 @@ print(
 )
 
 # %% [markdown]
-# ### Store, apply, search
+# ### Store, apply, search (Rotations Sharpen Q4)
 #
 # * **Store** compactly and without singularities: a unit quaternion (4 numbers, renormalise
 #   to fix drift) or a rotation vector (3 numbers, cryoSPARC).  Euler angles are for humans and
@@ -285,12 +292,38 @@ print(
 )
 
 # %% [markdown]
-# ### Searching over rotations: the derivative with respect to q
+# ### Searching over rotations: the derivative with respect to q (Rotations Sharpen Q5)
 #
-# $\partial p'/\partial q$ tells how a rotated point moves when the quaternion changes.  In
-# cryo-EM that is what **local pose refinement** by gradient descent needs: minimise an image
-# error over the pose of a particle (cryoDRGN's pose refinement, or fitting a model into a
-# map), instead of scanning a grid.  With autograd we do not write the formula; we optimise
+# For a unit quaternion $q = (w, \mathbf v)$ the rotated point is
+# $$\mathbf p' = q\,\mathbf p\,q^{-1} = (w^2 - \mathbf v\cdot\mathbf v)\,\mathbf p
+#   + 2(\mathbf v\cdot\mathbf p)\,\mathbf v + 2w\,\mathbf v\times\mathbf p ,$$
+# and differentiating term by term (with $\mathbf v\times\mathbf p = -[\mathbf p]_\times\mathbf v$,
+# $[\mathbf p]_\times$ the cross-product matrix) gives the 3 × 4 Jacobian of Wikipedia's formula:
+# $$\frac{\partial\mathbf p'}{\partial w} = 2\,(w\,\mathbf p + \mathbf v\times\mathbf p),\qquad
+#   \frac{\partial\mathbf p'}{\partial\mathbf v} = 2\,\big((\mathbf v\cdot\mathbf p)\,I
+#   + \mathbf v\,\mathbf p^T - \mathbf p\,\mathbf v^T - w\,[\mathbf p]_\times\big).$$
+# It tells how a rotated point moves when the quaternion changes.  (The library normalises $q$
+# inside `quaternion_to_matrix`, which removes the component along $q$ itself: its Jacobian is
+# the one above times $I - qq^T$.)  Checked against autograd:
+
+# %%
+q_unit = geo.random_quaternions(1, generator=gen, dtype=torch.float64)[0]
+point = torch.tensor([0.3, -1.2, 0.8], dtype=torch.float64)
+w, v = q_unit[0], q_unit[1:]
+cross = torch.tensor([[0, -point[2], point[1]], [point[2], 0, -point[0]],
+                      [-point[1], point[0], 0]], dtype=torch.float64)  # [p]_×
+d_w = 2 * (w * point + torch.linalg.cross(v, point))
+d_v = 2 * ((v @ point) * torch.eye(3, dtype=torch.float64) + torch.outer(v, point)
+           - torch.outer(point, v) - w * cross)
+formula = torch.cat([d_w[:, None], d_v], dim=1) @ (torch.eye(4, dtype=torch.float64)
+                                                    - torch.outer(q_unit, q_unit))
+autograd = torch.autograd.functional.jacobian(lambda q: geo.quaternion_to_matrix(q) @ point, q_unit)
+print(f"max |formula − autograd| = {(formula - autograd).abs().max():.1e}")
+
+# %% [markdown]
+# In cryo-EM that is what **local pose refinement** by gradient descent needs: minimise an
+# image error over the pose of a particle (cryoDRGN's pose refinement, or fitting a model into
+# a map), instead of scanning a grid.  With autograd we do not write the formula; we optimise
 # an unconstrained 4-vector and normalise it inside the loss:
 
 # %%

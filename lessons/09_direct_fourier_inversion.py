@@ -5,21 +5,27 @@
 # ---
 
 # %% [markdown]
-# # 09 · 3D reconstruction by direct Fourier inversion (25 March & 1 April 2021)
+# # 09 · 3D reconstruction by direct Fourier inversion
 #
-# Syllabus sessions **25 Mar 2021 (Blur, guest lecture D. Dynerman)** and **1 Apr 2021
-# (Sharpen)**.  Modules taught: `cryoglass.reconstruct` (insertion, accumulation, Wiener-like
-# division, gridding correction, symmetry) and its mirror image `cryoglass.projection`.
+# **Syllabus:** 25 Mar 2021 (Blur, guest lecture D. Dynerman) and 1 Apr 2021 (Sharpen): 3D
+# reconstruction via direct Fourier inversion.
 #
-# Questions this notebook lets you answer:
+# Modules taught: `cryoglass.reconstruct` (insertion, accumulation, Wiener-like division,
+# gridding correction, symmetry) and its mirror image `cryoglass.projection`.
 #
-# * How can one particle image be seen *inside* the 3D map, in real space and in reciprocal
-#   space?  (a smear along the beam / a central plane)
-# * What do Fourier interpolation and back-projection do, and why do they matter when you run
-#   RELION or cryoSPARC?
-# * Which artefacts come from too few particles, from pose errors, and from missing views?
-# * How do you use synthetic data to find out which of several suspects causes an artefact?
-# * Will Fourier inversion stay?  Where else is it used?  (answers at the end)
+# **Questions answered here** (search for the tag):
+#
+# * **Fourier inversion Blur Q1** — how to see one particle *inside* the 3D map, in real and in
+#   reciprocal space; other useful visualisations → *Blur 1*, answer 1
+# * **Fourier inversion Blur Q2** — why understanding Fourier interpolation and back-projection
+#   helps when you run RELION or cryoSPARC → *Blur 2*, *Sharpen 1*, answer 2
+# * **Fourier inversion Blur Q3** — will Fourier inversion always be used? → answer 3
+# * **Fourier inversion Blur Q4** — other fields that use it → answer 4
+# * **Fourier inversion Blur Q5** — how much to know, and what builds intuition → answer 5
+# * **Fourier inversion Sharpen Q1** — artefacts with few particles and alignment errors
+#   → *Blur 3*, *Sharpen 2*
+# * **Fourier inversion Sharpen Q2** — tracking an artefact's cause (poses, preferred
+#   orientation, SNR) with a synthetic example → *Sharpen 3*
 
 # %%
 import os
@@ -64,7 +70,7 @@ centres = directions * 0.35 * N * PIXEL / 2 * torch.rand(25, 1, generator=genera
 truth = gaussian_map(centres, shape=(N, N, N), pixel_size_angstrom=PIXEL, sigma_angstrom=3.0)
 
 # %% [markdown]
-# ## Blur 1 — one image, seen in the map
+# ## Blur 1 — one image, seen in the map (Fourier inversion Blur Q1)
 #
 # A projection adds up the density along the beam (z in the particle's frame).  Going back,
 # the only thing one image can tell us is "somewhere along this line there was this much
@@ -115,7 +121,7 @@ for ax, vol, title in zip(axes, (truth, plain, weighted), titles, strict=True):
 print(f"plain back-projection NCC {ncc(plain, truth):.3f}; weighted {ncc(weighted, truth):.4f}")
 
 # %% [markdown]
-# ## Blur 3 — artefacts: few particles, pose errors, missing views
+# ## Blur 3 — artefacts: few particles, pose errors, missing views (Fourier inversion Sharpen Q1)
 #
 # * **Few particles**: planes do not yet cover Fourier space; unfilled voxels stay 0 and the
 #   map gets streaky, noisy high-frequency texture.
@@ -224,7 +230,7 @@ plt.legend()
 plt.title("the apodisation that trilinear insertion causes")
 
 # %% [markdown]
-# ## Sharpen 3 — tracking an artefact down with synthetic data
+# ## Sharpen 3 — tracking an artefact down with synthetic data (Fourier inversion Sharpen Q2)
 #
 # Suppose a map looks stretched and noisy.  Suspects: pose errors, preferred orientation, low
 # SNR.  Make a synthetic data set where you *know* the truth, switch on one suspect at a time,
@@ -274,21 +280,21 @@ for name, (imgs, rots) in suspects.items():
     )
 
 # %% [markdown]
-# ## Answers in our own words
+# ## Answers in our own words (Fourier inversion Blur Q1–Q5)
 #
-# 1. *Visualising one particle in the map*: in real space, back-project it — a smear along the
+# 1. *Visualising one particle in the map* (Fourier inversion Blur Q1): in real space, back-project it — a smear along the
 #    beam; in reciprocal space, plot its inserted weights — a tilted central plane.  Plotting all
 #    planes (the weight volume, or RELION's angular distribution) shows which directions are
 #    covered and which are missing.
-# 2. *Why it helps*: it tells you what `--pad`, the gridding correction, the Wiener
+# 2. *Why it helps* (Fourier inversion Blur Q2): it tells you what `--pad`, the gridding correction, the Wiener
 #    regularisation (`tau2_fudge`) and symmetry do, why few particles or missing views give
 #    streaks, and why pose accuracy limits resolution.
-# 3. *Will it stay?*  It is the exact linear least-squares solution for known poses and is
+# 3. *Will it stay?* (Fourier inversion Blur Q3)  It is the exact linear least-squares solution for known poses and is
 #    fast (one pass over the data).  Iterative/regularised methods (conjugate gradients, neural
 #    fields like cryoDRGN) replace it where poses are uncertain or the structure is
 #    heterogeneous, but most of them still use the Fourier-slice theorem inside.
-# 4. *Other fields*: X-ray CT and MRI (non-Cartesian k-space gridding — Pipe & Menon's density
+# 4. *Other fields* (Fourier inversion Blur Q4): X-ray CT and MRI (non-Cartesian k-space gridding — Pipe & Menon's density
 #    compensation comes from MRI), radio astronomy (Bracewell's strip integration), electron
 #    tomography, materials science (atom-probe, X-ray tomography).
-# 5. *How much to know*: enough to predict the artefact from the cause, which the synthetic
+# 5. *How much to know* (Fourier inversion Blur Q5): enough to predict the artefact from the cause, which the synthetic
 #    experiments above train — change one thing at a time and watch the weights and the FSC.

@@ -7,11 +7,24 @@
 # %% [markdown]
 # # Lesson 10 — Resolution and sharpening: FSC, SSNR, Guinier, B-factors
 #
+# **Syllabus:** no session of its own: the FSC, SSNR and B-factor background of the
+# preferred-orientation master classes of 13 May 2021 (Tan: how the 3DFSC relates to the FSC)
+# and 20 May 2021 (Baldwin Q1: SSNR ↔ FSC), and of the B-factors of phase contrast (14 Jan
+# 2021, Phase contrast Blur Q5).
+#
 # **Blur**: two half maps, the Fourier shell correlation between them, what "3.5 Å at
 # FSC = 0.143" means, why a tight mask makes a map look better than it is, and what a blurred
 # and a sharpened map look like. **Sharpen**: FSC ↔ SSNR, the 0.143 and 0.5 thresholds, the
 # phase-randomisation correction, the Guinier plot and the B-factor as a Gaussian envelope,
 # FSC weighting — with numbers from a synthetic map whose true B-factor we know.
+#
+# **Questions answered here** (search for the tag):
+#
+# * **Baldwin Q1** — what the SSNR is, how it relates to the FSC, and what a sigmoid FSC means
+#   for the SSNR → *Sharpen — from FSC to signal-to-noise* (and lesson 14)
+# * **Phase contrast Blur Q5** — the B-factors of cryo-EM; here the one of a Guinier plot
+#   → *Guinier plot and the B-factor*
+# * **Tan 3DFSC** — the global FSC that the 3DFSC splits into cones (lesson 14) → *Blur*
 #
 # Library: `cryoglass.validate` (`fourier_shell_correlation`, `resolution_at_threshold`,
 # `ssnr_from_fsc`, `masked_fsc`, `guinier_plot`, `fit_bfactor`, `sharpen`, `postprocess`,
@@ -74,10 +87,13 @@ for ax, (title, vol) in zip(axes, panels, strict=True):
     ax.axis("off")
 
 # %% [markdown]
-# The FSC compares the two half maps shell by shell in Fourier space: in each shell of
-# frequencies with the same |k| it is the correlation coefficient of the two sets of complex
-# numbers. At low frequency the signal dominates and the halves agree (FSC ≈ 1); at high
-# frequency only noise is left and the FSC falls to ≈ 0, wobbling by about 1/√(voxels in the
+# The FSC compares the two half maps shell by shell in Fourier space: in each shell $S_i$ of
+# frequencies with the same $|\mathbf k|$ it is the correlation coefficient of the two sets of
+# complex numbers,
+# $$\mathrm{FSC}_i = \frac{\mathrm{Re}\sum_{\mathbf k\in S_i} F_1(\mathbf k)\,F_2(\mathbf k)^*}
+#   {\sqrt{\sum_{\mathbf k\in S_i}|F_1(\mathbf k)|^2\,\sum_{\mathbf k\in S_i}|F_2(\mathbf k)|^2}} .$$
+# At low frequency the signal dominates and the halves agree (FSC ≈ 1); at high frequency only
+# noise is left and the FSC falls to ≈ 0, wobbling by about $1/\sqrt{n_i}$ ($n_i$ voxels in the
 # shell).
 
 # %%
@@ -99,15 +115,19 @@ print(f"unmasked half-map FSC: {res143:.2f} Å at 0.143, {res05:.2f} Å at 0.5")
 # %% [markdown]
 # ## Sharpen — from FSC to signal-to-noise
 #
-# Write each half as signal plus noise, X_j = S + N_j, with the noise independent and of equal
-# power. Then, per shell,
-#
-# FSC = ⟨S S*⟩ / (⟨|S|²⟩ + ⟨|N|²⟩) = SNR / (1 + SNR),  so  SNR_half = FSC / (1 − FSC).
-#
-# Averaging the two halves halves the noise power: SNR_full = 2 FSC / (1 − FSC). The 0.143
-# threshold (Rosenthal & Henderson 2003) is the FSC at which the *full* map correlates with the
-# truth at C_ref = √(2 FSC / (1 + FSC)) = 0.5: C_ref(0.143) = √(0.286/1.143) = 0.50. That is
-# why a half-map FSC uses 0.143 but a map-to-model FSC uses 0.5.
+# Write each half as signal plus noise, $X_j = S + N_j$, with the noise independent and of
+# equal power.  Then, per shell,
+# $$\mathrm{FSC} = \frac{\langle |S|^2\rangle}{\langle|S|^2\rangle + \langle|N|^2\rangle}
+#   = \frac{\mathrm{SSNR}_{\text{half}}}{1 + \mathrm{SSNR}_{\text{half}}}
+#   \quad\Longleftrightarrow\quad \mathrm{SSNR}_{\text{half}} = \frac{\mathrm{FSC}}{1 - \mathrm{FSC}} .$$
+# Averaging the two halves halves the noise power: $\mathrm{SSNR}_{\text{full}} =
+# 2\,\mathrm{FSC}/(1 - \mathrm{FSC})$.  The 0.143 threshold (Rosenthal & Henderson 2003) is the
+# FSC at which the *full* map correlates with the truth at
+# $$C_{\text{ref}} = \sqrt{\frac{2\,\mathrm{FSC}}{1 + \mathrm{FSC}}} = 0.5:
+#   \qquad C_{\text{ref}}(0.143) = \sqrt{0.286/1.143} = 0.50 .$$
+# That is why a half-map FSC uses 0.143 but a map-to-model FSC uses 0.5.  A sigmoid FSC is an
+# SSNR that falls steeply through 1/6 (FSC 0.143) and 1 (FSC 0.5) — roughly exponentially in
+# $k^2$ (the Guinier fall-off below), see lesson 14.
 
 # %%
 for f in (0.8, 0.5, 0.143):
@@ -160,12 +180,16 @@ axes[0].legend(fontsize=8)
 # ## Guinier plot and the B-factor
 #
 # Every Gaussian-like blur — motion, radiation damage, alignment error, flexibility —
-# multiplies amplitudes by exp(−B k²/4) (k = 1/d). On a Guinier plot, ln⟨|F|⟩ against k²,
-# that is a straight line of slope −B/4. For atom-like maps the curve beyond ~10 Å is nearly
-# straight (the "Wilson" regime), so a line fitted from 10 Å to the resolution measures the
-# overall B. Our map carries B = 60 Å² plus the blobs' own width (σ = 1 Å ≙ 8π²σ² ≈ 79 Å²);
-# the fit lands within ~15 % of their sum, because the arrangement of the blobs (the
-# molecule's own structure factor) is not perfectly flat between 10 Å and the resolution.
+# multiplies amplitudes by $e^{-Bk^2/4}$ ($k = 1/d$).  On a **Guinier plot**, the logarithm of
+# the shell-averaged amplitude against $k^2$,
+# $$\ln\langle|F(k)|\rangle = \ln\langle|F_0(k)|\rangle - \frac{B}{4}\,k^2 ,$$
+# that is a straight line of slope $-B/4$.  For atom-like maps $\ln\langle|F_0|\rangle$ beyond
+# ~10 Å is nearly flat (the "Wilson" regime), so a line fitted from 10 Å to the resolution
+# measures the overall $B$.  Our map carries $B = 60$ Å² plus the blobs' own width
+# ($\sigma = 1$ Å ≙ $8\pi^2\sigma^2 \approx 79$ Å²); the fit lands within ~15 % of their sum, because
+# the arrangement of the blobs (the molecule's own structure factor) is not perfectly flat
+# between 10 Å and the resolution.  Sharpening multiplies by $e^{+|B|k^2/4}$ (RELION writes a
+# negative B).
 
 # %%
 k2, ln_truth = guinier_plot(truth, pixel_size_angstrom=PIXEL)
@@ -219,3 +243,129 @@ ax.legend()
 # model? (C_ref.) What does the phase-randomised curve measure, and why is it larger for the
 # hard sphere? What physical effects does one B-factor lump together, and why can't we sharpen
 # beyond the resolution? (The FSC weight and the low-pass stop amplified noise.)
+
+# %% [markdown]
+# ## Map tools: a mask, a new pixel size, local resolution, an FSC for deposition
+#
+# Between refinement and model building four tools come back again and again
+# (`cryoglass mask`, `resample`, `localres`, `fsc --xml/--star`); here is what each computes.
+#
+# **A mask as relion_mask_create makes it.** Low-pass the map (here at 15 Å, rounded to a whole
+# Fourier shell as RELION does), binarise it at a threshold (here Otsu's: the level that best
+# splits the voxel histogram in two), grow the binary mask by `extend_px` pixels (every voxel
+# closer than that joins), and add a soft edge m(s) = ½(1 + cos(π s / W)) at distance s < W
+# from it. The soft edge matters: a hard edge is a sharp step whose transform rings across
+# Fourier space, and the phase-randomised FSC above showed what that costs.
+
+# %%
+from cryoglass.validate import mask_from_map
+
+average = 0.5 * (half1 + half2)
+made, level = mask_from_map(
+    average, threshold=None, extend_px=3.0, soft_edge_px=6.0, lowpass_angstrom=15.0,
+    pixel_size_angstrom=PIXEL,
+)
+inside = made > 0.5
+print(
+    f"Otsu threshold {level:.4f}: the mask covers {100 * float(inside.double().mean()):.1f} % "
+    f"of the box ({float(inside.sum()) * PIXEL**3 / 1000:.0f} nm³)"
+)
+fig, ax = plt.subplots(figsize=(4, 4))
+ax.imshow(average[N // 2].numpy(), cmap="gray")
+ax.contour(made[N // 2].numpy(), levels=[0.5], colors="orange")
+ax.contour(made[N // 2].numpy(), levels=[0.01, 0.99], colors="orange", linestyles="dashed")
+ax.set_title("mask: 0.5 solid, soft edge dashed")
+ax.axis("off")
+
+# %% [markdown]
+# **Resampling by Fourier cropping.** Cutting the central M × M × M block out of the N-box
+# spectrum keeps every Fourier coefficient up to the new Nyquist and throws away the rest:
+# the pixel size becomes pixel · N/M, the field of view N · pixel stays, and nothing aliases.
+# Shell i of the small box is the same spatial frequency i/(M · pixel') = i/(N · pixel) as
+# shell i of the big one, so the FSC of the cropped halves *is* the FSC of the originals,
+# shell by shell, up to the new Nyquist (only the Nyquist shell differs: two bins fold onto it).
+# relion_image_handler --rescale_angpix rounds M to an even box, as `rescaled_box_size` does.
+
+# %%
+from cryoglass.fourier.rescale import rescaled_box_size, resize_fourier
+
+M, new_pixel = rescaled_box_size(N, pixel_size_angstrom=PIXEL, new_pixel_size_angstrom=2 * PIXEL)
+small1, small2 = (resize_fourier(h, (M, M, M)) for h in (half1, half2))
+fsc_small = fourier_shell_correlation(small1, small2)
+print(f"{N}³ at {PIXEL} Å → {M}³ at {new_pixel:.3f} Å")
+print(
+    "largest FSC difference below the new Nyquist: "
+    f"{float((fsc_small[: M // 2] - fsc[: M // 2]).abs().max()):.2e}"
+)
+
+# %% [markdown]
+# **Local resolution by windowed FSC** (relion_postprocess --locres, blocres). Parts of a
+# molecule differ: a flexible domain is blurred more than the core. Cut both half maps with a
+# soft sphere around a point c, m_c(x), and compute the FSC of m_c·h1 and m_c·h2, corrected for
+# the window's own correlation by phase randomisation exactly as the global masked FSC; where
+# it drops below 0.143 is the window's resolution d_c. Windows every 15 Å cover the map, and
+# each voxel gets the weighted harmonic mean d(x) = Σ m_c(x) / Σ (m_c(x)/d_c). Because a
+# windowed map is zero outside a small cube, its FSC can be computed in a box about twice the
+# window instead of the whole map — that is why `local_resolution` is fast. We blur the
+# molecule's +x half by B = +300 Å² and watch the local resolution follow.
+
+# %%
+from cryoglass.report.maps import plot_localres_histogram, plot_localres_slices
+from cryoglass.validate import LocalResolutionParams, local_resolution
+
+right = torch.arange(N) >= N // 2  # the +x half of the box
+blurred = apply_bfactor(truth, ndim=3, bfactor_a2=300.0, pixel_size_angstrom=PIXEL)
+uneven = torch.where(right, blurred, truth)
+uneven1 = uneven + sigma * torch.randn(uneven.shape, generator=g, dtype=torch.float64)
+uneven2 = uneven + sigma * torch.randn(uneven.shape, generator=g, dtype=torch.float64)
+local = local_resolution(
+    uneven1.float(), uneven2.float(), pixel_size_angstrom=PIXEL,
+    params=LocalResolutionParams(sampling_angstrom=15.0), mask=made,
+    generator=torch.Generator().manual_seed(3),
+)
+res_map = local.resolution_angstrom.double()
+in_mask = (made > 0.5) & (res_map > 0)
+left_side = float(res_map[in_mask & ~right].median())
+right_side = float(res_map[in_mask & right].median())
+print(
+    f"{local.centers.shape[0]} windows in a {local.fft_box}³ FFT box; median local resolution "
+    f"{left_side:.2f} Å on the sharp side, {right_side:.2f} Å on the blurred side"
+)
+fig, axes = plt.subplots(1, 4, figsize=(14, 3.4))
+plot_localres_slices(axes[:3], local.filtered, res_map, mask=made)
+plot_localres_histogram(axes[3], res_map[in_mask], median_angstrom=float(res_map[in_mask].median()))
+
+# %% [markdown]
+# **An FSC the EMDB accepts.** A deposition asks for the half maps and, optionally, the FSC
+# curve as XML (`<fsc><coordinate><x>1/Å</x><y>FSC</y></coordinate>…`); RELION keeps the same
+# curves in postprocess.star's `data_fsc` table (rlnSpectralIndex, rlnResolution,
+# rlnAngstromResolution, rlnFourierShellCorrelationCorrected, …). Both come from one FSC
+# summary, so the numbers are those `cryoglass fsc` prints. (Written to a temporary folder
+# here; `cryoglass fsc half1.mrc half2.mrc --mask mask.mrc --xml fsc.xml --star fsc.star`.)
+
+# %%
+import tempfile
+from pathlib import Path
+
+from cryoglass.io.fsc_tables import fsc_star_tables, write_fsc_xml
+from cryoglass.validate import fsc_summary
+
+soft = curves["soft mask"]
+summary = fsc_summary(
+    soft.corrected, box_size=N, pixel_size_angstrom=PIXEL,
+    curves={"fsc_unmasked": soft.unmasked, "fsc_masked": soft.masked,
+            "fsc_phase_randomized": soft.randomized},
+)
+tables = fsc_star_tables(summary)
+print(tables["fsc"].head(4).to_string())
+print("rlnFinalResolution (RELION's: last shell ≥ 0.143):", round(tables["general"]["rlnFinalResolution"], 3))
+with tempfile.TemporaryDirectory() as folder:
+    text = write_fsc_xml(Path(folder) / "fsc.xml", summary).read_text()
+print("\n".join(text.splitlines()[:7]))
+
+# %% [markdown]
+# **Questions**: Why must the mask be soft, and what happens to the corrected FSC if the soft
+# edge is 0? Why is Fourier cropping better than averaging 2 × 2 × 2 blocks of voxels (think
+# of what each does to the frequencies just below the new Nyquist)? How does the window size
+# trade the precision of each local FSC against how local it is? Why does the local
+# resolution stay poor a few Å into the sharp half near the boundary?

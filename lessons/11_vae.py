@@ -5,7 +5,21 @@
 # ---
 
 # %% [markdown]
-# # 11 · Variational autoencoders (8 Apr 2021)
+# # 11 · Variational autoencoders
+#
+# **Syllabus:** 8 Apr 2021 (Sharpen): variational autoencoders.
+#
+# **Questions answered here** (search for the tag):
+#
+# * **VAE Q1** — the latent space in our own words; related ideas in structural biology
+#   → *Blur 1*
+# * **VAE Q2** — the reparameterisation trick: what is reparameterised, and why → *Blur 3*
+# * **VAE Q3** — the take-home of each figure of the Jeremy Jordan post → *Blur 2*, answer 3
+# * **VAE Q4** — why *variational* autoencoders interpolate smoothly between observations
+#   → *Blur 2*, *Sharpen 1*
+# * **VAE Q5** — from reconstructing images to 3D structures: the reconstruction loss
+#   → *Sharpen 2*
+# * **VAE Q6** — a VAE on toy data in PyTorch → *Blur 2*
 #
 # cryoDRGN (lesson 12) is a variational autoencoder (VAE) whose decoder happens to output
 # 3D maps. Before we meet it, we build the idea from scratch on data small enough to see
@@ -39,7 +53,7 @@ STEPS = 700 if FAST else 4000
 T0 = time.perf_counter()
 
 # %% [markdown]
-# ## Blur 1 — a latent space, in our own words
+# ## Blur 1 — a latent space, in our own words (VAE Q1)
 #
 # Every image in a dataset is a long list of numbers (4096 for a 64² particle), but the things
 # that *made* the images are few: which conformation, which view, how much defocus. A latent
@@ -80,7 +94,7 @@ ax.legend(fontsize=7)
 ax.set_title("Toy observations: 32 numbers, one hidden cause")
 
 # %% [markdown]
-# ## Blur 2 — a toy VAE and a plain autoencoder, side by side (PyTorch)
+# ## Blur 2 — a toy VAE and a plain autoencoder, side by side (PyTorch; VAE Q3, Q4, Q6)
 #
 # Both have the same encoder and decoder (small MLPs) and a 2D latent space. The plain
 # autoencoder (AE) maps each signal to one point and is trained only to reconstruct. The VAE's
@@ -207,7 +221,7 @@ for ax, model, z, name in ((axes[0], ae, z_ae, "AE"), (axes[1], vae, z_vae, "VAE
           f"mean {float(err.mean()):.2f}")  # fmt: skip
 
 # %% [markdown]
-# ## Blur 3 — the reparameterisation trick
+# ## Blur 3 — the reparameterisation trick (VAE Q2)
 #
 # Training needs the gradient of the loss with respect to the encoder's weights, i.e. with
 # respect to μ and σ. But the loss depends on them through a **random draw** z ~ 𝒩(μ, σ²), and
@@ -235,10 +249,10 @@ naive = torch.normal(mu.detach(), sigma)
 print("a direct torch.normal sample requires_grad:", naive.requires_grad)
 
 # %% [markdown]
-# ## Sharpen 1 — the evidence lower bound
+# ## Sharpen 1 — the evidence lower bound (VAE Q4)
 #
-# A generative model p(x) = ∫ p(x|z) p(z) dz with a neural decoder p(x|z) has an intractable
-# integral. For any distribution q(z|x), Jensen's inequality gives
+# A generative model $p(x) = \int p(x \mid z)\,p(z)\,dz$ with a neural decoder $p(x \mid z)$ has
+# an intractable integral. For any distribution q(z|x), Jensen's inequality gives
 #
 # $$\log p(x) \;\ge\; \underbrace{\mathbb E_{q(z|x)}[\log p(x|z)]}_{\text{reconstruction}}
 #   \;-\; \underbrace{\mathrm{KL}\big(q(z|x)\,\|\,p(z)\big)}_{\text{stay near the prior}}
@@ -308,7 +322,7 @@ print("AE code spread per dim (std, arbitrary scale):", np.round(z_ae.std(dim=0)
 # σ much smaller than the spread of μ: the ratio is how many distinguishable states along it
 # the data support.
 #
-# ## Sharpen 2 — from reconstructing images to reconstructing 3D (cryoDRGN's move)
+# ## Sharpen 2 — from reconstructing images to reconstructing 3D (cryoDRGN's move; VAE Q5)
 #
 # A VAE on particle images that decoded *images* would learn views, defocus and conformation
 # all mixed together. cryoDRGN instead makes the decoder output a **3D** object, V̂_z(k) (the
@@ -339,7 +353,7 @@ print(f"{len(points)} Fourier points per 16² image (half-plane inside Nyquist);
       f"every slice passes through k = 0: {through_origin}")  # fmt: skip
 
 # %% [markdown]
-# ## Questions, answered
+# ## Questions, answered (VAE Q1–Q6)
 #
 # 1. *Latent space:* a low-dimensional coordinate system for the causes of the observations
 #    (Blur 1). Relatives: reaction coordinates, MD principal components, normal-mode

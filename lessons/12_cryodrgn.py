@@ -5,7 +5,10 @@
 # ---
 
 # %% [markdown]
-# # 12 · cryoDRGN: heterogeneity with a VAE (15 Apr 2021, guest lecture by Ellen Zhong)
+# # 12 · cryoDRGN: heterogeneity with a VAE
+#
+# **Syllabus:** 15 Apr 2021 (Sharpen): guest lecture by Ellen Zhong, cryoDRGN & variational
+# autoencoders.
 #
 # Lesson 11 built a VAE on toy signals. cryoDRGN's version encodes particle images into a
 # latent z and decodes z into a 3D map (its Fourier transform, as a coordinate network); the
@@ -13,15 +16,35 @@
 # the same model (`cryoglass.hetero`, command `cryoglass vae`). Here we train it on a small
 # simulated dataset where we know the truth, and use the truth to read the outputs critically.
 #
-# **Blur** — reading a training log and a learning curve, k-means volumes, PCA vs a
-# neighbourhood embedding (the idea behind UMAP), discrete vs continuous variability, junk as
-# outliers, graph traversal. **Sharpen** — the two-Gaussian question in numbers, populations
-# and free energies, and what a time average can and cannot tell about temporal order.
+# **Questions answered here** (search for the tag; numbered as in the syllabus):
+#
+# * **cryoDRGN Q1** — the training log line by line; the architecture → *Blur 1*
+# * **cryoDRGN Q2**, **cryoDRGN Q12** — epochs and the learning curve → *Blur 2*
+# * **cryoDRGN Q3** — reading the k-means volumes; next steps → *Blur 3*
+# * **cryoDRGN Q4** — the k-means maps in PCA vs UMAP space → *Blur 5*
+# * **cryoDRGN Q5** — discrete vs continuous variability; domain knowledge → *Blur 6*
+# * **cryoDRGN Q6**, **cryoDRGN Q8** — junk as latent outliers; how many to remove; checks
+#   → *Blur 4*
+# * **cryoDRGN Q7** — the GMM "trick question": scattered cluster members on UMAP → *Blur 5*
+# * **cryoDRGN Q9** — run times: what is long and short → *Notes*
+# * **cryoDRGN Q10**, **cryoDRGN Q14** — maps with/without junk, at 128 vs 256, from subsets
+#   → *Notes*
+# * **cryoDRGN Q11** — reading PC trajectories: biological or not → *Blur 6*
+# * **cryoDRGN Q13** — a workflow for discrete vs continuous conformations → *Notes*
+# * **cryoDRGN Q15** — graph traversal: meaning of a path, extensions → *Blur 7*
+# * **cryoDRGN Q16** — two Gaussian states along one coordinate, as they spread → *Sharpen 1*
+# * **cryoDRGN Q17** — time order from a time average → *Sharpen 2*
+#
+# **Blur** — reading a training log and a learning curve, k-means volumes, PCA vs UMAP,
+# discrete vs continuous variability, junk as outliers, graph traversal. **Sharpen** — the
+# two-Gaussian question in numbers, populations and free energies, and what a time average
+# can and cannot tell about temporal order.
 
 # %%
 import math
 import os
 import time
+import warnings
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -52,6 +75,14 @@ FAST = os.environ.get("CRYOGLASS_FAST") == "1"
 if FAST:
     torch.set_num_threads(1)  # one thread is faster than two on a busy 2-core machine
 N, EPOCHS = (160, 20) if FAST else (600, 40)
+umap = None
+if not FAST:  # umap-learn (the [umap] extra) compiles with numba on first use: ~15 s of CPU
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ImportWarning)  # "Tensorflow not installed"
+            import umap
+    except ImportError:
+        umap = None
 D, PX = 16, 3.0
 T0 = time.perf_counter()
 
@@ -95,7 +126,7 @@ for ax, k in zip(axes, [int(torch.nonzero(state == 0)[0]), int(torch.nonzero(sta
     ax.axis("off")
 
 # %% [markdown]
-# ## Blur 1 — the training log, line by line (question 1)
+# ## Blur 1 — the training log, line by line (cryoDRGN Q1)
 #
 # The network first. The encoder is an MLP from the image's Fourier coefficients inside the
 # Nyquist disc (real and imaginary parts, the same numbers cryoDRGN's encoder reads as Hartley
@@ -138,7 +169,7 @@ for h, a in zip(history, ari, strict=True):
 z = latents[-1]
 
 # %% [markdown]
-# ## Blur 2 — epochs and the learning curve (questions 2 and 12)
+# ## Blur 2 — epochs and the learning curve (cryoDRGN Q2, Q12)
 #
 # The loss falls fast while the decoder learns the average structure, then slowly while the
 # latent learns to explain what differs between particles. The KL **rises** early in training:
@@ -164,7 +195,7 @@ print(f"loss drop, first half {history[0]['loss'] - history[len(history) // 2]['
       f"second half {history[len(history) // 2]['loss'] - history[-1]['loss']:.4f}")  # fmt: skip
 
 # %% [markdown]
-# ## Blur 3 — k-means volumes (question 3)
+# ## Blur 3 — k-means volumes (cryoDRGN Q3)
 #
 # cryoDRGN's `analyze` clusters the latents with k-means (K = 20 by default) and decodes the
 # map at the particle nearest to each centre. With two true states, K = 4 must split states:
@@ -194,7 +225,7 @@ for k, vol in enumerate(maps):
     print(f"k-means map {k}: correlation of (map − mid-point) with (open − closed) {cc:+.2f}")
 
 # %% [markdown]
-# ## Blur 4 — junk as latent outliers (questions 6 and 8)
+# ## Blur 4 — junk as latent outliers (cryoDRGN Q6, Q8)
 #
 # An empty-ice image carries none of the structure's signal, so no z explains it better than
 # any other, and the encoder maps it to wherever a featureless image lands — usually away from
@@ -221,19 +252,27 @@ print(
 )
 
 # %% [markdown]
-# ## Blur 5 — PCA vs a neighbourhood embedding (question 4)
+# ## Blur 5 — PCA vs UMAP (cryoDRGN Q4, Q7)
 #
 # PCA is a rotation of the latent space: distances and straight lines survive, so a point on a
-# PC axis is a valid z to decode, and the spread along PC1 means something. UMAP instead builds
-# a k-nearest-neighbour graph and lays it out in 2D so that neighbours stay neighbours; sizes of
-# clusters and distances between them are not preserved, and its coordinates cannot be decoded.
-# The same k-means centres sit in the same *neighbourhoods* in both plots but at different
-# relative distances. UMAP (umap-learn) is optional in cryoglass; its first step, a spectral
-# layout of the kNN graph (Laplacian eigenmaps), shows the same contrast with torch alone.
-# The same distortion answers the GMM "trick question" (7): in the tutorial the mixture is fitted
-# in the 8D latent space and only *displayed* on UMAP; a cluster that is compact in 8D can be
-# torn into scattered pieces by the 2D layout, and a cluster drawn on UMAP need not be compact
-# in z. Fit and select in z; use UMAP only to look.
+# PC axis is a valid z to decode, and the spread along PC1 means something.  UMAP (McInnes et
+# al. 2018) instead builds a k-nearest-neighbour graph, turns it into fuzzy memberships
+# $w_{ij} = \exp\!\big(-(d_{ij} - \rho_i)/\sigma_i\big)$ ($\rho_i$ the distance to $i$'s nearest
+# neighbour, $\sigma_i$ set so that each point has about $\log_2 k$ worth of neighbours), and lays
+# the graph out in 2D by minimising a cross-entropy between those memberships and
+# $1/(1 + a\,\lVert y_i - y_j\rVert^{2b})$ in the plane, starting from the graph's spectral
+# layout (Laplacian eigenmaps).  Neighbours stay neighbours; sizes of clusters and distances
+# between them are not preserved, and its coordinates cannot be decoded.  The same k-means
+# centres sit in the same *neighbourhoods* in both plots but at different relative distances.
+#
+# UMAP is the `umap` extra of cryoglass (`pip install cryoglass[umap]`, umap-learn).  It
+# compiles its code with numba on first use (~15 s of CPU), so the fast mode of this notebook
+# shows only the spectral layout that UMAP starts from; the full notebook adds UMAP itself.
+#
+# The same distortion answers the GMM "trick question" (cryoDRGN Q7): in the tutorial the
+# mixture is fitted in the 8D latent space and only *displayed* on UMAP; a cluster that is
+# compact in 8D can be torn into scattered pieces by the 2D layout, and a cluster drawn on
+# UMAP need not be compact in z.  Fit and select in z; use UMAP only to look.
 # From here on we analyse the particles kept by the junk filter (junk dominates PCA otherwise:
 # its spread in latent space is larger than the conformational change).
 
@@ -250,22 +289,35 @@ laplacian = torch.eye(nk, dtype=torch.float64) - adjacency / torch.sqrt(degree[:
 spectral = torch.linalg.eigh(laplacian).eigenvectors[:, 1:3]
 colour = torch.where(junk_k, 2, state_k)
 anchors_k = nearest_points(zk, centres)
-fig, axes = plt.subplots(1, 2, figsize=(9, 4))
-for ax, xy, name in ((axes[0], proj.projections, "PCA"), (axes[1], spectral, "kNN-graph layout")):
+layouts = [(proj.projections, "PCA"), (spectral, "kNN-graph spectral layout")]
+if umap is not None:
+    embedding = umap.UMAP(n_neighbors=10, random_state=0, n_jobs=1).fit_transform(zk.numpy())
+    layouts.append((torch.from_numpy(embedding), "UMAP (umap-learn)"))
+fig, axes = plt.subplots(1, len(layouts), figsize=(4.5 * len(layouts), 4))
+for ax, (xy, name) in zip(axes, layouts, strict=True):
     ax.scatter(xy[:, 0], xy[:, 1], c=colour, cmap="viridis", s=6)
     ax.scatter(xy[anchors_k, 0], xy[anchors_k, 1], marker="x", c="r", s=60)
-    ax.set_title(f"{name} (yellow = junk; red x: k-means maps)")
+    ax.set_title(f"{name}\n(yellow = junk; red x: k-means maps)", fontsize=9)
 print("PCA explained variance ratio (kept particles):",
       np.round((proj.explained_variance / proj.explained_variance.sum()).numpy(), 3))  # fmt: skip
 
 # %% [markdown]
-# ## Blur 6 — discrete or continuous? (question 5)
+# ## Blur 6 — discrete or continuous? (cryoDRGN Q5, Q11)
 #
 # A PC trajectory decodes maps at evenly spaced points along PC1, whether or not particles are
 # there: between two discrete states it shows a smooth "motion" that no particle supports. The
 # evidence is the *density* of particles along the path: a continuum keeps the path populated,
 # discrete states leave a gap. Domain knowledge then decides whether intermediates are
 # plausible (is there a hinge? is it a ligand that is either bound or not?).
+#
+# Reading a PC trajectory (cryoDRGN Q11): describe what moves (a domain swinging, density
+# fading in or out), then ask what else could move it.  Non-biological causes: junk or a
+# second particle in the box, pose or CTF errors that vary along the data set, a preferred
+# view that correlates with a state, the box edge.  Untangling them takes work outside the
+# latent space: reconstruct subsets along the path independently (do their half maps agree?),
+# check that the path is populated (below), compare with known states (ligand bound or not,
+# mutants), and test whether the motion is physically plausible (a hinge, normal modes, lesson
+# 13).
 
 # %%
 path = pc_trajectory(proj, 1, n_points=9)
@@ -282,7 +334,7 @@ ax.legend()
 ax.set_title("Two populations along PC1; the middle thins out")
 
 # %% [markdown]
-# ## Blur 7 — graph traversal (question 15)
+# ## Blur 7 — graph traversal (cryoDRGN Q15)
 #
 # cryoDRGN's traversal joins each particle to its nearest neighbours in latent space and runs
 # Dijkstra's algorithm between two anchors. The path hops through occupied latent space, so
@@ -290,29 +342,43 @@ ax.set_title("Two populations along PC1; the middle thins out")
 # visits, which, at equilibrium, favours low free energy (high density). What it is *not*: a
 # measured trajectory of one molecule. Other physically meaningful features: the density along
 # the path (a free-energy profile, −kT ln ρ), its bottleneck (a barrier), its length in latent
-# units. Extensions: weight edges by −log density (minimum-free-energy paths), find the k
+# units.  If no chain of k nearest neighbours joins the two states, there is no path at all —
+# itself evidence for discrete states; a larger k bridges the gap (below), at the price of
+# edges through empty latent space. Extensions: weight edges by −log density (minimum-free-energy paths), find the k
 # shortest paths, or many paths that avoid each other (alternative routes).
 
 # %%
 pc1 = proj.projections[:, 0]
-closed_anchor, open_anchor = int(torch.argmin(pc1)), int(torch.argmax(pc1))
-route, length = graph_traversal(zk, [closed_anchor, open_anchor], k=10)
 _, neighbour_edges = knn_graph(zk, k=10)
 local_density = 1 / neighbour_edges.reshape(nk, 10).mean(dim=1)
-print(f"path of {len(route)} particles, latent length {length:.2f}")
+# anchors: the ends of PC1 among particles in populated latent space (not leftover outliers)
+dense = local_density >= local_density.median()
+closed_anchor = int(torch.where(dense, pc1, torch.inf).argmin())
+open_anchor = int(torch.where(dense, pc1, -torch.inf).argmax())
+for k_graph in (10, 20, 40):
+    try:
+        route, length = graph_traversal(zk, [closed_anchor, open_anchor], k=k_graph)
+        break
+    except ValueError as error:  # the states are not joined by any chain of k-neighbours
+        print(f"k = {k_graph}: {error}")
+print(f"path of {len(route)} particles (k = {k_graph}), latent length {length:.2f}")
 print("true amplitude along the path [Å]:", np.round(amp_k[route].numpy(), 1))
 print("relative density along the path:  ",
       np.round((local_density[route] / local_density.median()).numpy(), 2))  # fmt: skip
 
 # %% [markdown]
-# ## Sharpen 1 — the two-Gaussian question (question 16)
+# ## Sharpen 1 — the two-Gaussian question (cryoDRGN Q16)
 #
-# Suppose the encoder is a noisy but monotone readout of the opening a: z ≈ f(a) + noise with
-# standard deviation σ_z (in units of a). The latent histogram is then the true two-Gaussian
-# distribution convolved with that noise: two Gaussians of width σ_eff = √(σ² + σ_z²) at
-# ±Δ/2. An equal-weight mixture of two Gaussians is bimodal exactly when Δ > 2 σ_eff. So:
-# widely separated, narrow states give two clusters; as σ grows the clusters bleed together and,
-# past Δ = 2σ_eff, one broad peak remains — indistinguishable from a single, broad continuum.
+# Suppose the encoder is a noisy but monotone readout of the opening $a$: $z \approx f(a)$ +
+# noise with standard deviation $\sigma_z$ (in units of $a$).  The latent histogram is then the
+# true two-Gaussian distribution convolved with that noise:
+# $$p(a) = \tfrac12\,\mathcal N\!\big(a;\,-\tfrac{\Delta}{2},\,\sigma_{\text{eff}}^2\big)
+#   + \tfrac12\,\mathcal N\!\big(a;\,+\tfrac{\Delta}{2},\,\sigma_{\text{eff}}^2\big),
+#   \qquad \sigma_{\text{eff}} = \sqrt{\sigma^2 + \sigma_z^2}.$$
+# An equal-weight mixture of two Gaussians is bimodal exactly when $\Delta > 2\sigma_{\text{eff}}$.
+# So: widely separated, narrow states give two clusters; as $\sigma$ grows the clusters bleed
+# together and, past $\Delta = 2\sigma_{\text{eff}}$, one broad peak remains — indistinguishable
+# from a single, broad continuum.
 # We estimate σ_z from our run (regress PC1 on the true amplitude within each state):
 
 # %%
@@ -342,10 +408,11 @@ ax.legend(fontsize=8)
 ax.set_title("Two Gaussian states as their spread grows")
 
 # %% [markdown]
-# ## Sharpen 2 — populations, free energy, and time (question 17)
+# ## Sharpen 2 — populations, free energy, and time (cryoDRGN Q17)
 #
-# A Gaussian mixture on the latents gives the state populations p₀, p₁. At equilibrium the
-# Boltzmann relation turns them into a free-energy difference, ΔG = −kT ln(p₁/p₀). That is all
+# A Gaussian mixture on the latents gives the state populations $p_0, p_1$.  At equilibrium the
+# Boltzmann relation turns them into a free-energy difference, $\Delta G = -k_BT\ln(p_1/p_0)$.
+# That is all
 # a time-averaged ensemble gives: *thermodynamics* (which states, how populated, which
 # intermediates are visited). It contains no rates and no direction: equilibrium is symmetric
 # under time reversal (detailed balance), so closed → open and open → closed occur equally
@@ -369,9 +436,9 @@ print(f"GMM populations {np.round(p.numpy(), 2)} (true {np.round(true_p, 2)}); "
       f"ARI vs truth {gmm_ari:.2f}; ΔG = {-kT * math.log(p[0] / p[1]):.2f} kcal/mol")  # fmt: skip
 
 # %% [markdown]
-# ## Notes on the other questions
+# ## Notes on the other questions (cryoDRGN Q9, Q10, Q13, Q14)
 #
-# - *Run times (9):* this run took the time printed below for N particles of 16²; the cost of an
+# - *Run times (cryoDRGN Q9):* this run took the time printed below for N particles of 16²; the cost of an
 #   epoch grows like N × D² (images × Fourier pixels per slice), so 100 000 particles of 128²
 #   cost (100000/N)·(128/16)² times more per epoch. Minutes per epoch is interactive; hours
 #   per epoch needs a good reason. Most of that time is the decoder, evaluated at every Fourier
@@ -384,10 +451,10 @@ print(f"GMM populations {np.round(p.numpy(), 2)} (true {np.round(true_p, 2)}); "
 #   `--point-fraction 0.05` made epochs ~7× faster than cryoDRGN's; each learned a little less,
 #   and 24 of them (under a third of cryoDRGN's time for 12) gave as good a latent space
 #   (benchmarks/RESULTS.md).
-# - *Resolution vs junk (10) and subsets (14):* maps from fewer or cleaner particles trade
+# - *Resolution vs junk (cryoDRGN Q10) and subsets (cryoDRGN Q14):* maps from fewer or cleaner particles trade
 #   noise for homogeneity; select subsets with `cryoglass vae select` and reconstruct each
 #   (`cryoglass reconstruct`) to compare at equal particle numbers.
-# - *A workflow for discrete vs continuous (13):* consensus refinement (poses, CTF) → VAE with
+# - *A workflow for discrete vs continuous (cryoDRGN Q13):* consensus refinement (poses, CTF) → VAE with
 #   zdim 8 at a small box (fast, hours) → junk removal and re-training → latent density along
 #   the principal directions and graph paths (Blur 5, 7) → high-resolution training on the
 #   clean subset → validation of each claimed state by independent reconstruction (half-map FSC).

@@ -7,11 +7,34 @@
 # %% [markdown]
 # # 14 · Preferred orientation: SSNR, SCF, 3DFSC and tilting
 #
-# Master classes of 13 May 2021 (Yong Zi Tan: diagnose and solve preferred orientation, the
-# 3DFSC, tilting) and 20 May 2021 (Philip Baldwin: how sampling sets resolution, the
-# sampling compensation factor, Baldwin & Lyumkis 2020 Eq. 2.10–2.13).
+# **Syllabus:** 13 May 2021 (Blur/Sharpen): master class by Yong Zi Tan — understand, diagnose
+# and solve preferred orientation, the 3DFSC, tilting; 20 May 2021 (Sharpen): master class by
+# Philip Baldwin — how sampling sets resolution, the sampling compensation factor (SCF),
+# Baldwin & Lyumkis 2020 Eqs. 2.10–2.13; and the 3DFSC practical of both sessions.
 #
-# Modules: `cryoglass.validate` (orientations, fsc3d, planner), `cryoglass.simulate`.
+# **Questions answered here** (search for the tag; Tan's headings numbered in order):
+#
+# * **Tan Q1** — what is preferred orientation, and why do samples suffer from it?
+#   → *Why do samples have preferred orientations?*
+# * **Tan Q2** — how do we know we have the problem, what is its consequence, how do we
+#   quantify it? → *What is missing in Fourier space?*, *Why more data does not fix it*
+# * **Tan Q3** — what is the 3DFSC, how does it relate to the FSC, how does it diagnose
+#   preferred orientation? → *The 3DFSC*
+# * **Tan Q4** — ways to mitigate preferred orientation → *Other remedies*
+# * **Tan Q5** — how tilting mitigates it; pros and cons → *How tilting helps*
+# * **Baldwin Q1** — the SSNR and the FSC; the SSNR of a sigmoid FSC → *SSNR and FSC*
+# * **Baldwin Q2** — why the SSNR does not grow with more data under preferred orientation,
+#   and its effect on the FSC → *Why more data does not fix it*
+# * **Baldwin Q3** — the assumptions from Eq. 2.10 to 2.11 → *From one voxel to a shell*
+# * **Baldwin Q4** — computing $E^2(k)$, $\langle|X|^2\rangle$, $\langle|N(\vec k)|^2\rangle$ and
+#   $\langle 1/S_p(\vec k)\rangle$ during refinement → *Computing the pieces of Eq. 2.13*
+# * **Baldwin Q5** — the mathematical steps and physical assumptions, one by one → *From one
+#   voxel to a shell*
+# * **3DFSC practical** — run the 3DFSC on your own half maps → *Your own half maps:
+#   `cryoglass 3dfsc`*
+#
+# Modules: `cryoglass.validate` (orientations, fsc3d, planner), `cryoglass.simulate`,
+# `cryoglass.reconstruct`.
 
 # %%
 import os
@@ -20,16 +43,60 @@ import matplotlib.pyplot as plt
 import torch
 
 import cryoglass.validate as cv
+from cryoglass.reconstruct import reconstruct
 from cryoglass.report.figures import plot_direction_density
-from cryoglass.simulate import top_side_orientations, uniform_orientations, vmf_orientations
+from cryoglass.simulate import (
+    ParticleDistributions,
+    gaussian_map,
+    simulate_dataset,
+    top_side_orientations,
+    uniform_orientations,
+    vmf_orientations,
+)
 
 FAST = os.environ.get("CRYOGLASS_FAST") == "1"
 N_VIEWS = 20_000 if FAST else 100_000
 BOX = 32 if FAST else 48
+N_SIMULATED = 1500 if FAST else 3000
 g = torch.Generator().manual_seed(0)
 
 # %% [markdown]
-# ## Blur — what is missing in Fourier space?
+# ## Blur — why do samples have preferred orientations? (Tan Q1)
+#
+# *Preferred orientation* means the particles' viewing directions are not spread over the
+# sphere: most particles show the same face to the beam.  The main reason is the **air–water
+# interface** (AWI).  Before vitrification the sample is a film only 20–100 nm thick, and a
+# protein diffuses across it in microseconds, so during the ~1 s between blotting and plunging
+# every particle meets an interface $10^4$–$10^5$ times.  Noble et al. (2018) imaged grids by
+# tomography and found ~90 % of particles adsorbed to an AWI.  Once there, a particle sticks
+# by its most hydrophobic (or most charged) face — or, if flat or elongated, lies flat — and
+# the energy of that contact is many $k_BT$, so the face is held.  Supports (carbon,
+# graphene oxide) do the same by their own chemistry; some proteins partially unfold at the
+# AWI.  The numbers, from Stokes–Einstein diffusion and a Boltzmann population:
+
+# %%
+kT = 1.380649e-23 * 277.0  # J, at 4 °C
+viscosity = 1.6e-3  # Pa·s, water at 4 °C
+for radius_nm in (3.0, 5.0, 10.0):
+    diffusion = kT / (6 * torch.pi * viscosity * radius_nm * 1e-9)  # m²/s
+    for film_nm in (30.0, 100.0):
+        t_reach = (film_nm * 1e-9 / 2) ** 2 / (2 * diffusion)  # s, half the film, one direction
+        print(f"particle radius {radius_nm:4.1f} nm (D = {diffusion * 1e12:5.1f} µm²/s), film "
+              f"{film_nm:5.1f} nm: reaches an interface in {t_reach * 1e6:6.1f} µs, "
+              f"~{1.0 / t_reach:,.0f} times per second")
+cap = (1 - torch.cos(torch.deg2rad(torch.tensor(20.0)))) / 2  # a face: a 20° cap of directions
+for gain in (1.0, 3.0, 6.0, 10.0):
+    weight = cap * torch.exp(torch.tensor(gain))
+    print(f"a face that binds {gain:4.1f} kT more strongly ({100 * float(cap):.0f} % of the "
+          f"directions) holds {100 * float(weight / (weight + 1 - cap)):5.1f} % of the particles")
+
+# %% [markdown]
+# Even 3 $k_BT$ — the free energy of burying well under 1 nm² of hydrophobic surface
+# (surface tension 72 mN/m) — puts a 3 % cap of directions at ~40 % of the particles; 10 $k_BT$
+# puts nearly all of them there.
+
+# %% [markdown]
+# ## Blur — what is missing in Fourier space? (Tan Q2)
 #
 # A particle imaged along the projection direction *d* gives, by the Fourier-slice theorem,
 # the central *plane* of the 3D transform perpendicular to *d*. Top views (d ≈ z) all give the
@@ -55,36 +122,68 @@ for name, s in stats.items():
     print(f"{name:>22}: SCF {s.scf:.3f}  SCF* {s.scf_star:.3f}  empty {s.empty_fraction:.3f}")
 
 # %% [markdown]
-# Uniform views: SCF = 1. Side views only: SCF = 8/π² ≈ 0.81 — everything is sampled, the
-# poles of the kz axis just ten times more than the equator. Top views: a cap is empty, so
-# ⟨1/S⟩ diverges and SCF = 0; SCF* (which treats the empty part separately) is small.
+# Uniform views: SCF = 1.  Side views only: SCF = $8/\pi^2 \approx 0.81$ — everything is
+# sampled, but unevenly: every side view's central plane contains the $k_z$ axis, so the
+# sampling grows towards the poles like $1/\sin\theta$ ($\theta$ the angle from $k_z$).  In
+# the continuum it diverges at the poles, integrably: $\langle S\rangle \propto
+# \langle 1/\sin\theta\rangle = \pi/2$ and $\langle 1/S\rangle \propto \langle\sin\theta\rangle =
+# \pi/4$ stay finite, and $\mathrm{SCF} = 1/(\langle S\rangle\langle 1/S\rangle) = 8/\pi^2$.  (How
+# large the density looks *at* a pole on a map depends only on the discretisation.)  Top views:
+# a cap is empty, so $\langle 1/S\rangle$ diverges and SCF = 0; SCF* (which treats the empty part
+# separately) is small.
 
 # %% [markdown]
-# ## Sharpen — SSNR and FSC (question 1)
+# ## Sharpen — SSNR and FSC (Baldwin Q1)
 #
-# The SSNR of a shell is signal power over noise power. For two half maps with independent
-# noise, FSC = SSNR_half/(1 + SSNR_half), so SSNR_half = FSC/(1 − FSC): FSC = 0.143 ↔ SSNR
-# = 1/6, FSC = 0.5 ↔ SSNR = 1. A sigmoid FSC is a roughly exponentially decaying SSNR
-# (Guinier fall-off e^(−Bk²/2) times 1/k from the thinning slabs), crossing 1/6 at the
-# resolution.
+# The SSNR of a shell is signal power over noise power.  For two half maps with independent
+# noise (lesson 10),
+# $$\mathrm{FSC} = \frac{\mathrm{SSNR}_{\text{half}}}{1 + \mathrm{SSNR}_{\text{half}}}
+#   \qquad\Longleftrightarrow\qquad \mathrm{SSNR}_{\text{half}} = \frac{\mathrm{FSC}}{1 - \mathrm{FSC}} :$$
+# FSC = 0.143 ↔ SSNR = 1/6, FSC = 0.5 ↔ SSNR = 1.  A sigmoid FSC is a roughly exponentially
+# decaying SSNR (Guinier fall-off $e^{-Bk^2/2}$ of the signal power times $1/k$ from the
+# thinning slabs, $\langle S\rangle = N/2R$), crossing 1/6 at the resolution: on a log scale a
+# straight-ish falling line where the FSC is a step.
 #
-# ## Eq. 2.10 → 2.11 (question 3)
+# ## From one voxel to a shell: Eqs. 2.10 → 2.13 (Baldwin Q3, Q5)
 #
-# A voxel k is the average of the S(k) images whose central slab contains it. Its SSNR is
-# S(k)·σ(k), σ = E²⟨|X|²⟩/⟨|N|²⟩ the SNR of one image, **if** (i) the noise of different
-# images is independent with the same power and adds incoherently, (ii) the signal adds
-# coherently — poses and CTF are exact, (iii) signal and noise power depend on |k| only, not
-# on the direction k̂ (isotropic particle, isotropic noise), and (iv) the reconstruction is an
-# unweighted average (no regularisation). The FSC of a shell is then a ratio of *sums*, so
-# the shell SSNR is σ/⟨1/S⟩ — a harmonic mean (Eq. 2.12–2.13): SSNR = SCF·⟨S⟩·σ with
-# SCF = 1/(⟨S⟩⟨1/S⟩) ≤ 1 and ⟨S⟩ = N/(2R) for any distribution. These break down for
-# elongated or flat particles (anisotropic signal), pose errors that depend on the view, and
-# regularised (Wiener/τ²) reconstructions, which shrink rather than amplify poorly sampled
-# voxels (unsampled ones then read as 0, not as infinite noise — hence SCF*).
+# In our notation ($R$ the shell radius in Fourier pixels, $N$ particles, $S_p(\vec k)$ the
+# number of projections whose central slab of unit thickness contains $\vec k$), the steps are:
 #
-# ## Why more data does not fix preferred orientation (question 2)
+# 1. **One voxel** (Eq. 2.10).  Voxel $\vec k$ is the average of the $S_p(\vec k)$ images that
+#    sample it.  Each contributes the signal $E(k)X(\vec k)$ ($E$ the CTF and envelopes, $X$ the
+#    structure) plus noise $N_i(\vec k)$.  The signal adds coherently, the noise incoherently, so
+#    $$\mathrm{SSNR}(\vec k) = S_p(\vec k)\,\frac{E^2(k)\,|X(\vec k)|^2}{\langle|N(\vec k)|^2\rangle}.$$
+#    *Assumed:* the noise of different images is independent with the same power; poses and CTF
+#    are exact (else the signal would not add coherently); the reconstruction is an unweighted
+#    average (no Wiener/τ² regularisation).
+# 2. **A shell** (Eq. 2.11).  The FSC of a shell is a ratio of *sums* over the shell — signal
+#    power summed over voxels against noise power summed over voxels.  With the noise power of
+#    voxel $\vec k$ equal to $\langle|N|^2\rangle/S_p(\vec k)$, the noise sum is
+#    $\langle|N|^2\rangle\sum 1/S_p$.  *Assumed:* signal and noise power depend on $|\vec k|$ only,
+#    not on the direction $\hat k$ (an isotropic particle, isotropic noise), so they come out of
+#    the sums: $|X(\vec k)|^2 \to \langle|X|^2\rangle$, $\langle|N(\vec k)|^2\rangle \to \langle|N|^2\rangle$.
+# 3. **The harmonic mean** (Eq. 2.12).  Dividing the two sums,
+#    $$\mathrm{SSNR}(k) = \frac{E^2(k)\,\langle|X|^2\rangle}{\langle|N(\vec k)|^2\rangle\,
+#      \langle 1/S_p(\vec k)\rangle}:$$
+#    the shell is as good as the *harmonic* mean of its sampling — a few poorly sampled voxels
+#    cost more than many well-sampled ones gain.
+# 4. **The SCF** (Eq. 2.13).  Each slab covers a fraction $1/(2R)$ of the shell, so
+#    $\langle S_p\rangle = N/(2R)$ for *any* distribution, and
+#    $$\mathrm{SSNR}(k) = \mathrm{SCF}\cdot\frac{N}{2R}\cdot\frac{E^2(k)\,\langle|X|^2\rangle}
+#      {\langle|N(\vec k)|^2\rangle},\qquad
+#      \mathrm{SCF} = \frac{1}{\langle S_p\rangle\,\langle 1/S_p\rangle} \le 1$$
+#    (harmonic ≤ arithmetic mean), with equality only for uniform sampling: $N$ particles with
+#    SCF act like $N\cdot\mathrm{SCF}$ uniformly spread ones.
 #
-# ⟨S⟩ grows with N, but SCF does not change: N effective particles = N·SCF. And where S = 0,
+# These break down for elongated or flat particles (anisotropic signal), pose errors that
+# depend on the view, and regularised (Wiener/τ²) reconstructions, which shrink rather than
+# amplify poorly sampled voxels (unsampled ones then read as 0, not as infinite noise — hence
+# SCF*).
+
+# ## Why more data does not fix preferred orientation (Baldwin Q2, Tan Q2)
+#
+# $\langle S\rangle$ grows with $N$, but SCF does not change: $N$ effective particles = $N\cdot$SCF.
+# And where $S = 0$,
 # more particles of the same views add nothing — that cone stays empty. The planner makes it
 # explicit: 10× the particles of top views.
 
@@ -103,7 +202,7 @@ for n in (100_000, 1_000_000):
 # The best direction improves with N like uniform data; the worst direction (along z)
 # barely moves: it is limited by the empty cone, not by N.
 #
-# ## Computing the pieces of Eq. 2.13 during refinement (question 4)
+# ## Computing the pieces of Eq. 2.13 during refinement (Baldwin Q4)
 #
 # * ⟨1/S(k)⟩ (and SCF): from the current poses — count each Fourier voxel's slabs (RELION's
 #   back-projection weights, or `directional_sampling` on rays), average 1/S over the shell.
@@ -112,7 +211,7 @@ for n in (100_000, 1_000_000):
 # * E²(k)⟨|X|²⟩: the signal power, CTF² times the map's radial power — from the reference
 #   projection's power spectrum (or via the half-map FSC: SSNR = FSC/(1 − FSC)).
 #
-# ## The 3DFSC: diagnosing the missing cone (13 May)
+# ## The 3DFSC: diagnosing the missing cone (Tan Q3)
 #
 # FSC in 20° cones around many axes; the sphericity of the 0.5-surface (1 = isotropic) and
 # its principal axes give the worst direction. Half maps with each voxel's SSNR following the
@@ -134,7 +233,8 @@ for ax, (name, r) in zip(axes, results.items(), strict=True):
     print(name, {k: v for k, v in r.summary().items() if "direction" in k or k == "sphericity"})
 
 # %% [markdown]
-# The same measurement on *reconstructed* half maps: simulate 3000 particles of a blob phantom
+# The same measurement on *reconstructed* half maps: simulate 3000 particles (1500 in fast
+# mode) of a blob phantom
 # at SNR 0.05 (85 % within ~12° of tilt 0, the rest uniform: `topuniform:0.85`), reconstruct
 # each random half, run the 3DFSC. The sampled voxels carry the signal, the Wiener-regularised
 # empty ones are ≈ 0 in both halves; the cones around z hold only the 15 % of uniform views, so
@@ -142,10 +242,6 @@ for ax, (name, r) in zip(axes, results.items(), strict=True):
 # `topside:F`, it is not: every side view's central plane contains the k_z axis.)
 
 # %%
-from cryoglass.reconstruct import reconstruct  # noqa: E402
-from cryoglass.simulate import ParticleDistributions, simulate_dataset  # noqa: E402
-from cryoglass.simulate.phantom import gaussian_map  # noqa: E402
-
 blob_centres = (torch.rand(600, 3, generator=g, dtype=torch.float64) - 0.5) * (0.6 * 48 * 3.0)
 phantom = gaussian_map(
     blob_centres, shape=(48, 48, 48), pixel_size_angstrom=3.0, sigma_angstrom=2.0
@@ -153,11 +249,11 @@ phantom = gaussian_map(
 for spec in ("uniform", "topuniform:0.85"):
     (data,) = simulate_dataset(
         phantom,
-        n=3000,
+        n=N_SIMULATED,
         pixel_size_angstrom=3.0,
         snr=0.05,
         seed=3,
-        chunk_size=3000,
+        chunk_size=N_SIMULATED,
         distributions=ParticleDistributions(views=cv.orientation_model(spec)),
     )
     p = data.parameters
@@ -177,7 +273,7 @@ for spec in ("uniform", "topuniform:0.85"):
     )
 
 # %% [markdown]
-# ## How tilting helps — pros and cons (measured in silico)
+# ## How tilting helps — pros and cons, measured in silico (Tan Q5)
 #
 # At stage tilt α, each top view's direction moves α off z (about a random in-plane axis):
 # the central planes now tilt through kz and the empty cone shrinks to half-angle 90° − α.
@@ -209,6 +305,29 @@ print(
 )
 
 # %% [markdown]
-# Other remedies (13 May): change the air–water interface (detergents, graphene oxide or
-# streptavidin supports, faster plunging), collect more of the rare views by classification
-# and re-balancing — down-weighting over-represented views raises SCF but throws data away.
+# ## Other remedies (Tan Q4)
+#
+# Change the air–water interface: detergents or surfactants that occupy it, supports that
+# bind the particle in other ways (graphene oxide, streptavidin or functionalised graphene),
+# faster plunging so that fewer particles reach it (spray/jet vitrification); change the
+# particle: a binding partner (Fab, nanobody) that changes its shape and surfaces; collect at
+# a tilt (above); and in processing, find the rare views by classification and re-balance —
+# down-weighting over-represented views raises SCF but throws data away.
+#
+# ## Your own half maps: `cryoglass 3dfsc` (3DFSC practical)
+#
+# The practical of both sessions asks you to run the 3DFSC on your own data.  The command does
+# what the cells above do with `three_d_fsc`, on two unfiltered half maps from any refinement
+# (RELION's `run_half1_class001_unfil.mrc`, cryoSPARC's `map_half_A.mrc`):
+#
+# ```
+# cryoglass 3dfsc half1.mrc half2.mrc --full map.mrc --mask mask.mrc --apix 1.06 --out 3dfsc_run
+# ```
+#
+# It writes `3dfsc_run/3dfsc.mrc` (each Fourier voxel holds the FSC of its cone), the histogram
+# of directional resolutions with the global FSC (`histogram.png`), the cone FSCs (`fsc.png`),
+# `result.json` (sphericity, global resolution, best and worst directions) and
+# `chimerax.cxc`, which opens the full map and the 3DFSC coloured by spatial frequency in
+# ChimeraX (the webserver's `.cmd` was for Chimera).  `--json` prints the same summary as
+# `three_d_fsc(...).summary()` above: a sphericity well below ~0.9 and a worst direction near
+# the axis your particles prefer are the signature of preferred orientation.

@@ -7,16 +7,30 @@
 # %% [markdown]
 # # 15 — Journal club: multislice (Himes & Grigorieff 2021)
 #
+# **Syllabus:** Multislice journal club with Ben Himes (date TBD, Blur): Himes & Grigorieff
+# (2021), cryo-TEM simulations of amorphous radiation-sensitive samples using multislice wave
+# propagation.  Also the multislice half of 11 Feb 2021 (Sharpen; lesson 05).
+#
 # Modules taught: `cryoglass.simulate` (`multislice_image`, `fresnel_propagator`,
 # `stack_volume`, `thickness_voltage_table`) and `cryoglass.report.figures.plot_thickness_voltage_table`.
 #
-# Questions: What is not modelled?  What are the computational bottlenecks of multislice?
-# Of all noise sources, which dominate, and how can that be tested?
+# **Questions answered here** (search for the tag):
+#
+# * **Multislice Q1** — what the paper extends compared with past treatments → *What the
+#   paper adds*
+# * **Multislice Q2** — what is not modelled → *What is not modelled*
+# * **Multislice Q3** — the computational bottlenecks of multislice simulation → *Blur* (the
+#   timing) and *Compute bottlenecks*
+# * **Multislice Q4** — which noise sources dominate, and how to test it → *Which noise
+#   dominates*
+# * **Forward model Sharpen Q4**, **Forward model Sharpen Q5** (lesson 05) — how thick a
+#   specimen may be before the projection assumption fails → *Sharpen*
 
 # %%
 import os
 import time
 
+import matplotlib.pyplot as plt  # noqa: F401  (figures show in the notebook)
 import torch
 
 from cryoglass.ctf import CTFParams
@@ -94,7 +108,20 @@ for r in rows:
 fig = plot_thickness_voltage_table(rows)
 
 # %% [markdown]
-# ## What is not modelled (here, and partly in the paper)
+# ## What the paper adds (Multislice Q1)
+#
+# Earlier simulators of cryo-EM images (e.g. TEM-simulator, InSilicoTEM; Vulović et al. 2013,
+# lesson 05) mostly used the projection approximation, or multislice for crystalline
+# materials.  As we read Himes & Grigorieff, their simulator (in cisTEM) combines, for
+# biological specimens: multislice wave propagation through thick, amorphous specimens; an
+# explicit, amorphous solvent (water displaced by the protein, not a constant background);
+# radiation damage as an exposure-dependent blurring of the atoms during the exposure;
+# inelastic scattering and its loss of coherent contrast; and a detector model — and they
+# compare the simulated images with experimental ones.  The cells above reproduce the core:
+# when does propagation inside the specimen matter, at which resolution, voltage and
+# thickness.
+#
+# ## What is not modelled (Multislice Q2; here, and partly in the paper)
 #
 # * Inelastic scattering: only as an imaginary potential (amplitude contrast); no energy loss,
 #   no chromatic blur of the inelastic image, no energy filter slit.  Himes & Grigorieff add
@@ -103,7 +130,7 @@ fig = plot_thickness_voltage_table(rows)
 # * Backscattering and large-angle effects (paraxial propagator), detector charge sharing
 #   beyond a Gaussian, drift and beam-induced motion.
 #
-# ## Compute bottlenecks
+# ## Compute bottlenecks (Multislice Q3)
 #
 # Cost per image is $N_{slices}\times$ (one FFT pair $O(n^2\log n)$ + an exp of $n^2$ complex
 # numbers).  The measured ratio above is the price over the projection approximation
@@ -114,7 +141,7 @@ fig = plot_thickness_voltage_table(rows)
 # with a multislice forward model is ~$N_{slices}$ times slower per iteration and needs the
 # adjoint (back-propagation) for gradients.
 #
-# ## Which noise dominates, and how to test it
+# ## Which noise dominates, and how to test it (Multislice Q4)
 #
 # At 1 e⁻/pixel, shot noise (Poisson, variance = mean) dominates everything else: its SNR per
 # pixel is ~1, whereas the modelling errors above are a few per cent of the *signal*, which is

@@ -21,9 +21,17 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import functools
+import os
 import sys
+from pathlib import Path
 
-__all__ = ["trim_heap", "tune_allocator"]
+__all__ = [
+    "NotEnoughMemoryError",
+    "available_memory_bytes",
+    "check_memory",
+    "trim_heap",
+    "tune_allocator",
+]
 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters (malloc.h)
 
@@ -90,3 +98,91 @@ def trim_heap() -> bool:
     """
     libc = _libc()
     return False if libc is None else bool(libc.malloc_trim(0))
+
+
+class NotEnoughMemoryError(MemoryError):
+    """A computation was refused before it started: it would need more memory than is free."""
+
+
+def available_memory_bytes() -> int | None:
+    """Memory the process can still take [bytes]: ``MemAvailable`` capped by a cgroup limit.
+
+    ``MemAvailable`` from /proc/meminfo (Linux), else free pages × page size, else None; a
+    cgroup v2/v1 memory limit (containers, batch schedulers) lowers it to the limit minus what
+    the cgroup uses already.
+    """
+    have = None
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                have = int(line.split()[1]) * 1024
+                break
+    except OSError:
+        pass
+    if have is None:
+        try:
+            have = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (ValueError, OSError, AttributeError):
+            return None
+    for limit_file, usage_file in (
+        ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+        (
+            "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+            "/sys/fs/cgroup/memory/memory.usage_in_bytes",
+        ),
+    ):
+        try:
+            limit = Path(limit_file).read_text().strip()
+            usage = int(Path(usage_file).read_text().strip())
+        except (OSError, ValueError):
+            continue
+        if limit.isdigit() and int(limit) < 2**60:
+            have = min(have, max(0, int(limit) - usage))
+        break
+    return have
+
+
+def check_memory(need_bytes: float, *, what: str, available_bytes: int | None = None) -> int:
+    """Refuse a computation that needs more memory than is available, before it allocates.
+
+    Parameters
+    ----------
+    need_bytes : float
+        Estimated peak memory of the computation [bytes] (from every size that matters:
+        box, batch, symmetry order, classes ...).  May be astronomically large (a float).
+    what : str
+        What is refused, e.g. ``"--symmetry C100000000"``; starts the message.
+    available_bytes : int, optional
+        Memory that may be used (default: :func:`available_memory_bytes`; a GPU's free memory
+        for device work).  Unknown (None) means no check.
+
+    Returns
+    -------
+    int
+        ``need_bytes`` rounded up.
+
+    Raises
+    ------
+    NotEnoughMemoryError
+        ``"{what}: needs N GiB, M GiB available"``.
+
+    Examples
+    --------
+    >>> check_memory(2**30, what="a test", available_bytes=2**31)
+    1073741824
+    >>> check_memory(2**32, what="--box 100000", available_bytes=2**31)
+    Traceback (most recent call last):
+    ...
+    cryoglass._allocator.NotEnoughMemoryError: --box 100000: needs 4 GiB, 2 GiB available
+    """
+    have = available_memory_bytes() if available_bytes is None else available_bytes
+    if have is not None and need_bytes > have:
+        raise NotEnoughMemoryError(
+            f"{what}: needs {_gib(need_bytes)} GiB, {_gib(have)} GiB available"
+        )
+    return int(min(need_bytes, 2**62))
+
+
+def _gib(n_bytes: float) -> str:
+    """Bytes as GiB with 3 significant digits (``'0.0312'``, ``'4'``, ``'3.73e+06'``)."""
+    return f"{n_bytes / 2**30:.3g}"

@@ -82,3 +82,4 @@ def test_one_spelling_per_concept_with_the_old_ones_hidden(tmp_path):
     assert rewrite_aliases(["vae", "train", "--n", "5"]) == ["vae", "train", "--n", "5"]
     assert rewrite_aliases(["fsc", "a.mrc", "--mask", "m.mrc"])[-2:] == ["--mask", "m.mrc"]
     assert rewrite_aliases(["reconstruct", "p.star", "--no-mask"])[-1] == "--no-sphere-mask"
+    assert rewrite_aliases(["demo", "--topic", "preprocessing"])[1] == "--topics"

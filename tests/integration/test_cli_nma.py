@@ -47,7 +47,7 @@ def test_nma_gnm_and_errors(shared_data, tmp_path):
     assert ok.exit_code == 0
     assert json.loads(ok.stdout)["eigenvalues"][0] == pytest.approx(1.36924, abs=1e-4)
     bad = CliRunner().invoke(
-        app, ["nma", str(model), "--cutoff-angstrom", "3", "--out", str(tmp_path)]
+        app, ["nma", str(model), "--cutoff-angstrom", "3", "--out", str(tmp_path / "bad")]
     )
     assert bad.exit_code == 2 and "disconnected" in bad.output and "gap" in bad.output
 

@@ -12,6 +12,7 @@ from conftest import run_relion
 from typer.testing import CliRunner
 
 from cryoglass.cli.main import app
+from cryoglass.fourier import lowpass
 from cryoglass.io import make_particle_set, read_particles, write_mrc, write_relion_star
 
 N, PIXEL, COUNT = 32, 4.0, 120
@@ -129,7 +130,8 @@ def test_refine3d_bad_inputs_are_one_line_errors(dataset, tmp_path):
     base = ["refine3d", str(dataset / "particles.star"), "--ref"]
     wrong = tmp_path / "no_pixel.mrc"
     with mrcfile.new(wrong) as mrc:
-        mrc.set_data(torch.zeros(N, N, N).numpy())
+        noise = torch.rand(N, N, N, generator=torch.Generator().manual_seed(0))
+        mrc.set_data(noise.numpy())  # a map, but no pixel size in the header
     cases = [
         ([*base, str(tmp_path / "nope.mrc"), "--out", str(tmp_path / "a")], "no such file"),
         ([*base, str(wrong), "--out", str(tmp_path / "b")], "no pixel size"),
@@ -201,5 +203,16 @@ def test_run_data_star_means_the_same_in_relion(dataset, tmp_path):
     assert ours.exit_code == 0, ours.output
     with mrcfile.open(tmp_path / "rel.mrc") as a, mrcfile.open(tmp_path / "cg.mrc") as b:
         x, y = torch.from_numpy(a.data.copy()).double(), torch.from_numpy(b.data.copy()).double()
-    x, y = x - x.mean(), y - y.mean()
-    assert float((x * y).sum() / (x.norm() * y.norm())) > 0.98
+    with mrcfile.open(dataset / "truth.mrc") as t:
+        truth = torch.from_numpy(t.data.copy()).double()
+
+    def corr(a, b):
+        a, b = a - a.mean(), b - b.mean()
+        return float((a * b).sum() / (a.norm() * b.norm()))
+
+    # 120 particles of 32²: the two programs treat the sparsely sampled shells near Nyquist
+    # differently (full maps correlate 0.85), so the meaning of the poses is compared below 12 Å,
+    # where both maps resemble the truth equally (a misread pose would not).
+    x, y = (lowpass(v, ndim=3, resolution_angstrom=12.0, pixel_size_angstrom=PIXEL) for v in (x, y))
+    assert corr(x, y) > 0.97
+    assert corr(x, truth) > 0.95 * corr(y, truth) > 0.8

@@ -20,7 +20,9 @@ SRC = Path(__file__).resolve().parents[2] / "src" / "cryoglass"
 LAYERS: dict[str, int] = {
     **dict.fromkeys(["constants", "conventions", "_allocator", "fourier", "geometry"], 0),
     **dict.fromkeys(["interpolate", "ctf", "projection", "simulate"], 1),
-    **dict.fromkeys(["reconstruct", "validate", "classify", "hetero", "nma", "refine"], 2),
+    **dict.fromkeys(
+        ["reconstruct", "validate", "classify", "hetero", "nma", "refine", "preprocess"], 2
+    ),
     "io": 3,
     **dict.fromkeys(["distributed", "report", "data"], 4),
     **dict.fromkeys(["demos", "serve", "cli", "__main__", "__init__"], 5),

@@ -102,3 +102,54 @@ def test_resize_spectrum_shapes_and_errors():
         fourier_pad(torch.zeros(8, 8), (6, 8))
     with pytest.raises(ValueError, match="square/cubic"):
         rescale(torch.zeros(10, 20), pixel_size_angstrom=1.0, new_pixel_size_angstrom=1.5, ndim=2)
+
+
+# ------------------------------------------------- relion_image_handler's box, real-space window
+@pytest.mark.parametrize(
+    ("box", "pixel", "new_pixel", "expected"),
+    [(256, 1.06, 2.5, 108), (256, 2.806, 5.0, 144), (64, 1.0, 0.5, 128), (100, 1.0, 1.9, 52)],
+)
+def test_rescaled_box_size_is_relions_even_rounding(box, pixel, new_pixel, expected):
+    from cryoglass.fourier.rescale import rescaled_box_size
+
+    new_box, actual = rescaled_box_size(
+        box, pixel_size_angstrom=pixel, new_pixel_size_angstrom=new_pixel
+    )
+    assert new_box == expected and new_box % 2 == 0
+    assert actual == pytest.approx(box * pixel / new_box)
+    with pytest.raises(ValueError, match="less than 2 pixels"):
+        rescaled_box_size(8, pixel_size_angstrom=1.0, new_pixel_size_angstrom=9.0)
+
+
+@pytest.mark.parametrize("shape", [(10, 10), (9, 11), (8, 8, 8)])
+@pytest.mark.parametrize("new", [3, 6, 7, 16])
+def test_center_window_keeps_the_origin_and_round_trips(shape, new, generator):
+    from cryoglass.fourier.rescale import center_window
+
+    x = torch.randn(2, *shape, generator=generator)
+    new_shape = (new,) * len(shape)
+    y = center_window(x, new_shape)
+    assert y.shape == (2, *new_shape)
+    origin = (..., *[n // 2 for n in shape])
+    assert torch.equal(y[(..., *[m // 2 for m in new_shape])], x[origin])
+    if all(m >= n for m, n in zip(new_shape, shape, strict=True)):
+        assert torch.equal(center_window(y, shape), x)  # pad, then crop back
+        assert float(y.abs().sum()) == pytest.approx(float(x.abs().sum()))
+
+
+@pytest.mark.parametrize("shape", [(8, 8), (7, 9), (10, 6), (6, 6, 6), (5, 8, 7)])
+def test_resize_fourier_equals_the_centred_spectrum_recipe(shape, generator):
+    """The real-FFT implementation gives the numbers of resize_spectrum on centred spectra."""
+    import itertools
+    import math
+
+    from cryoglass.fourier.fft import fftn_centered, ifftn_centered
+
+    x = torch.randn(2, *shape, generator=generator, dtype=torch.float64)
+    ndim = len(shape)
+    for new in itertools.product(*[(n - 3, n - 1, n, n + 1, n + 4) for n in shape]):
+        if min(new) < 1:
+            continue
+        spectrum = resize_spectrum(fftn_centered(x, ndim=ndim), new)
+        expected = ifftn_centered(spectrum, ndim=ndim).real * math.prod(new) / math.prod(shape)
+        torch.testing.assert_close(resize_fourier(x, new), expected, atol=1e-12, rtol=0)

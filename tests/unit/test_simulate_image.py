@@ -97,6 +97,51 @@ def test_underfocus_makes_protein_dark():
     assert weak_phase_contrast(blob, ctf, pixel_size_angstrom=2.0)[SIZE // 2, SIZE // 2] > 0.005
 
 
+@pytest.mark.parametrize("defocus_angstrom", [3000.0, 8000.0, 15000.0, 30000.0])
+@pytest.mark.parametrize("cs_mm", [0.0, 2.7])
+@pytest.mark.parametrize("amplitude_contrast", [0.0, 0.1])
+@pytest.mark.parametrize("size", [64, 65])
+def test_protein_is_dark_in_underfocus_in_the_raw_image(
+    defocus_angstrom, cs_mm, amplitude_contrast, size
+):
+    """RELION's sign (docs/conventions.md item 7): a positive potential is darker than vacuum in
+    the raw image in underfocus, brighter in overfocus (pure phase object); RELION's particle
+    image (CTF × projection) shows it white.  Lesson 01 teaches exactly this."""
+    pixel = 2.0
+    centre = size // 2
+    yx = torch.arange(size, dtype=torch.float64) - centre
+    r2 = yx[:, None] ** 2 + yx[None, :] ** 2
+    sigma_e = interaction_constant_rad_per_volt_angstrom(300.0)
+    # a 0.05 rad phase bump of σ = 8 Å: protein-like, and inside the first CTF lobe
+    blob = 0.05 / sigma_e * torch.exp(-r2 * pixel**2 / (2 * 8.0**2))
+    under = CTFParams(
+        defocus_angstrom, defocus_angstrom, cs_mm=cs_mm, amplitude_contrast=amplitude_contrast
+    )
+    raw = phase_object_image(blob, under, pixel_size_angstrom=pixel)
+    assert raw[centre, centre] < 1.0 - 1e-3
+    assert weak_phase_image(blob, under, pixel_size_angstrom=pixel)[centre, centre] < 1.0 - 1e-3
+    assert weak_phase_contrast(blob, under, pixel_size_angstrom=pixel)[centre, centre] > 1e-4
+    if amplitude_contrast == 0.0:
+        over = replace(
+            under, defocus_u_angstrom=-defocus_angstrom, defocus_v_angstrom=-defocus_angstrom
+        )
+        assert (
+            phase_object_image(blob, over, pixel_size_angstrom=pixel)[centre, centre] > 1.0 + 1e-3
+        )
+
+
+def test_protein_dark_in_underfocus_numbers_of_lesson_01():
+    """Issue 22's case: the same phase bump at 1.5 µm underfocus has centre intensity 0.95 (the
+    lesson's old, wrong-signed lens gave 1.05)."""
+    size, pixel = 96, 2.0
+    yx = torch.arange(size, dtype=torch.float64) - size // 2
+    r2 = yx[:, None] ** 2 + yx[None, :] ** 2
+    bump = 0.05 * torch.exp(-r2 / (2 * 4.0**2)) / interaction_constant_rad_per_volt_angstrom(300.0)
+    ctf = CTFParams(15000.0, 15000.0, amplitude_contrast=0.0)
+    image = phase_object_image(bump, ctf, pixel_size_angstrom=pixel)
+    assert float(image[size // 2, size // 2]) == pytest.approx(0.95, abs=0.01)
+
+
 def test_in_focus_amplitude_object():
     """No aberrations: only the imaginary potential shows, I = exp(−2ησV) exactly."""
     vp = (

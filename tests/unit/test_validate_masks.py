@@ -103,5 +103,58 @@ def test_mask_bad_inputs():
     with pytest.raises(ValueError, match="must be >= 0"):
         soft_sphere_mask((8, 8, 8), radius_px=-1.0)
     with pytest.raises(ValueError, match="must be >= 0"):
-        threshold_mask(torch.zeros(8, 8, 8), threshold=0.1, extend_px=-2.0)
+        threshold_mask(torch.zeros(8, 8, 8), threshold=0.1, soft_edge_px=-2.0)
     assert math.isfinite(float(otsu_threshold(torch.zeros(4, 4, 4))))
+
+
+# --------------------------------------------------------------- relion_mask_create (issue 20)
+def test_negative_extend_shrinks_like_an_erosion_by_a_ball():
+    from cryoglass.validate.masks import threshold_mask
+
+    g = torch.Generator().manual_seed(4)
+    volume = torch.rand(24, 26, 22, generator=g, dtype=torch.float64)
+    volume = torch.nn.functional.avg_pool3d(volume[None, None], 5, 1, 2)[0, 0]
+    seed = (volume >= 0.5).numpy()
+    for extend in (1.0, 2.0, 2.5):
+        got = threshold_mask(volume, threshold=0.5, extend_px=-extend, soft_edge_px=0.0)
+        # RELION: a seed voxel leaves when a non-seed voxel inside the box is closer than |e|
+        reach = int(np.ceil(extend))
+        o = np.arange(-reach, reach + 1)
+        ball = (o[:, None, None] ** 2 + o[None, :, None] ** 2 + o[None, None, :] ** 2) < extend**2
+        outside = ~seed
+        near = ndimage.binary_dilation(outside, structure=ball) & seed
+        np.testing.assert_array_equal(got.numpy().astype(bool), seed & ~near)
+
+
+def test_mask_from_map_rounds_the_lowpass_to_a_shell_and_finds_otsu():
+    from cryoglass.fourier import lowpass
+    from cryoglass.validate.masks import mask_from_map, relion_lowpass_resolution
+
+    # 64 px at 1.5 Å: 96 Å box; 15 Å → shell 6.4 → 6 → 16 Å; 13 Å → 7.38 → 7 → 13.71 Å
+    assert relion_lowpass_resolution(15.0, box=64, pixel_size_angstrom=1.5) == 16.0
+    assert abs(relion_lowpass_resolution(13.0, box=64, pixel_size_angstrom=1.5) - 96 / 7) < 1e-12
+    assert relion_lowpass_resolution(19.2, box=64, pixel_size_angstrom=1.5) == 96 / 5  # half up
+    g = torch.Generator().manual_seed(5)
+    centers = torch.randn(30, 3, generator=g, dtype=torch.float64) * 8.0
+    from cryoglass.simulate import gaussian_map
+
+    volume = gaussian_map(centers, shape=(32, 32, 32), pixel_size_angstrom=1.5, sigma_angstrom=2.0)
+    mask, t = mask_from_map(
+        volume,
+        threshold=None,
+        extend_px=2.0,
+        soft_edge_px=3.0,
+        lowpass_angstrom=8.0,
+        pixel_size_angstrom=1.5,
+    )
+    filtered = lowpass(volume, ndim=3, resolution_angstrom=48 / 6, pixel_size_angstrom=1.5)
+    assert t == pytest.approx(float(otsu_threshold(filtered)))
+    expected = threshold_mask(filtered, threshold=t, extend_px=2.0, soft_edge_px=3.0)
+    torch.testing.assert_close(mask, expected)
+    assert float(mask.min()) >= 0.0 and float(mask.max()) == 1.0
+    with pytest.raises(ValueError, match="cubic"):
+        mask_from_map(
+            torch.zeros(8, 8, 10), threshold=0.1, lowpass_angstrom=5.0, pixel_size_angstrom=1.0
+        )
+    with pytest.raises(ValueError, match="pixel_size_angstrom"):
+        mask_from_map(torch.zeros(8, 8, 8), threshold=0.1, lowpass_angstrom=5.0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import typer
@@ -32,6 +32,39 @@ def failing(*errors: type[BaseException], prefix: str = "") -> Iterator[None]:
         text = str(error).strip("'\"") if isinstance(error, KeyError) else str(error)
         named = prefix and text.startswith(prefix.rstrip(": "))  # the message names it already
         fail(text if named else f"{prefix}{text}")
+
+
+def check_outputs(
+    outputs: Iterable[Any],
+    *,
+    inputs: Iterable[Any] = (),
+    overwrite: bool = False,
+    creates: Iterable[Any] = (),
+) -> None:
+    """The output policy (:func:`cryoglass.io.outputs.check_outputs`), failing with one line.
+
+    Call it before the work: no output may be one of ``inputs`` (not even with --overwrite),
+    an existing output needs --overwrite, and an output's folder must exist unless it is in
+    ``creates`` (folders the command makes).
+    """
+    from cryoglass.io.outputs import check_outputs as check
+
+    with failing(OSError):
+        check(outputs, inputs=inputs, overwrite=overwrite, creates=creates)
+
+
+def require_memory(need_bytes: float, *, what: str, available_bytes: int | None = None) -> None:
+    """Fail with "WHAT: needs N GiB, M GiB available" when the estimate exceeds free memory.
+
+    Commands call it with an estimate from every size that matters (box, batch, symmetry
+    order, classes) before they allocate anything large (:func:`cryoglass._allocator.check_memory`).
+    """
+    from cryoglass._allocator import NotEnoughMemoryError, check_memory
+
+    try:
+        check_memory(need_bytes, what=what, available_bytes=available_bytes)
+    except NotEnoughMemoryError as error:
+        fail(str(error))
 
 
 def torch_device(device: str):

@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import typer
 
-from cryoglass.cli._common import fail, print_json
+from cryoglass.cli._common import fail, print_json, require_memory
 from cryoglass.cli.options import DataDir
+
+#: CTF fields → the option that sets them (for messages about NaN/Inf values).
+_OPTIONS = {
+    "defocus_u_angstrom": "--defocus-u",
+    "defocus_v_angstrom": "--defocus-v",
+    "astigmatism_angle_deg": "--angle",
+    "voltage_kv": "--voltage-kv",
+    "cs_mm": "--cs-mm",
+    "amplitude_contrast": "--amplitude-contrast",
+    "phase_shift_deg": "--phase-shift-deg",
+    "bfactor_a2": "--bfactor",
+}
 
 
 def _params_from_star(
@@ -154,8 +167,12 @@ def main(
         )
         pixel = 1.0 if pixel_size is None else pixel_size
     params = params.as_tensors(dtype=torch.float64)
-    if pixel <= 0:
-        fail(f"--apix must be > 0 Å, got {pixel}")
+    if not (math.isfinite(pixel) and pixel > 0):
+        fail(f"--apix must be positive and finite (a pixel size in Å), got {pixel}")
+    for name, option in _OPTIONS.items():
+        value = getattr(params, name)
+        if not bool(torch.isfinite(value).all()):
+            fail(f"{option}{f' (row {row} of {star})' if star else ''}: not a finite number")
     if not 0.0 <= float(params.amplitude_contrast) < 1.0:
         fail(f"amplitude contrast must satisfy 0 <= Q0 < 1, got {float(params.amplitude_contrast)}")
     if float(params.voltage_kv) <= 0:
@@ -165,6 +182,8 @@ def main(
     if plot is not None:
         if not plot.parent.is_dir():
             fail(f"--plot {plot}: folder {plot.parent} does not exist")
+        # the 2D CTF and its figure: about a dozen float64 box² arrays
+        require_memory(100.0 * box * box, what=f"--box {box} (the 2D CTF of --plot)")
         from cryoglass.report.ctf import save_ctf_figure
 
         try:

@@ -19,7 +19,9 @@ def main(
     topics: str = typer.Option(
         "all",
         "--topics",
-        help="Extra topic sections: 'all', 'none' or a comma list of class2d,orientations,nma,vae.",
+        help="Extra topic sections: 'all' (the quick ones), 'none' or a comma list of "
+        "class2d,orientations,nma,vae,preprocessing (movies → motioncorr → ctffind → pick → "
+        "extract → class2d, a few minutes).",
     ),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
     seed: int = typer.Option(0, "--seed", help="Seed for poses, defocus and noise."),
@@ -34,8 +36,9 @@ def main(
     Example:
       cryoglass demo --out demo && xdg-open demo/report.html
       cryoglass demo --out quick --box 64 --apix 2.6 --n-particles 1000 --topics none
+      cryoglass demo --out pre --box 64 --apix 2.6 --n-particles 1000 --topics preprocessing
     """
-    from cryoglass.demos.pipeline import TOPIC_SECTIONS, DemoSettings, run_demo
+    from cryoglass.demos.pipeline import EXTRA_TOPICS, TOPIC_SECTIONS, DemoSettings, run_demo
 
     if topics == "all":
         chosen = TOPIC_SECTIONS
@@ -43,9 +46,10 @@ def main(
         chosen = ()
     else:
         chosen = tuple(t.strip() for t in topics.split(",") if t.strip())
-        unknown = sorted(set(chosen) - set(TOPIC_SECTIONS))
+        known = (*TOPIC_SECTIONS, *EXTRA_TOPICS)
+        unknown = sorted(set(chosen) - set(known))
         if unknown:
-            fail(f"--topics: unknown {unknown}; choose from {', '.join(TOPIC_SECTIONS)}")
+            fail(f"--topics: unknown {unknown}; choose from {', '.join(known)}")
     if out.exists() and not out.is_dir():
         fail(f"{out}: exists and is not a folder")
     settings = DemoSettings(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import typer
@@ -120,6 +121,8 @@ def main(
 def _voxel_sizes(path: Path, info, apix: float | None) -> tuple[float, float, float]:
     """(x, y, z) voxel sizes [Å]: --apix, else the header's per-axis sizes; fail if unknown."""
     if apix is not None:
+        if not (math.isfinite(apix) and apix > 0):
+            fail(f"--apix must be positive and finite (a pixel size in Å), got {apix}")
         return (float(apix),) * 3
     if not info.orthogonal:
         angles = ", ".join(f"{a:g}" for a in info.cell_angles_deg)
@@ -130,6 +133,8 @@ def _voxel_sizes(path: Path, info, apix: float | None) -> tuple[float, float, fl
     sizes = info.voxel_size_angstrom
     if any(v in (0.0, 1.0) for v in sizes):
         fail(f"{path}: the header has no pixel size (voxel size {sizes}); pass --apix")
+    if not all(math.isfinite(v) and v > 0 for v in sizes):
+        fail(f"{path}: the header's voxel size {sizes} Å is not positive; pass --apix")
     return tuple(float(v) for v in sizes)
 
 

@@ -6,10 +6,28 @@ from pathlib import Path
 
 import typer
 
-from cryoglass.cli._common import failing, print_json
+from cryoglass.cli._common import check_outputs, failing, print_json
+from cryoglass.cli.options import Overwrite
 
 #: Keys of the --json output shown first by reports and ``cryoglass serve``.
 HEADLINE = ["resolution_0143_angstrom", "resolution_05_angstrom"]
+
+
+def _write_tables(summary, *, xml, star, maps, mask, overwrite: bool) -> None:
+    """--xml (EMDB) and --star (RELION postprocess.star) from the one FSC summary."""
+    from cryoglass.io.fsc_tables import write_fsc_star, write_fsc_xml
+
+    if xml is not None:
+        title = f"cryoglass FSC{' (masked, corrected)' if mask else ''}: {maps[0].name}"
+        write_fsc_xml(xml, summary, title=title, overwrite=overwrite)
+    if star is not None:
+        write_fsc_star(
+            star,
+            summary,
+            half_maps=(str(maps[0]), str(maps[1])),
+            mask=None if mask is None else str(mask),
+            overwrite=overwrite,
+        )
 
 
 def main(
@@ -27,6 +45,13 @@ def main(
     seed: int = typer.Option(0, "--seed", help="Seed of the phase randomisation (with --mask)."),
     as_json: bool = typer.Option(False, "--json", help="Print the results as JSON."),
     plot: Path | None = typer.Option(None, "--plot", help="Write the FSC curve to this PNG."),
+    xml: Path | None = typer.Option(
+        None, "--xml", help="Write the FSC as the EMDB's FSC XML (for map deposition)."
+    ),
+    star: Path | None = typer.Option(
+        None, "--star", help="Write the FSC as RELION's postprocess.star tables (data_fsc)."
+    ),
+    overwrite: Overwrite = False,
 ) -> None:
     """Fourier shell correlation of two maps: resolution at FSC = 0.143 and 0.5.
 
@@ -43,7 +68,9 @@ def main(
       cryoglass fsc half1.mrc half2.mrc
       cryoglass fsc half1.mrc half2.mrc --mask mask.mrc --json
       cryoglass fsc map.mrc model_map.mrc --apix 1.06 --plot fsc.png
+      cryoglass fsc half1.mrc half2.mrc --mask mask.mrc --xml fsc.xml --star fsc.star
     """
+    check_outputs((plot, xml, star), inputs=(map_a, map_b, mask), overwrite=overwrite)
     import torch
 
     from cryoglass.io.maps import read_map_pair, read_mask
@@ -68,6 +95,10 @@ def main(
     if plot is not None:
         with failing():
             fsc_summary_figure(plot, summary, title=map_a.name)
+    with failing():
+        _write_tables(
+            summary, xml=xml, star=star, maps=(map_a, map_b), mask=mask, overwrite=overwrite
+        )
     if as_json:
         print_json({"headline": HEADLINE, **summary.to_dict(), "masked": mask is not None})
         return
@@ -76,5 +107,6 @@ def main(
     )
     typer.echo(summary.describe(0.143))
     typer.echo(summary.describe(0.5))
-    if plot is not None:
-        typer.echo(f"plot: {plot}")
+    for name, path in (("plot", plot), ("EMDB FSC XML", xml), ("RELION FSC table", star)):
+        if path is not None:
+            typer.echo(f"{name}: {path}")

@@ -22,6 +22,24 @@ def lesson_sources() -> list[Path]:
     return []
 
 
+#: Lessons written with other issues; ``--list`` names them until their file exists.
+COMING: tuple[tuple[str, str], ...] = ()
+
+
+def lesson_sessions(path: Path) -> str:
+    """The syllabus sessions a lesson answers: the ``**Syllabus:**`` paragraph of its header."""
+    lines: list[str] = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        text = line.removeprefix("#").strip()
+        if text.startswith("**Syllabus:**"):
+            lines.append(text.removeprefix("**Syllabus:**").strip())
+        elif lines and text:
+            lines.append(text)
+        elif lines:
+            break
+    return " ".join(lines)
+
+
 def main(
     out: Path | None = typer.Option(
         None, "--out", help="Folder for the notebooks (created if missing)."
@@ -44,7 +62,11 @@ def main(
         fail("no lessons found in this installation")
     if list_only:
         for path in sources:
-            typer.echo(path.stem)
+            typer.echo(f"{path.stem}  {lesson_sessions(path)}")
+        present = {path.name[:2] for path in sources}
+        for number, sessions in COMING:
+            if number not in present:
+                typer.echo(f"{number} (coming)  {sessions}")
         return
     if out is None:
         fail("give --out DIR (the folder for the notebooks), or --list")

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import typer
 
-from cryoglass.cli._common import fail, print_json
+from cryoglass.cli._common import check_outputs, fail, print_json
+from cryoglass.cli.options import Overwrite
 
 MAP_SUFFIXES = (".mrc", ".map", ".mrcs", ".ccp4")
 
@@ -46,6 +47,15 @@ def _read_nodes(path: Path, atoms: str):
     return xyz.reshape(-1, 3), bfactors, keys, structure
 
 
+def _output_names(out: Path, *, report: bool, gnm: bool, modes: int) -> list[Path]:
+    """The files ``nma`` writes into ``out`` (write_nma_report's names with --report)."""
+    names = ["modes.npz"]
+    if report:
+        names += ["spectrum.svg", "fluctuations.svg", "report.html"]
+        names += [] if gnm else [f"mode_{m + 1}.pdb" for m in range(min(3, modes))]
+    return [out / name for name in names]
+
+
 def main(
     source: Path = typer.Argument(..., help="Atomic model (.pdb/.cif[.gz]) or map (.mrc/.map)."),
     out: Path = typer.Option(..., "--out", help="Output folder (created)."),
@@ -64,6 +74,7 @@ def main(
     seed: int = typer.Option(0, "--seed", help="Seed of the pseudo-atom network."),
     report: bool = typer.Option(True, "--report/--no-report", help="Write report.html."),
     json_out: bool = typer.Option(False, "--json", help="Print eigenvalues as JSON."),
+    overwrite: Overwrite = False,
 ) -> None:
     """Normal modes (ANM or GNM) of an atomic model, or of pseudo-atoms placed on a map.
 
@@ -89,6 +100,12 @@ def main(
         fail(f"{source}: file not found")
     if atoms not in ("ca", "heavy", "all"):
         fail(f"--atoms must be ca, heavy or all, got {atoms!r}")
+    check_outputs(
+        _output_names(out, report=report, gnm=gnm, modes=modes),
+        inputs=[source],
+        overwrite=overwrite,
+        creates=[out],
+    )
     cutoff = cutoff_angstrom if cutoff_angstrom is not None else (10.0 if gnm else 15.0)
     bfactors, keys = None, None
     try:
@@ -128,7 +145,7 @@ def main(
         arrays["residue_numbers"] = np.array([r for _, r in keys])
         arrays["bfactors_a2"] = bfactors
     atomic_write(
-        out / "modes.npz", lambda tmp: np.savez(tmp, **arrays), suffix=".npz", overwrite=True
+        out / "modes.npz", lambda tmp: np.savez(tmp, **arrays), suffix=".npz", overwrite=overwrite
     )
     if report:
         from cryoglass.report.nma import write_nma_report

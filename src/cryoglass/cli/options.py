@@ -76,6 +76,16 @@ ALIASES: dict[str, dict[str, str]] = {
     "simulate": {"--n": "--n-particles"},
     "nma-dataset": {"--n": "--n-particles"},
     "reconstruct": {"--mask": "--sphere-mask", "--no-mask": "--no-sphere-mask"},
+    # resample: --apix is the output's pixel size; the input's older spellings mean the input's
+    "resample": {
+        "--pixel-size": "--input-apix",
+        "--pixel-size-angstrom": "--input-apix",
+        "--angpix": "--input-apix",
+        "--rescale-angpix": "--apix",
+        "--new-box": "--box",
+    },
+    "demo": {"--topic": "--topics"},
+    "ctffind": {"--min-defocus": "--defocus-min", "--max-defocus": "--defocus-max"},
 }
 
 

@@ -6,12 +6,13 @@ from pathlib import Path
 
 import typer
 
-from cryoglass.cli._common import fail, print_json
-from cryoglass.cli.options import DataDir
+from cryoglass.cli._common import check_outputs, fail, print_json, require_memory
+from cryoglass.cli.options import DataDir, Overwrite
 
 
 def read_directions(star: Path, symmetry: str, datadir: Path | None = None):
     """Read Euler angles from a STAR/.cs file and return (directions, n_particles) or fail."""
+    from cryoglass.geometry import group_order
     from cryoglass.io import read_particles
     from cryoglass.io.particles import check_3d_poses
     from cryoglass.validate.orientations import projection_directions
@@ -28,6 +29,15 @@ def read_directions(star: Path, symmetry: str, datadir: Path | None = None):
         check_3d_poses(particles, source=str(star), purpose="an orientation distribution")
     except ValueError as error:
         fail(str(error))
+    n = int(particles.euler_deg.shape[0])
+    try:
+        order = group_order(symmetry)
+    except ValueError as error:
+        fail(f"--symmetry {symmetry}: {error}")
+    # n·G directions, with the expanded poses and matrices: about 200 bytes each
+    require_memory(
+        200.0 * n * order, what=f"--symmetry {symmetry} ({n} particles × {order} operators)"
+    )
     try:
         directions = projection_directions(particles.euler_deg, symmetry=symmetry)
     except ValueError as error:
@@ -51,6 +61,7 @@ def main(
         None, "--bild", help="Write a ChimeraX .bild of the distribution."
     ),
     datadir: DataDir = None,
+    overwrite: Overwrite = False,
 ) -> None:
     """Orientation distribution: SCF, SCF*, empty fraction and efficiency (Baldwin & Lyumkis).
 
@@ -77,6 +88,7 @@ def main(
 
     if not fourier_radius > 0:
         fail(f"--fourier-radius must be positive, got {fourier_radius}")
+    check_outputs((plot, bild), inputs=(star,), overwrite=overwrite)
     directions, n_particles = read_directions(star, symmetry, datadir)
     if tilt_deg != 0.0:
         generator = torch.Generator().manual_seed(seed)
@@ -95,7 +107,7 @@ def main(
     if bild is not None:
         from cryoglass.io import write_text_atomic
 
-        write_text_atomic(bild, orientation_bild(directions))
+        write_text_atomic(bild, orientation_bild(directions), overwrite=overwrite)
     if as_json:
         print_json(result)
     else:

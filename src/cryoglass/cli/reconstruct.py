@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import typer
 
-from cryoglass.cli._common import fail, failing, print_json, torch_device
+from cryoglass._allocator import available_memory_bytes
+from cryoglass.cli._common import check_outputs, fail, failing, print_json, torch_device
 from cryoglass.cli.options import (
     Apix,
     ChunkSize,
@@ -18,20 +18,6 @@ from cryoglass.cli.options import (
     Scheduler,
     Workers,
 )
-
-
-def available_memory_bytes() -> int | None:
-    """``MemAvailable`` from /proc/meminfo (Linux), else free pages × page size, else None."""
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return None
 
 
 def _read(star: Path, pixel_size: float | None, *, ctf: bool, datadir: Path | None = None):
@@ -80,11 +66,7 @@ def _check_options(star: Path, outputs: list[Path], *, overwrite: bool, device: 
         fail("--work-dir checkpoints distributed runs: add --workers N or --scheduler ADDRESS")
     if distributed and device != "cpu":
         fail("--workers/--scheduler back-project on the workers' CPUs; drop --device")
-    for path in outputs:
-        if path.resolve() == star.resolve():
-            fail(f"{path}: output would overwrite the input file")
-        if path.exists() and not overwrite:
-            fail(f"{path}: exists; pass --overwrite to replace it")
+    check_outputs(outputs, inputs=[star], overwrite=overwrite)
     with failing(prefix=f"--symmetry {how['symmetry']}: "):
         from cryoglass.geometry import group_order
 
@@ -94,20 +76,20 @@ def _check_options(star: Path, outputs: list[Path], *, overwrite: bool, device: 
 
 
 def _check_memory(need: int, target, summary: str) -> None:
-    """Print the memory estimate; refuse when it exceeds what is available."""
+    """Refuse when the estimate exceeds the available memory; else print it."""
     import torch
 
     have = torch.cuda.mem_get_info(target)[0] if target.type == "cuda" else available_memory_bytes()
+    if have is not None and need > have:
+        fail(
+            f"not enough memory: {summary} needs {need / 2**30:.3g} GiB, {have / 2**30:.3g} GiB "
+            "available; try --pad 1, a smaller --batch-size, or without --halves"
+        )
     typer.echo(
         f"{summary}: needs about {need / 2**30:.2f} GiB"
         + (f" (available {have / 2**30:.2f} GiB)" if have else ""),
         err=True,
     )
-    if have is not None and need > have:
-        fail(
-            f"not enough memory: about {need / 2**30:.2f} GiB needed, {have / 2**30:.2f} GiB "
-            "available; try --pad 1, a smaller --batch-size, or without --halves"
-        )
 
 
 def _backproject(particles, labels, *, pixel: float, ctf: bool, target, options: dict, dask: dict):
@@ -260,6 +242,7 @@ def main(
     --work-dir keeps a checkpoint of the sums: rerun the same command to resume.
       cryoglass reconstruct run_data.star --out map.mrc --workers 2 --work-dir rec_work
     """
+    from cryoglass.geometry import group_order
     from cryoglass.io import write_mrc
     from cryoglass.reconstruct import finalize, memory_estimate_bytes
 
@@ -272,6 +255,7 @@ def main(
         star, outputs, overwrite=overwrite, device=device, symmetry=symmetry, **dask
     )
     particles, pixel = _read(star, pixel_size, ctf=ctf, datadir=datadir)
+    check_outputs(outputs, inputs=particles.image_files, overwrite=overwrite)  # the stacks too
     n, count = particles.image_size, len(particles)
     need = memory_estimate_bytes(
         n,
@@ -279,6 +263,7 @@ def main(
         accumulators=1 + halves,
         batch_size=batch_size,
         gridding_iterations=gridding_iterations,
+        symmetry_order=group_order(symmetry),
     )
     _check_memory(
         need,

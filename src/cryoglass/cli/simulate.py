@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from cryoglass.cli._common import fail, failing, print_json, torch_device
+from cryoglass.cli._common import fail, failing, print_json, require_memory, torch_device
 from cryoglass.cli.options import Device, JsonOutput, Scheduler, Workers
 
 #: Files the command writes into DIR (it refuses to touch anything else).
@@ -325,6 +325,17 @@ def _check_values(n, volume_path, model_path, snr, dose, box, apix, defocus_min,
         fail(f"--defocus-min {defocus_min:g} / --defocus-max {defocus_max:g} Å: need 0 ≤ min ≤ max")
 
 
+def _check_box_memory(box: int, chunk_size: int) -> None:
+    """Refuse a box whose map and image chunks cannot fit in memory, before allocating.
+
+    Peak memory above the interpreter's, measured for 1000 images in one chunk: +470 MB at
+    box 128, +1280 MB at box 192 (``peak_rss_mib``); ``96·B³`` (map, its 2× padded
+    transform) plus ``24·chunk·B²`` (a chunk's images, transforms, CTFs) bounds both.
+    """
+    need = 96.0 * float(box) ** 3 + 24.0 * chunk_size * float(box) ** 2
+    require_memory(need, what=f"--box {box} (chunk of {chunk_size} images)")
+
+
 def _check_run(chunk_size: int, workers, scheduler, device: str, thickness) -> None:
     """Refuse a bad chunking, contradictory --workers/--scheduler/--device, a bad thickness."""
     if chunk_size < 1:
@@ -558,9 +569,12 @@ def main(
     _check_run(chunk_size, workers, scheduler, device, thickness)
     _check_out(out, overwrite, volume_path=volume_path, model_path=model_path, views=views)
 
+    if box is not None:
+        _check_box_memory(box, chunk_size)
     target = _device(device)
     view_spec = _parse_views(views)
     volume, pixel, source = _read_source(volume_path, model_path, box=box, apix=apix)
+    _check_box_memory(volume.shape[-1], chunk_size)
     _check_thickness(thickness, pixel)
     lens = {"voltage_kv": voltage_kv, "cs_mm": cs_mm, "amplitude_contrast": amplitude_contrast}
     distributions = ParticleDistributions(

@@ -153,11 +153,22 @@ def _config(folder: Path) -> dict:
 @contextlib.contextmanager
 def _option_names() -> Iterator[None]:
     """Exit on a ValueError from TrainConfig, naming the command's options, not its fields."""
+    names = {
+        "point_fraction": "--point-fraction",
+        "dense_radius_fraction": "--dense-radius",
+        "radius_fraction": "--radius-fraction",
+        "batch_size": "--batch-size",
+        "learning_rate": "--lr",
+        "epochs": "--epochs",
+        "beta": "--beta",
+    }
     try:
         yield
     except ValueError as error:
-        message = str(error).replace("point_fraction", "--point-fraction")
-        fail(message.replace("dense_radius_fraction", "--dense-radius"))
+        message = str(error)
+        for field_name, option in names.items():  # longest names first: no partial matches
+            message = message.replace(field_name, option)
+        fail(message)
 
 
 def _check_out(out: Path, resume: bool) -> None:
@@ -319,6 +330,8 @@ def train(
 
     Example: cryoglass vae train particles.star --zdim 8 --epochs 20 --out vae01
     """
+    import dataclasses
+
     import torch
 
     from cryoglass.hetero import TrainConfig, fit
@@ -338,22 +351,23 @@ def train(
         "encoding": encoding,
         "feature_sigma": feature_sigma,
     }
-    particles, pixel = _load_particles(star, poses, ctf_pkl, datadir)
-    data = _particle_data(particles, pixel)
-    d = particles.image_size
-    _check_out(out, resume)
-    with _option_names():
+    with _option_names():  # options first: a bad one is refused before the data are read
         train_config = TrainConfig(
             epochs=epochs,
             batch_size=batch_size,
             learning_rate=learning_rate,
             beta=beta,
             seed=seed,
-            use_ctf=use_ctf and particles.ctf is not None,
+            use_ctf=use_ctf,
             radius_fraction=radius_fraction,
             point_fraction=point_fraction,
             dense_radius_fraction=dense_radius,
         )
+    _check_out(out, resume)
+    particles, pixel = _load_particles(star, poses, ctf_pkl, datadir)
+    train_config = dataclasses.replace(train_config, use_ctf=use_ctf and particles.ctf is not None)
+    data = _particle_data(particles, pixel)
+    d = particles.image_size
     if resume:
         model, optimizer, train_config, history, start = _resume(
             out, star, requested, image_size=d, epochs=epochs, device=device

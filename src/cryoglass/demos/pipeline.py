@@ -9,7 +9,8 @@ modelled atoms):
 4. a simulated dataset: particles at random orientations with CTF and noise, their Thon rings;
 5. 3D reconstruction of two half sets by direct Fourier inversion, FSC against the truth;
 6. post-processing: corrected FSC, Guinier plot and B-factor, blurred vs sharpened map;
-7. the sections of the other topics (2D classification, orientations, NMA, VAE) when present.
+7. the sections of the other topics (2D classification, orientations, local resolution, NMA,
+   VAE) when present.
 
 Every figure is a PNG beside ``report.html``; every map shown is an MRC file in the folder.
 Each step is a function that returns its report section, so the steps read one at a time.
@@ -44,10 +45,12 @@ from cryoglass.report.html import Section, write_html_report
 from cryoglass.simulate import potential_map, projected_potential
 from cryoglass.simulate.dataset import ParticleDistributions, ParticleParameters, simulate_dataset
 
-__all__ = ["TOPIC_SECTIONS", "DemoSettings", "run_demo"]
+__all__ = ["EXTRA_TOPICS", "TOPIC_SECTIONS", "DemoSettings", "run_demo"]
 
 #: Topic sections contributed by other modules: ``cryoglass.demos.<name>.run(out, seed=)``.
-TOPIC_SECTIONS = ("class2d", "refine", "orientations", "nma", "vae")
+TOPIC_SECTIONS = ("class2d", "refine", "orientations", "localres", "nma", "vae")
+#: Longer topics, run only when named (``cryoglass demo --topics preprocessing``).
+EXTRA_TOPICS = ("preprocessing",)
 
 
 @dataclass(frozen=True)

@@ -142,6 +142,16 @@ class TrainConfig:
     amp: bool = True
 
     def __post_init__(self) -> None:
+        if self.epochs < 0:
+            raise ValueError(f"epochs must be >= 0, got {self.epochs}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
+            raise ValueError(f"learning_rate must be a positive number, got {self.learning_rate}")
+        if not (math.isfinite(self.beta) and self.beta >= 0):
+            raise ValueError(f"beta must be a finite number >= 0, got {self.beta}")
+        if not 0 < self.radius_fraction <= 1:
+            raise ValueError(f"radius_fraction must be in (0, 1], got {self.radius_fraction}")
         if not 0 < self.point_fraction <= 1:
             raise ValueError(f"point_fraction must be in (0, 1], got {self.point_fraction}")
         if not 0 <= self.dense_radius_fraction <= 1:

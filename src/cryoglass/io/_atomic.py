@@ -38,6 +38,9 @@ def check_writable(path: str | os.PathLike, *, overwrite: bool) -> Path:
 
     Raises
     ------
+    OutputIsInputError
+        ``path`` is a file the running command read (:mod:`cryoglass.io.outputs`): never
+        replaced, even with ``overwrite``.
     FileExistsError
         ``path`` exists and ``overwrite`` is False.
     IsADirectoryError
@@ -45,7 +48,14 @@ def check_writable(path: str | os.PathLike, *, overwrite: bool) -> Path:
     FileNotFoundError
         The parent folder of ``path`` does not exist.
     """
+    from cryoglass.io.outputs import OutputIsInputError, is_input
+
     path = Path(path)
+    if is_input(path):
+        raise OutputIsInputError(
+            f"{path}: is an input of this command; write the output elsewhere "
+            "(--overwrite never replaces an input)"
+        )
     if path.is_dir():
         raise IsADirectoryError(f"{path}: is a directory, cannot write a file there")
     if path.exists() and not overwrite:
@@ -156,7 +166,11 @@ def atomic_folder(path: str | os.PathLike) -> Iterator[Path]:
     Path
         The temporary folder's name (not yet created).
     """
+    from cryoglass.io.outputs import OutputIsInputError, is_input
+
     path = Path(path)
+    if is_input(path):
+        raise OutputIsInputError(f"{path}: is an input of this command; write the output elsewhere")
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
         yield tmp

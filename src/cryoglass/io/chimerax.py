@@ -6,7 +6,7 @@ it); paths are relative to that folder.  Only this module writes ChimeraX syntax
 
 from __future__ import annotations
 
-__all__ = ["fsc3d_script", "postprocess_script"]
+__all__ = ["fsc3d_script", "localres_script", "postprocess_script"]
 
 
 def postprocess_script(
@@ -86,4 +86,47 @@ def fsc3d_script(
     ]
     if full_name is not None:
         lines.append(f"tile #1,{model}")
+    return "\n".join(lines) + "\n"
+
+
+def localres_script(
+    *,
+    map_name: str,
+    localres_name: str,
+    pixel_size_angstrom: float,
+    level: float,
+    range_angstrom: tuple[float, float],
+) -> str:
+    """A map's surface coloured by its local resolution (blue best, white middle, red worst).
+
+    Parameters
+    ----------
+    map_name : str
+        The map to show as a surface (e.g. the local-resolution-filtered map).
+    localres_name : str
+        The local-resolution map [Å] on the same grid; sampled at the surface vertices.
+    pixel_size_angstrom : float
+    level : float
+        Starting contour level of the map.
+    range_angstrom : (low, high)
+        Resolutions [Å] at the two ends of the colour scale.
+
+    Returns
+    -------
+    str
+        The script: ``open`` both maps, ``color sample`` the surface by the second, a key.
+    """
+    low, high = (float(x) for x in range_angstrom)
+    mid = 0.5 * (low + high)
+    palette = f"{low:.2f},blue:{mid:.2f},white:{high:.2f},red"
+    lines = [
+        "# ChimeraX: open with  chimerax localres.cxc  (run from this folder)",
+        f"open {map_name}",
+        f"open {localres_name}",
+        f"volume #1 voxelSize {pixel_size_angstrom:g} level {level:.6g} style surface step 1",
+        f"volume #2 voxelSize {pixel_size_angstrom:g} hide",
+        f"color sample #1 map #2 palette {palette}",
+        f"key blue:{low:.1f}Å white:{mid:.1f}Å red:{high:.1f}Å pos 0.72,0.06 size 0.25,0.03",
+        "view",
+    ]
     return "\n".join(lines) + "\n"

@@ -43,6 +43,7 @@ import torch
 from cryoglass.ctf.params import CTFParams
 from cryoglass.geometry.euler import euler_to_matrix, matrix_to_euler
 from cryoglass.io._atomic import atomic_write
+from cryoglass.io.outputs import register_input
 
 __all__ = [
     "cryodrgn_pickle_kind",
@@ -78,6 +79,7 @@ class _ArrayUnpickler(pickle.Unpickler):
 def _load_pickle(path: Path) -> object:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: file not found")
+    register_input(path)
     try:
         with open(path, "rb") as handle:
             return _ArrayUnpickler(io.BytesIO(handle.read())).load()
@@ -269,6 +271,7 @@ def _stack_files(stack: Path) -> list[tuple[Path, int, int, float | None]]:
     if stack.suffix.lower() == ".txt":
         if not stack.is_file():
             raise FileNotFoundError(f"{stack}: stack list not found")
+        register_input(stack)
         entries = [line.strip() for line in stack.read_text().splitlines() if line.strip()]
         if not entries:
             raise ValueError(f"{stack}: the list names no stacks")

@@ -46,6 +46,7 @@ import torch
 from cryoglass.ctf.params import CTFParams
 from cryoglass.geometry.euler import matrix_to_euler
 from cryoglass.geometry.rotations import rotvec_to_matrix
+from cryoglass.io.outputs import register_input
 from cryoglass.io.particles import ParticleSet, make_particle_set
 
 __all__ = ["cryosparc_pose_to_euler", "read_cryosparc"]
@@ -90,6 +91,7 @@ def _column(path: Path, records: np.ndarray, name: str) -> torch.Tensor:
 def _load(path: Path) -> np.ndarray:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: cryoSPARC file not found")
+    register_input(path)
     try:
         records = np.load(path, allow_pickle=False)
     except (ValueError, OSError) as error:

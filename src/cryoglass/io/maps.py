@@ -7,6 +7,7 @@ message names the file and the problem, for the command to print as one line.
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -38,6 +39,9 @@ def read_map(path: str | os.PathLike) -> tuple[torch.Tensor, float | None]:
         raise ValueError(
             f"{path}: expected a 3D map, got shape {tuple(data.shape)} (an image or stack?)"
         )
+    finite = torch.isfinite(data)
+    if not bool(finite.all()):
+        raise ValueError(f"{path}: {int((~finite).sum())} voxels are NaN or infinite")
     return data, info.pixel_size_angstrom
 
 
@@ -64,10 +68,17 @@ def read_map_pair(
     Raises
     ------
     FileNotFoundError, ValueError
-        A missing or unreadable file, different boxes or pixel sizes, no pixel size at all,
-        or a non-positive ``pixel_size_angstrom``; the message names the files.
+        A missing or unreadable file, NaN/Inf voxels, different boxes or pixel sizes, no
+        pixel size at all, a non-positive or infinite ``pixel_size_angstrom``, or a constant
+        (e.g. all-zero) map; the message names the files.
     """
     (a, size_a), (b, size_b) = read_map(path_a), read_map(path_b)
+    if pixel_size_angstrom is None:
+        for path, size in ((path_a, size_a), (path_b, size_b)):
+            if size is not None and not (math.isfinite(size) and size > 0):
+                raise ValueError(
+                    f"{path}: the header's pixel size {size:g} Å is not positive; pass --apix"
+                )
     if a.shape != b.shape:
         raise ValueError(
             f"{path_a} and {path_b} have different boxes: {tuple(a.shape)} vs {tuple(b.shape)}"
@@ -79,8 +90,11 @@ def read_map_pair(
     pixel = pixel_size_angstrom if pixel_size_angstrom is not None else (size_a or size_b)
     if pixel is None:
         raise ValueError(f"{path_a}: the header has no pixel size; pass --apix")
-    if not pixel > 0:
-        raise ValueError(f"--apix must be positive, got {pixel}")
+    if not (math.isfinite(pixel) and pixel > 0):
+        raise ValueError(f"--apix must be positive and finite (a pixel size in Å), got {pixel}")
+    for path, data in ((path_a, a), (path_b, b)):
+        if data.numel() and float(data.max()) == float(data.min()):
+            raise ValueError(f"{path}: every voxel is {float(data.min()):g}: an empty map")
     return a, b, float(pixel)
 
 

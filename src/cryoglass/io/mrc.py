@@ -42,6 +42,7 @@ import numpy as np
 import torch
 
 from cryoglass.io._atomic import atomic_path, atomic_write
+from cryoglass.io.outputs import register_input
 
 __all__ = [
     "MRCHeaderInfo",
@@ -128,6 +129,7 @@ def _open(path: Path, *, mmap: bool) -> mrcfile.mrcfile.MrcFile:
     """Open strictly; retry permissively only for the harmless ID/machine-stamp problems."""
     if not path.is_file():
         raise FileNotFoundError(f"{path}: MRC file not found")
+    register_input(path)
     opener = mrcfile.mmap if mmap else mrcfile.open
     try:
         return opener(path, mode="r", permissive=False)

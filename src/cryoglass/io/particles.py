@@ -14,6 +14,7 @@ from memory-mapped MRC stacks (it never loads a whole stack).
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
@@ -441,6 +442,74 @@ def make_particle_set(
     )
 
 
+#: RELION's column of each CTF parameter (for messages about bad values).
+_CTF_COLUMNS = {
+    "defocus_u_angstrom": "rlnDefocusU",
+    "defocus_v_angstrom": "rlnDefocusV",
+    "astigmatism_angle_deg": "rlnDefocusAngle",
+    "voltage_kv": "rlnVoltage",
+    "cs_mm": "rlnSphericalAberration",
+    "amplitude_contrast": "rlnAmplitudeContrast",
+    "phase_shift_deg": "rlnPhaseShift",
+    "bfactor_a2": "rlnCtfBfactor",
+    "scale": "rlnCtfScalefactor",
+}
+
+
+def _first_bad(values, source: str, column: str) -> None:
+    values = torch.as_tensor(values)
+    bad = ~torch.isfinite(values)
+    if bool(bad.any()):
+        row = int(bad.reshape(-1).nonzero()[0]) + 1 if values.ndim else 1
+        raise ValueError(
+            f"{source}: {column} is NaN or infinite for {int(bad.sum())} particle(s) "
+            f"(first: particle {row})"
+        )
+
+
+def _check_finite(particles: ParticleSet, *, source: str, poses: bool, ctf: bool) -> None:
+    """Refuse NaN/Inf in the CTF parameters, poses and shifts a computation will use."""
+    if ctf and particles.ctf is not None:
+        for name, column in _CTF_COLUMNS.items():
+            _first_bad(getattr(particles.ctf, name), source, column)
+    if poses and particles.euler_deg is not None:
+        for k, column in enumerate(("rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi")):
+            _first_bad(particles.euler_deg[:, k], source, column)
+    if particles.shift_angstrom is not None:
+        for k, column in enumerate(("rlnOriginXAngst", "rlnOriginYAngst")):
+            _first_bad(particles.shift_angstrom[:, k], source, column)
+
+
+def check_image_indices(particles: ParticleSet) -> None:
+    """Refuse an image index beyond its stack (reads each image file's header only).
+
+    Raises
+    ------
+    ValueError
+        ``"{stack}: image 99 (rlnImageName 99@...) is beyond the stack's 6 images"``.
+    """
+    from cryoglass.io.mrc import read_mrc_header
+
+    for k, path in enumerate(particles.image_files):
+        indices = particles.image_index[particles.image_file_index == k]
+        if indices.numel() == 0:
+            continue
+        if Path(path).is_dir():  # a Zarr store
+            from cryoglass.io.zarr_stack import open_zarr_stack
+
+            count = len(open_zarr_stack(path))
+        else:
+            shape = read_mrc_header(path).shape
+            count = int(shape[0]) if len(shape) == 3 else 1
+        top = int(indices.max())
+        if top >= count or int(indices.min()) < 0:
+            bad = top if top >= count else int(indices.min())
+            raise ValueError(
+                f"{path}: image {bad + 1} (RELION's 1-based index) is beyond the stack's "
+                f"{count} images"
+            )
+
+
 def check_particle_set(
     particles: ParticleSet,
     *,
@@ -483,6 +552,11 @@ def check_particle_set(
         raise ValueError(f"{source}: no particles")
     pixel = particles.pixel_size_angstrom
     low, high = float(pixel.min()), float(pixel.max())
+    if not (math.isfinite(low) and math.isfinite(high) and low > 0):
+        raise ValueError(
+            f"{source}: pixel size {low if not low > 0 else high:g} Å is not a positive finite "
+            "number (rlnImagePixelSize, or --apix)"
+        )
     if high - low > 0.01 * low:
         raise ValueError(
             f"{source}: pixel size mismatch between optics groups ({low:.4f}–{high:.4f} Å); "
@@ -500,9 +574,11 @@ def check_particle_set(
             f"{source}: {purpose} needs CTF columns (rlnDefocusU, rlnDefocusV)"
             + (f"; {ctf_hint}" if ctf_hint else "")
         )
+    _check_finite(particles, source=source, poses=poses, ctf=ctf)
     message = missing_images_message(particles, source=source)
     if message is not None:
         raise ValueError(message)
+    check_image_indices(particles)
     if image_sizes:
         from cryoglass.io.mrc import read_mrc_header
 

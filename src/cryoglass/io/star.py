@@ -21,6 +21,7 @@ cryo-EM data sets in RELION-3.1. IUCrJ 7:253-267. https://doi.org/10.1107/S20522
 
 from __future__ import annotations
 
+import linecache
 import os
 from dataclasses import replace
 from pathlib import Path
@@ -34,6 +35,7 @@ import torch
 from cryoglass.ctf.params import CTFParams
 from cryoglass.io._atomic import atomic_write
 from cryoglass.io.mrc import read_mrc_header
+from cryoglass.io.outputs import register_input
 from cryoglass.io.particles import (
     ParticleSet,
     image_search_paths,
@@ -137,10 +139,13 @@ def read_particles(
 def _read_blocks(path: Path) -> tuple[pd.DataFrame, pd.DataFrame | None]:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: STAR file not found")
+    register_input(path)
     try:
         blocks = starfile.read(path, always_dict=True)
     except Exception as error:  # starfile raises several types on malformed input
         raise ValueError(f"{path}: cannot parse STAR file: {error}") from error
+    finally:  # starfile reads through linecache and keeps stale lines on errors
+        linecache.clearcache()
     tables = {name: df for name, df in blocks.items() if isinstance(df, pd.DataFrame)}
     optics = tables.get("optics")
     if "particles" in tables:
@@ -265,6 +270,8 @@ def read_relion_star(
     path = Path(path)
     particles, optics = _read_blocks(path)
     _require(path, particles, ["rlnImageName"], "images")
+    if len(particles) == 0:
+        raise ValueError(f"{path}: no particles (the particle table has no rows)")
     n = len(particles)
     if optics is None:
         if pixel_size_angstrom is not None:

@@ -22,6 +22,7 @@ import gemmi
 import torch
 
 from cryoglass.io._atomic import atomic_write
+from cryoglass.io.outputs import register_input
 
 __all__ = ["AtomicModel", "read_structure", "with_coordinates", "write_structure"]
 
@@ -122,6 +123,7 @@ def read_structure(
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: structure file not found")
+    register_input(path)
     try:
         structure = gemmi.read_structure(str(path))
     except (RuntimeError, ValueError) as error:

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from cryoglass.io._atomic import atomic_folder
+from cryoglass.io.outputs import register_input
 
 __all__ = ["ZARR_MISSING", "ZarrStack", "open_zarr_stack", "write_zarr_stack", "zarr_available"]
 
@@ -227,4 +228,5 @@ def open_zarr_stack(path: str | os.PathLike) -> ZarrStack:
     >>> bool(torch.equal(stack.read([1, 0]), x[[1, 0]]))
     True
     """
+    register_input(path)
     return ZarrStack(path)

@@ -573,6 +573,7 @@ def memory_estimate_bytes(
     batch_size: int = 128,
     dtype: torch.dtype = torch.float32,
     gridding_iterations: int = 0,
+    symmetry_order: int = 1,
 ) -> int:
     """Rough peak memory [bytes] of a reconstruction (accumulators + finalize + one batch).
 
@@ -586,12 +587,20 @@ def memory_estimate_bytes(
     dtype : float32 or float64
     gridding_iterations : int
         > 0 adds the ``M³`` blob multiplier and FFT buffers.
+    symmetry_order : int
+        ``G`` of the point group: every image is inserted ``G`` times, so the batch buffers
+        (and the ``B·G`` rotation matrices) grow ``G``-fold.
 
     Returns
     -------
     int
-        ``accumulators · L · (complex + real) + ~4 L complex (finalize) + batch buffers``, with
-        ``L = (M+3)²(M//2+2)`` the guarded table size and ``M = pad·box``.
+        ``accumulators · L · (complex + real) + ~4 L complex (finalize) + G · batch buffers``,
+        with ``L = (M+3)²(M//2+2)`` the guarded table size and ``M = pad·box``.
+
+    Examples
+    --------
+    >>> memory_estimate_bytes(128, symmetry_order=4) > memory_estimate_bytes(128)
+    True
     """
     real = torch.finfo(dtype).bits // 8
     m = pad * box
@@ -600,7 +609,8 @@ def memory_estimate_bytes(
     final = table * 2 * real * 4 + m**3 * real * (2 if gridding_iterations > 0 else 1)
     points = int(0.4 * box * box)  # ≈ P = π(N/2)²/2, the in-circle rfft frequencies
     batch = batch_size * points * 8 * (8 + 3 * real) + batch_size * box * box * 3 * real
-    return int(grids + final + batch)
+    expanded = symmetry_order * (batch + batch_size * 9 * 8 * 4)  # values ×G, rotations (B·G)
+    return int(grids + final + expanded)
 
 
 def reconstruct(

@@ -48,6 +48,10 @@ _CURVE_LABELS = {
 def pyplot():
     """``matplotlib.pyplot`` with the non-interactive ``Agg`` backend (chosen once, here).
 
+    A process that imported ``matplotlib.pyplot`` before (a Jupyter kernel with its inline
+    backend, a lesson, a user's script) keeps the backend it chose, so figures drawn here show
+    in notebooks.
+
     Returns
     -------
     module
@@ -55,9 +59,12 @@ def pyplot():
     """
     global _BACKEND_SET
     if not _BACKEND_SET:
+        import sys
+
         import matplotlib
 
-        matplotlib.use("Agg")
+        if "matplotlib.pyplot" not in sys.modules:
+            matplotlib.use("Agg")
         _BACKEND_SET = True
     import matplotlib.pyplot as plt
 

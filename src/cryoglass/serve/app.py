@@ -71,7 +71,11 @@ class _TokenGate:
             request.headers.get("authorization", "").removeprefix("Bearer "),
             request.cookies.get("cryoglass_token", ""),
         ]
-        if not any(secrets.compare_digest(g, self.token) for g in given if g):
+        expected = self.token.encode("utf-8")
+        # compare bytes: compare_digest raises TypeError on a non-ASCII str (a 500, not a 401)
+        if not any(
+            secrets.compare_digest(g.encode("utf-8", "replace"), expected) for g in given if g
+        ):
             response = JSONResponse({"detail": "access token required"}, status_code=401)
             return await response(scope, receive, send)
         if given[0]:  # remember the token from a ?token= link in a cookie for the pages

@@ -251,10 +251,11 @@ def run_job(job_id: str, data_dir: str) -> str:
     result, error = None, None
     try:
         args = command_args(kind, params, inputs, out)
-        log.append("$ cryoglass " + " ".join([kind, *args]))
+        root = f"{store.job_dir(job_id)}/"  # the log shows paths relative to the job folder
+        log.append(("$ cryoglass " + " ".join([kind, *args])).replace(root, ""))
         code, stdout, stderr = run_command(kind, args)
         if stderr.strip():
-            log.append(stderr.rstrip())
+            log.append(stderr.rstrip().replace(root, ""))
         if code == 0:
             result = json.loads(stdout)
             if kind == "fsc":  # the fsc command writes no JSON file of its own

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import torch
 
+from cryoglass.fourier.rescale import center_window
 from cryoglass.simulate.dataset import particle_diameter_angstrom
 
 __all__ = ["fit_to_box", "particle_box_size"]
@@ -61,13 +62,4 @@ def fit_to_box(volume: torch.Tensor, box: int) -> torch.Tensor:
     >>> float(fit_to_box(padded, 4)[2, 2, 2])
     1.0
     """
-    n = volume.shape[-1]
-    if box == n:
-        return volume
-    if box < n:
-        start = n // 2 - box // 2
-        return volume[start : start + box, start : start + box, start : start + box].clone()
-    out = volume.new_zeros((box, box, box))
-    start = box // 2 - n // 2
-    out[start : start + n, start : start + n, start : start + n] = volume
-    return out
+    return center_window(volume, (box, box, box))

@@ -3,7 +3,8 @@
 * :mod:`~cryoglass.validate.fsc` — Fourier shell correlation on cryoglass's shells, resolution
   at 0.143/0.5 (interpolated), SSNR, phase-randomisation-corrected masked FSC.
 * :mod:`~cryoglass.validate.masks` — soft spheres (and relion_reconstruct's), threshold +
-  dilate + raised-cosine masks, Otsu auto-threshold.
+  dilate + raised-cosine masks, Otsu auto-threshold, relion_mask_create's recipe.
+* :mod:`~cryoglass.validate.localres` — local resolution by windowed FSC (relion --locres).
 * :mod:`~cryoglass.validate.postprocess` — Guinier plot, automatic B-factor, FSC weighting,
   sharpening and the full ``postprocess`` of two half maps (RELION's relion_postprocess).
 """
@@ -140,4 +141,22 @@ __all__ += [
     "plan_tilt_scan",
     "relative_sampling_grid",
     "shell_sampling",
+]
+
+# Map tools (issue 20): relion_mask_create's recipe, local resolution by windowed FSC.
+from cryoglass.validate.localres import (  # noqa: E402
+    LocalResolution,
+    LocalResolutionParams,
+    local_resolution,
+    window_centers,
+)
+from cryoglass.validate.masks import mask_from_map, relion_lowpass_resolution  # noqa: E402
+
+__all__ += [
+    "LocalResolution",
+    "LocalResolutionParams",
+    "local_resolution",
+    "mask_from_map",
+    "relion_lowpass_resolution",
+    "window_centers",
 ]

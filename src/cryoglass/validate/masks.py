@@ -27,6 +27,8 @@ __all__ = [
     "threshold_mask",
     "otsu_threshold",
     "auto_mask",
+    "relion_lowpass_resolution",
+    "mask_from_map",
 ]
 
 
@@ -205,7 +207,9 @@ def threshold_mask(
         Voxels ``>= threshold`` seed the mask (RELION's ``--ini_threshold``).
     extend_px : float
         Grow the seed by this many pixels: every voxel closer than ``extend_px`` to a seed voxel
-        joins (``--extend_inimask``, RELION's ``r² < extend²``).
+        joins (``--extend_inimask``, RELION's ``r² < extend²``).  Negative values shrink it:
+        every seed voxel closer than ``|extend_px|`` to a voxel outside the seed leaves (RELION's
+        meaning of a negative ``--extend_inimask``).
     soft_edge_px : float
         Raised-cosine edge width outside the grown mask (``--width_soft_edge``).
     ndim : {2, 3}
@@ -221,17 +225,17 @@ def threshold_mask(
     (the recipe of ``relion_mask_create``; distances are searched in a cube of half-width
     ``ceil(W)``).
     """
-    if extend_px < 0 or soft_edge_px < 0:
-        raise ValueError(
-            f"threshold_mask: extend_px ({extend_px}) and soft_edge_px ({soft_edge_px}) "
-            "must be >= 0"
-        )
+    if soft_edge_px < 0:
+        raise ValueError(f"threshold_mask: soft_edge_px ({soft_edge_px}) must be >= 0")
     t = torch.as_tensor(threshold, device=volume.device, dtype=volume.dtype)
     t = t.reshape(*t.shape, *([1] * ndim))
     binary = volume >= t
     if extend_px > 0:
         d2 = squared_distance_to_mask(binary, max_distance_px=extend_px, ndim=ndim)
         binary = d2 < extend_px**2
+    elif extend_px < 0:  # shrink: leave where a voxel outside lies closer than |extend_px|
+        d2 = squared_distance_to_mask(~binary, max_distance_px=-extend_px, ndim=ndim)
+        binary = ~(d2 < extend_px**2)
     if soft_edge_px <= 0:
         return binary.to(volume.dtype)
     d2 = squared_distance_to_mask(binary, max_distance_px=soft_edge_px, ndim=ndim)
@@ -324,3 +328,106 @@ def auto_mask(
     )
     t = otsu_threshold(smooth) if threshold is None else threshold
     return threshold_mask(smooth, threshold=t, extend_px=extend_px, soft_edge_px=soft_edge_px)
+
+
+def relion_lowpass_resolution(
+    resolution_angstrom: float, *, box: int, pixel_size_angstrom: float
+) -> float:
+    """The cut-off [Å] RELION's ``lowPassFilterMap`` really uses: rounded to a whole shell.
+
+    Parameters
+    ----------
+    resolution_angstrom : float
+        Requested low-pass resolution [Å] (``relion_mask_create --lowpass``).
+    box : int
+        Edge of the cubic box [pixels].
+    pixel_size_angstrom : float
+
+    Returns
+    -------
+    float
+        ``box · pixel / i`` with ``i = ROUND(box · pixel / resolution)`` (RELION rounds halves
+        away from zero); pass it to :func:`cryoglass.fourier.lowpass`, whose default cosine edge
+        of two Fourier pixels is RELION's ``filter_edge_width = 2``.
+
+    Examples
+    --------
+    >>> round(relion_lowpass_resolution(15.0, box=64, pixel_size_angstrom=1.5), 4)
+    16.0
+    """
+    if not resolution_angstrom > 0 or not pixel_size_angstrom > 0 or box < 1:
+        raise ValueError(
+            f"relion_lowpass_resolution: need positive resolution, pixel size and box, got "
+            f"{resolution_angstrom}, {pixel_size_angstrom}, {box}"
+        )
+    shell = max(1, math.floor(box * pixel_size_angstrom / resolution_angstrom + 0.5))
+    return box * pixel_size_angstrom / shell
+
+
+def mask_from_map(
+    volume: torch.Tensor,
+    *,
+    threshold: float | None,
+    extend_px: float = 3.0,
+    soft_edge_px: float = 6.0,
+    lowpass_angstrom: float | None = None,
+    pixel_size_angstrom: float | None = None,
+) -> tuple[torch.Tensor, float]:
+    """``relion_mask_create``: low-pass, threshold, grow (or shrink), raised-cosine soft edge.
+
+    Parameters
+    ----------
+    volume : Tensor, real, (d, h, w)
+        The map (cubic when ``lowpass_angstrom`` is given, as RELION requires).
+    threshold : float or None
+        Density threshold on the (filtered) map, ``--ini_threshold``; None: Otsu's threshold
+        of the (filtered) map (:func:`otsu_threshold`).
+    extend_px : float
+        ``--extend_inimask`` [pixels]; negative shrinks (:func:`threshold_mask`).
+    soft_edge_px : float
+        ``--width_soft_edge`` [pixels].
+    lowpass_angstrom : float, optional
+        ``--lowpass`` [Å]: raised-cosine low-pass before thresholding, its cut-off rounded to a
+        whole Fourier shell as RELION does (:func:`relion_lowpass_resolution`).
+    pixel_size_angstrom : float, optional
+        Needed with ``lowpass_angstrom`` (``--angpix``).
+
+    Returns
+    -------
+    mask : Tensor, same shape and dtype, values in [0, 1]
+    threshold : float
+        The threshold used (the given one, or Otsu's).
+
+    Notes
+    -----
+    With ``s`` the Euclidean distance [px] of a voxel to the grown binary mask ``B`` and ``W``
+    the soft-edge width, :math:`m = 1` on ``B``, :math:`\\tfrac12(1 + \\cos(\\pi s / W))` for
+    :math:`0 < s < W` and 0 beyond: RELION's ``autoMask`` (src/mask.cpp), to float precision.
+    Otsu (1979), doi:10.1109/TSMC.1979.4310076, for the automatic threshold.
+
+    Examples
+    --------
+    >>> v = torch.zeros(16, 16, 16); v[8, 8, 8] = 1.0
+    >>> m, t = mask_from_map(v, threshold=0.5, extend_px=2.0, soft_edge_px=3.0)
+    >>> float(m[8, 8, 8]), float(m[8, 8, 9]), float(m[8, 8, 15]), t
+    (1.0, 1.0, 0.0, 0.5)
+    """
+    if volume.ndim != 3:
+        raise ValueError(f"mask_from_map: expected a 3D map, got shape {tuple(volume.shape)}")
+    filtered = volume
+    if lowpass_angstrom is not None:
+        if pixel_size_angstrom is None:
+            raise ValueError("mask_from_map: lowpass_angstrom needs pixel_size_angstrom")
+        if len(set(volume.shape)) != 1:
+            raise ValueError(
+                f"mask_from_map: the low-pass needs a cubic map, got {tuple(volume.shape)}"
+            )
+        cutoff = relion_lowpass_resolution(
+            lowpass_angstrom, box=volume.shape[-1], pixel_size_angstrom=pixel_size_angstrom
+        )
+        filtered = lowpass(
+            volume, ndim=3, resolution_angstrom=cutoff, pixel_size_angstrom=pixel_size_angstrom
+        )
+    t = float(otsu_threshold(filtered)) if threshold is None else float(threshold)
+    mask = threshold_mask(filtered, threshold=t, extend_px=extend_px, soft_edge_px=soft_edge_px)
+    return mask, t
