@@ -14,6 +14,7 @@ from cryoglass.classify import (
     inplane_error_deg,
     rotate_images,
 )
+from cryoglass.classify.em2d import em_iteration, initial_model, tensor_batches
 from cryoglass.classify.synthetic import simulate_views
 from cryoglass.data import model_map
 from cryoglass.fourier import shift_image
@@ -118,6 +119,7 @@ def test_log_likelihood_does_not_decrease_in_plain_em(noisy):
         recenter=False,
         reseed_below=0.0,
         adaptive_shells=None,
+        early_sharpening=1.0,
     )
     run = classify_2d(noisy.images[:120], settings=plain, iterations=5, ctf=noisy.ctf[:120])
     values = torch.tensor([e["log_likelihood"] for e in run.log], dtype=torch.float64)
@@ -185,9 +187,78 @@ def test_rejects_bad_input(noisy):
         classify_2d(noisy.images[:2], settings=SETTINGS, iterations=1)
     with pytest.raises(ValueError, match=r"shape \(n, N, N\)"):
         classify_2d(noisy.images[:10, :, :30], settings=SETTINGS, iterations=1)
+    with pytest.raises(ValueError, match="early_sharpening"):
+        classify_2d(
+            noisy.images[:10], settings=replace(SETTINGS, early_sharpening=0.5), iterations=1
+        )
     with pytest.raises(ValueError, match="offset range"):
         classify_2d(
             noisy.images[:10],
             settings=replace(SETTINGS, offset_range_angstrom=N * PIXEL),
             iterations=1,
         )
+
+
+def test_sub_grid_pose_is_finer_than_the_grid(noisy, result):
+    """The parabola through the neighbouring log posteriors beats the 10° grid pose it refines."""
+    a = result.assignments
+    step = SETTINGS.psi_step_deg
+    grid_psi = torch.round(a.psi_deg / step) * step  # the grid pose (the refinement is < ½ step)
+    assert float(((a.psi_deg - grid_psi).abs() > 0.05).float().mean()) > 0.5
+    refined = inplane_error_deg(a.psi_deg, noisy.euler_deg[:, 2], a.class_index)
+    on_grid = inplane_error_deg(grid_psi, noisy.euler_deg[:, 2], a.class_index)
+    # measured: median 3.5° refined vs 4.6° on the grid (SNR 0.1 limits both)
+    assert float(refined.median()) < float(on_grid.median()) - 0.5
+
+
+def test_sharpening_changes_posteriors_not_the_log_likelihood(noisy):
+    images, ctf = noisy.images[:90], noisy.ctf[:90]
+    batches = tensor_batches(images, 40)
+    start = initial_model(
+        batches(),
+        n_particles=90,
+        image_size=N,
+        ctf=ctf,
+        settings=SETTINGS,
+        generator=torch.Generator().manual_seed(1),
+    )
+    runs = {}
+    for beta in (1.0, 2.0):
+        settings = replace(SETTINGS, early_sharpening=beta)
+        runs[beta] = em_iteration(start, batches(), n_particles=90, ctf=ctf, settings=settings)
+    plain, sharp = runs[1.0][1], runs[2.0][1]
+    torch.testing.assert_close(sharp.log_likelihood, plain.log_likelihood, rtol=1e-9, atol=1e-6)
+    assert bool((sharp.max_probability >= plain.max_probability - 1e-6).all())
+    assert float(sharp.max_probability.mean()) > float(plain.max_probability.mean())
+    assert not torch.allclose(runs[2.0][0].classes, runs[1.0][0].classes)
+
+
+@pytest.mark.slow
+def test_early_sharpening_separates_low_snr_views(volume):
+    """Hard case: SNR 0.035 (signal/noise std 0.19), 100 particles per view, 10 iterations.
+
+    Plain EM barely starts separating the views (ARI 0.02 on average over these seeds); the
+    sharpened start reaches 0.3 on every seed (see ``estep_sharpening``).
+    """
+    for seed in range(3):
+        data = simulate_views(
+            volume,
+            view_euler_deg=VIEWS,
+            n=300,
+            pixel_size_angstrom=PIXEL,
+            snr=0.035,
+            generator=torch.Generator().manual_seed(10 + seed),
+            shift_range_angstrom=10.0,
+        )
+        ari = {}
+        for beta in (1.0, 2.0):
+            run = classify_2d(
+                data.images,
+                settings=replace(SETTINGS, early_sharpening=beta),
+                iterations=10,
+                ctf=data.ctf,
+                generator=torch.Generator().manual_seed(seed),
+            )
+            ari[beta] = adjusted_rand_index(data.labels, run.assignments.class_index)
+        assert ari[2.0] >= ari[1.0] + 0.2, (seed, ari)
+        assert ari[2.0] >= 0.25, (seed, ari)

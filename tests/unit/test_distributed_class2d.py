@@ -121,8 +121,9 @@ def _assert_same_model(a, b):
 
 def _assert_same_assignments(a, b):
     assert torch.equal(a.class_index, b.class_index)
-    assert torch.equal(a.psi_deg, b.psi_deg)
-    assert torch.equal(a.shift_angstrom, b.shift_angstrom)
+    # sub-grid poses come from the log posteriors, so they carry their float rounding
+    torch.testing.assert_close(a.psi_deg, b.psi_deg, rtol=0, atol=1e-2)
+    torch.testing.assert_close(a.shift_angstrom, b.shift_angstrom, rtol=0, atol=1e-3)
     torch.testing.assert_close(a.max_probability, b.max_probability, rtol=1e-4, atol=1e-6)
     torch.testing.assert_close(a.log_likelihood, b.log_likelihood, rtol=1e-6, atol=0)
 

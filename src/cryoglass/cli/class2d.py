@@ -208,8 +208,8 @@ def _classify(
                 _save_state(out, model, assignments, log, description)
                 occ = " ".join(f"{v:.2f}" for v in entry["occupancies"])
                 typer.echo(
-                    f"iteration {entry['iteration']}: log L {entry['log_likelihood']:.6g}, "
-                    f"occupancies {occ}",
+                    f"iteration {entry['iteration']}: log p(X | model) "
+                    f"{entry['log_likelihood']:.6g}, occupancies {occ}",
                     err=True,
                 )
         if client is not None:

@@ -135,8 +135,11 @@ def write_class2d_report(
             Section(
                 "Convergence",
                 (
-                    "Log-likelihood of the data under each iteration's input model "
-                    "(over a frequency band that grows with the resolution), and occupancies.",
+                    "Log-likelihood of the data under each iteration's input model, "
+                    "log p(X | model) summed over every Fourier coefficient of the Nyquist "
+                    "circle (those outside the E-step's band count as noise), and occupancies. "
+                    "It rises as the classes come to explain the data; re-seeding an empty "
+                    "class, masking and re-centring can make it dip slightly.",
                 ),
                 figures=(("convergence.png", "log-likelihood and class occupancies"),),
             ),
