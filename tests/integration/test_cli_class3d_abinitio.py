@@ -117,6 +117,10 @@ def test_class3d_bad_inputs_are_one_line_errors(dataset, tmp_path):
         (["--classes", "2", "--out", str(tmp_path / "b"), "--particle-diameter", "500"],
          "particle diameter 500"),
         (["--classes", "2", "--out", str(folder)], "folder is not empty"),
+        (["-K", "2", "--out", str(tmp_path / "c"), "--workers", "2", "--scheduler", "tcp://x:1"],
+         "not both"),
+        (["-K", "2", "--out", str(tmp_path / "d"), "--workers", "2", "--device", "cuda"],
+         "drop --device"),
     ]  # fmt: skip
     for extra, message in cases:
         result = runner.invoke(app, ["class3d", star, "--ref", ref, *extra])

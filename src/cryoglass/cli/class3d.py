@@ -37,6 +37,13 @@ def _check_out(out: Path, *, continue_run: bool, overwrite: bool, inputs: list[P
             fail(f"{path}: is an input and would be overwritten by the outputs in {out}")
 
 
+def _check_dask(workers: int | None, scheduler: str | None, device: str) -> None:
+    if workers is not None and scheduler is not None:
+        fail("give --workers N (a local cluster) or --scheduler ADDRESS, not both")
+    if (workers is not None or scheduler is not None) and device != "cpu":
+        fail("--workers/--scheduler run the E-step on the workers' CPUs; drop --device")
+
+
 def _read_particles(star: Path, ctf: bool):
     from cryoglass.io import check_particle_set, read_particles
 
@@ -200,8 +207,6 @@ def _dask_estep(stack, particles, settings, ctf: bool, how, bar):
     """The E-step on a Dask cluster (client opened on ``stack``); the bar restarts per round."""
     from cryoglass.distributed.commands import class3d_engine, dask_session
 
-    if how["workers"] is not None and how["scheduler"] is not None:
-        fail("give --workers N (a local cluster) or --scheduler ADDRESS, not both")
     client = stack.enter_context(
         dask_session(how["workers"], how["scheduler"], echo=lambda t: typer.echo(t, err=True))
     )
@@ -289,6 +294,7 @@ def main(
     from cryoglass.refine.class3d import Class3DSettings, check_class3d_inputs
 
     _check_out(out, continue_run=continue_run, overwrite=overwrite, inputs=[star, reference])
+    _check_dask(workers, scheduler, device)
     target = torch_device(device)
     particles, pixel = _read_particles(star, ctf)
     box = particles.image_size
@@ -311,9 +317,8 @@ def main(
     ctf_rows = particles.ctf.expand(len(particles)) if ctf else None
     how = {"batch_size": batch_size, "description": description, "workers": workers}
     how.update(scheduler=scheduler, chunk_size=chunk_size)
-    dask = workers is not None or scheduler is not None  # the client's M-step: on the CPU
     state = _classify(
-        star, out, particles, volume if dask else volume.to(target), state, ctf=ctf_rows,
+        star, out, particles, volume.to(target), state, ctf=ctf_rows,
         settings=settings, iterations=iterations, how=how,
     )  # fmt: skip
     paths = {k: out / v for k, v in _names(state.iteration, state.n_classes).items()}
