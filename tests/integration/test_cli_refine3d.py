@@ -216,3 +216,27 @@ def test_run_data_star_means_the_same_in_relion(dataset, tmp_path):
     x, y = (lowpass(v, ndim=3, resolution_angstrom=12.0, pixel_size_angstrom=PIXEL) for v in (x, y))
     assert corr(x, y) > 0.97
     assert corr(x, truth) > 0.95 * corr(y, truth) > 0.8
+
+
+@pytest.mark.slow
+def test_refine3d_with_workers_equals_one_process(dataset, tmp_path):
+    """--workers 2 (chunks of ≤ 50 summed as they arrive) gives one process's refinement.
+
+    Measured (120 × 32², 3 iterations): identical angles and origins, half maps within
+    4.4·10⁻⁶ of their maximum, the final map within 10⁻⁶.  10.6 s with OMP_NUM_THREADS=1.
+    """
+    import starfile
+
+    one, two = tmp_path / "one", tmp_path / "two"
+    assert _refine(dataset, one).exit_code == 0
+    result = _refine(dataset, two, "--workers", "2", "--chunk-size", "50")
+    assert result.exit_code == 0, result.output
+    assert "dask: local cluster, 2 worker processes" in result.stderr
+    a, b = (starfile.read(d / "run_data.star")["particles"] for d in (one, two))
+    for column in ("rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi", "rlnOriginXAngst"):
+        assert (a[column] - b[column]).abs().max() < 1e-6, column
+    assert (a["rlnRandomSubset"] == b["rlnRandomSubset"]).all()
+    for name in ("run_half1_class001_unfil.mrc", "run_half2_class001_unfil.mrc"):
+        with mrcfile.open(one / name) as x, mrcfile.open(two / name) as y:
+            scale = float(abs(x.data).max())
+            assert float(abs(x.data - y.data).max()) < 1e-5 * scale, name

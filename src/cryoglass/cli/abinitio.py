@@ -112,6 +112,11 @@ def main(
     Projections cannot determine the hand: the map may be the mirror image of the true
     structure; check it elsewhere.  Refine it with cryoglass refine3d.
 
+    One process only (no --workers/--scheduler): the SGD steps are small and sequential, each
+    needing the previous one's map, so a cluster would spend each step shipping maps and
+    gradients (docs/scaling.md).  Downsample the particles to the resolution ab initio
+    reaches (box 64 or less) instead; refine3d and class3d scale out.
+
     Files in DIR: initial_model.mrc (initial_model_classNNN.mrc for --classes > 1),
     history.json, report.html.
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
 import typer
 
 from cryoglass.cli._common import fail, failing, print_json, torch_device
-from cryoglass.cli.options import Device, JsonOutput, Overwrite
+from cryoglass.cli.options import ChunkSize, Device, JsonOutput, Overwrite, Scheduler, Workers
 
 _STATE, _STATE_JSON = "checkpoint.pt", "checkpoint.json"
 HEADLINE = ["class_distribution", "resolution_angstrom", "iterations"]
@@ -34,6 +35,13 @@ def _check_out(out: Path, *, continue_run: bool, overwrite: bool, inputs: list[P
     for path in inputs:
         if path.resolve().parent == out.resolve() and path.name.startswith("run_it"):
             fail(f"{path}: is an input and would be overwritten by the outputs in {out}")
+
+
+def _check_dask(workers: int | None, scheduler: str | None, device: str) -> None:
+    if workers is not None and scheduler is not None:
+        fail("give --workers N (a local cluster) or --scheduler ADDRESS, not both")
+    if (workers is not None or scheduler is not None) and device != "cpu":
+        fail("--workers/--scheduler run the E-step on the workers' CPUs; drop --device")
 
 
 def _read_particles(star: Path, ctf: bool):
@@ -153,10 +161,12 @@ def _summary(out: Path, state, paths: dict[str, Path], particles) -> dict:
     }
 
 
-def _classify(
-    star, out, particles, volume, state, *, ctf, settings, iterations, batch_size, description
-):
-    """Run the iterations with a progress bar; a line, the files and a checkpoint after each."""
+def _classify(star, out, particles, volume, state, *, ctf, settings, iterations, how):
+    """Run the iterations with a progress bar; a line, the files and a checkpoint after each.
+
+    ``how``: ``batch_size``, ``description``, and ``workers``/``scheduler``/``chunk_size``
+    (each iteration's E-step on a Dask cluster when either of the first two is given).
+    """
     from rich.progress import Progress
 
     from cryoglass.io import ParticleStack
@@ -167,27 +177,51 @@ def _classify(
     def on_iteration(new_state) -> None:
         typer.echo(_progress_line(new_state), err=True)
         _write_iteration(out, new_state, particles, pixel=pixel, settings=settings)
-        _save_state(out, new_state, description)
+        _save_state(out, new_state, how["description"])
 
-    with ParticleStack(particles) as stack, Progress(transient=True) as progress:
+    with contextlib.ExitStack() as stack, Progress(transient=True) as progress:
         task = progress.add_task("classifying", total=len(particles))
 
-        def batches():
-            progress.reset(task)
-            return stack.iter_batches(batch_size)
+        def advance(count: int) -> None:
+            progress.update(task, advance=count)
+
+        estep, batches = None, None
+        if how["workers"] is not None or how["scheduler"] is not None:
+            estep = _dask_estep(stack, particles, settings, ctf is not None, how, progress)
+        else:
+            images = stack.enter_context(ParticleStack(particles))
+
+            def batches():
+                progress.reset(task)
+                return images.iter_batches(how["batch_size"])
 
         with failing(ValueError, prefix=f"{star}: "):
             return classify_3d(
-                volume,
-                batches,
-                n_particles=len(particles),
-                ctf=ctf,
-                settings=settings,
-                iterations=iterations,
-                state=state,
-                on_iteration=on_iteration,
-                progress=lambda count: progress.update(task, advance=count),
-            )
+                volume, batches, n_particles=len(particles), ctf=ctf, settings=settings,
+                iterations=iterations, state=state, on_iteration=on_iteration,
+                progress=advance, estep=estep,
+            )  # fmt: skip
+
+
+def _dask_estep(stack, particles, settings, ctf: bool, how, bar):
+    """The E-step on a Dask cluster (client opened on ``stack``); the bar restarts per round."""
+    from cryoglass.distributed.commands import class3d_engine, dask_session
+
+    client = stack.enter_context(
+        dask_session(how["workers"], how["scheduler"], echo=lambda t: typer.echo(t, err=True))
+    )
+    task = bar.tasks[0].id
+    bar.update(task, description="classifying (chunks)")
+
+    def progress(count: int) -> None:
+        bar.update(task, advance=count)
+        if bar.tasks[0].completed >= len(particles):
+            bar.reset(task)
+
+    return class3d_engine(
+        client, particles, settings=settings, ctf=ctf, batch_size=how["batch_size"],
+        chunk_size=how["chunk_size"], progress=progress,
+    )  # fmt: skip
 
 
 def main(
@@ -219,6 +253,9 @@ def main(
     continue_run: bool = typer.Option(False, "--continue", help="Resume from DIR's checkpoint."),
     overwrite: Overwrite = False,
     json_output: JsonOutput = False,
+    workers: Workers = None,
+    scheduler: Scheduler = None,
+    chunk_size: ChunkSize = 1024,
 ) -> None:
     """Classify particles into K 3D classes by maximum likelihood, as RELION's Class3D.
 
@@ -230,7 +267,10 @@ def main(
     class priors, and reconstruct each class from its weighted particles (τ² from the class's
     own power spectrum, --tau2-fudge).  No half sets: class resolutions are where SSNR = 1.
     One line per iteration; DIR/checkpoint.pt/.json after each, so --continue resumes (or
-    extends a finished run with a larger --iterations).
+    extends a finished run with a larger --iterations).  With --workers N (a local Dask
+    cluster) or --scheduler ADDRESS each iteration's E-step runs on the workers, chunks of
+    --chunk-size particles read by the workers; the client adds their exact sums (the same
+    result as one process, up to float rounding).
 
     Files in DIR (RELION's names), per iteration: run_itNNN_data.star (input columns +
     rlnClassNumber, rlnAngleRot/Tilt/Psi, rlnOriginX/YAngst, rlnMaxValueProbDistribution,
@@ -243,6 +283,8 @@ def main(
     Example:
       cryoglass class3d particles.star --ref initial_model.mrc --classes 3 --iterations 25 \\
           --out class3d --particle-diameter 150 --ini-high 40
+      cryoglass class3d particles.star --ref initial_model.mrc --classes 3 --out class3d \\
+          --workers 4 --chunk-size 2048      # E-steps on a local Dask cluster
     The RELION equivalent is
       relion_refine --i particles.star --ref initial_model.mrc --o class3d/run --K 3 \\
           --iter 25 --ini_high 40 --particle_diameter 150 --healpix_order 2 --oversampling 1 \\
@@ -252,48 +294,33 @@ def main(
     from cryoglass.refine.class3d import Class3DSettings, check_class3d_inputs
 
     _check_out(out, continue_run=continue_run, overwrite=overwrite, inputs=[star, reference])
+    _check_dask(workers, scheduler, device)
     target = torch_device(device)
     particles, pixel = _read_particles(star, ctf)
     box = particles.image_size
     diameter = particle_diameter if particle_diameter is not None else 0.9 * box * pixel
     settings = Class3DSettings(
-        pixel_size_angstrom=pixel,
-        particle_diameter_angstrom=diameter,
-        n_classes=classes,
-        symmetry=symmetry,
-        ini_high_angstrom=ini_high,
-        order=healpix_order,
-        offset_range_px=offset_range,
-        offset_step_px=offset_step,
-        tau2_fudge=tau2_fudge,
+        pixel_size_angstrom=pixel, particle_diameter_angstrom=diameter, n_classes=classes,
+        symmetry=symmetry, ini_high_angstrom=ini_high, order=healpix_order,
+        offset_range_px=offset_range, offset_step_px=offset_step, tau2_fudge=tau2_fudge,
         seed=seed,
-    )
+    )  # fmt: skip
     with failing(prefix=f"{star}: "):
         check_class3d_inputs(len(particles), box, settings)
     volume = _read_reference(reference, box=box, pixel=pixel, ref_apix=ref_apix)
-    description = {
-        "input": str(star),
-        "reference": str(reference),
-        "particles": len(particles),
-        "settings": dict(vars(settings)),
-    }
+    description = {"input": str(star), "reference": str(reference), "particles": len(particles)}
+    description["settings"] = dict(vars(settings))
     out.mkdir(parents=True, exist_ok=True)
     state = _load_state(out, description, target) if continue_run else None
     if state is not None and state.iteration >= iterations:
         fail(f"{out}: already at iteration {state.iteration}; ask for more --iterations")
     ctf_rows = particles.ctf.expand(len(particles)) if ctf else None
+    how = {"batch_size": batch_size, "description": description, "workers": workers}
+    how.update(scheduler=scheduler, chunk_size=chunk_size)
     state = _classify(
-        star,
-        out,
-        particles,
-        volume.to(target),
-        state,
-        ctf=ctf_rows,
-        settings=settings,
-        iterations=iterations,
-        batch_size=batch_size,
-        description=description,
-    )
+        star, out, particles, volume.to(target), state, ctf=ctf_rows,
+        settings=settings, iterations=iterations, how=how,
+    )  # fmt: skip
     paths = {k: out / v for k, v in _names(state.iteration, state.n_classes).items()}
     summary = _summary(out, state, paths, particles)
     typer.echo(

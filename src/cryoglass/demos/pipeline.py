@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import inspect
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
@@ -412,16 +413,24 @@ def _postprocess(out: Path, s: DemoSettings, halves, clock: _Clock) -> Section:
     )
 
 
-def _topic_sections(out: Path, s: DemoSettings, clock: _Clock) -> list[Section]:
-    """Sections of the other topics, from ``cryoglass.demos.<topic>.run`` where present."""
+def _topic_sections(
+    out: Path, s: DemoSettings, clock: _Clock, progress: Callable[[str], None] | None = None
+) -> list[Section]:
+    """Sections of the other topics, from ``cryoglass.demos.<topic>.run`` where present.
+
+    A topic whose ``run`` takes ``progress`` gets it (its own lines within the step).
+    """
     sections: list[Section] = []
     for topic in s.topics:
         try:
             module = importlib.import_module(f"cryoglass.demos.{topic}")
         except ModuleNotFoundError:
             continue
+        options = {"seed": s.seed}
+        if "progress" in inspect.signature(module.run).parameters:
+            options["progress"] = progress
         with clock.time(f"topic: {topic}"):
-            sections.extend(module.run(out, seed=s.seed))
+            sections.extend(module.run(out, **options))
     return sections
 
 
@@ -473,7 +482,7 @@ def run_demo(
         sections.append(_postprocess(out, s, halves, clock))
     for topic in s.topics:
         with step(f"topic: {topic}"):
-            sections.extend(_topic_sections(out, replace(s, topics=(topic,)), clock))
+            sections.extend(_topic_sections(out, replace(s, topics=(topic,)), clock, progress))
     total = sum(clock.seconds.values())
     sections.append(
         Section(

@@ -9,16 +9,17 @@ single-process result whatever the chunking or the number of workers.
 * :mod:`~cryoglass.distributed.cluster` — ``open_client(workers=N | scheduler=ADDRESS)``,
   ``peak_memory``.
 * :mod:`~cryoglass.distributed.tasks` — chunk tasks (``reconstruct_chunk``, ``simulate_chunk``,
-  ``stack_sums_chunk``, ``class2d_chunk``), ``make_chunks``; ``tune_allocator`` (from
-  :mod:`cryoglass._allocator`: undoes the slow glibc setting Dask's nanny gives its workers).
+  ``stack_sums_chunk``, ``class2d_chunk``, ``refine_chunk``, ``class3d_chunk``),
+  ``make_chunks``; ``tune_allocator`` (from :mod:`cryoglass._allocator`: undoes the slow
+  glibc setting Dask's nanny gives its workers).
 * :mod:`~cryoglass.distributed.preload` — imported by every worker as it starts (Dask
   ``preload``): the task code and the allocator setting, before the first task.
 * :mod:`~cryoglass.distributed.reduce` — ``add_sums``, checkpoints.
 * :mod:`~cryoglass.distributed.jobs` — ``run_chunks`` (submit, reduce as completed,
   checkpoint), ``run_lanes`` (the same, summed on the workers in chains that pull their
   chunks) and the jobs
-  ``reconstruct_sums``, ``simulate_stack``, ``stack_sums``, ``class2d_iteration``
-  (E-step on the workers, M-step on the client).
+  ``reconstruct_sums``, ``simulate_stack``, ``stack_sums``, ``class2d_iteration``,
+  ``refine_estep``, ``class3d_estep_sums`` (E-step on the workers, M-step on the client).
 
 This is an orchestration layer (like ``cli/``): it takes file paths because workers must open
 the files themselves; the science stays in :mod:`cryoglass.reconstruct` and friends.

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 __all__ = [
+    "class3d_engine",
     "dask_session",
     "distributed_reconstruct",
     "distributed_simulate",
@@ -205,5 +206,47 @@ def refine_engine(
         names = ("rotations", "origins_px", "max_probability", "n_significant", "log_likelihood")
         poses = Poses(*(torch.from_numpy(total[f"rows/{name}"]) for name in names))
         return accs, sums.sigma2(), poses
+
+    return estep
+
+
+def class3d_engine(
+    client,
+    particles,
+    *,
+    settings,
+    ctf: bool,
+    batch_size: int,
+    chunk_size: int,
+    progress: Callable[[int], None] | None = None,
+):
+    """The E-step of :func:`cryoglass.refine.class3d.classify_3d` on a Dask cluster.
+
+    Returns ``estep(state) -> (sums, rows)`` for :func:`cryoglass.refine.class3d_iteration`:
+    each iteration scatters the state (K maps, σ², priors) once, and every chunk of
+    ``chunk_size`` particles is aligned and back-projected by a worker that reads its images
+    itself; the client adds the chunks' sums (the M-step stays on the client).
+    """
+    import dataclasses
+    import uuid
+
+    from cryoglass.distributed.jobs import class3d_estep_sums
+    from cryoglass.distributed.reduce import class3d_from_sums
+    from cryoglass.distributed.tasks import Class3DTask, make_chunks
+
+    chunks = make_chunks(particles, chunk_size=chunk_size)
+    run = uuid.uuid4().hex[:8]
+    n, size = len(particles), particles.image_size
+
+    def estep(state):
+        task = Class3DTask(
+            key=f"{run}-{state.iteration}",
+            state=dataclasses.replace(state, history=()),
+            settings=settings,
+            ctf=ctf,
+            batch_size=batch_size,
+        )
+        total = class3d_estep_sums(client, chunks, task, n_particles=n, progress=progress)
+        return class3d_from_sums(total, size=size, pad=settings.pad)
 
     return estep

@@ -53,6 +53,7 @@ __all__ = [
     "class2d_estep",
     "class2d_initial_model",
     "class2d_iteration",
+    "class3d_estep_sums",
     "reconstruct_sums",
     "run_chunks",
     "run_lanes",
@@ -726,7 +727,13 @@ def refine_estep(
     """
     from cryoglass.distributed.tasks import refine_chunk
 
-    shared = client.scatter(task, broadcast=True, hash=False)
+    return _iteration_sums(
+        client, refine_chunk, chunks, task, "refine3d", n_particles, progress, workers
+    )
+
+
+def _add_with_rows(n_particles: int):
+    """``combine(total, part, chunk)``: sums added, ``rows/…`` placed at the chunk's rows."""
 
     def combine(total, part, chunk):
         start = int(part.pop("start"))
@@ -743,16 +750,49 @@ def refine_estep(
             total[key][start : start + len(value)] = value
         return total
 
+    return combine
+
+
+def _iteration_sums(client, function, chunks, task, kind, n_particles, progress, workers):
+    """One iteration's chunks with the task scattered once; their sums and rows merged."""
+    shared = client.scatter(task, broadcast=True, hash=False)
     try:
         return run_chunks(
             client,
-            refine_chunk,
+            function,
             chunks,
             settings=shared,
-            job=fingerprint({"kind": "refine3d", "key": task.key, "n": n_particles}),
+            job=fingerprint({"kind": kind, "key": task.key, "n": n_particles}),
             progress=progress,
             workers=workers,
-            combine=combine,
+            combine=_add_with_rows(n_particles),
         )
     finally:
         shared.release()
+
+
+def class3d_estep_sums(
+    client,
+    chunks: Sequence[ParticleChunk],
+    task,
+    *,
+    n_particles: int,
+    progress: Callable[[int], None] | None = None,
+    workers: Sequence[str] | None = None,
+):
+    """One class3d iteration's E-step sums on a Dask cluster (as :func:`refine_estep`).
+
+    The task (the state: K maps, noise model, priors; small) is scattered to every worker
+    once; each chunk returns every class's sums and its particles' rows, added / placed at
+    their rows as they arrive — one single-process pass up to float rounding.
+
+    Returns
+    -------
+    PartialSums
+        :func:`cryoglass.distributed.reduce.class3d_to_sums` of all particles (rows in order).
+    """
+    from cryoglass.distributed.tasks import class3d_chunk
+
+    return _iteration_sums(
+        client, class3d_chunk, chunks, task, "class3d", n_particles, progress, workers
+    )

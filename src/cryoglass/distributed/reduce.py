@@ -35,6 +35,8 @@ __all__ = [
     "accumulator_to_sums",
     "add_estep_sums",
     "add_sums",
+    "class3d_from_sums",
+    "class3d_to_sums",
     "estep_from_sums",
     "estep_to_sums",
     "fingerprint",
@@ -265,3 +267,59 @@ def estep_from_sums(sums: PartialSums):
         return stats, None
     assignments = Assignments(**{name: tensor(f"rows/{name}") for name in _ASSIGNMENT_FIELDS})
     return stats, assignments
+
+
+#: Per-particle columns of a class3d E-step (:func:`cryoglass.refine.class3d.class3d_estep`).
+CLASS3D_ROWS = (
+    "rotations",
+    "origins_px",
+    "classes",
+    "max_probability",
+    "n_significant",
+    "log_likelihood",
+)
+
+
+def class3d_to_sums(sums, rows: dict | None = None) -> PartialSums:
+    """A chunk's :class:`~cryoglass.refine.class3d.Class3DSums` (and rows) as numpy arrays.
+
+    Keys ``{j}/data``, ``{j}/weight``, ``{j}/count`` per class map ``j`` (one in a
+    cross-correlation iteration), ``noise``, ``count``, ``class_weight``, ``log_likelihood``
+    (all added over chunks) and ``rows/<column>`` (:data:`CLASS3D_ROWS`, in particle order).
+    """
+    out: PartialSums = {
+        "noise": sums.noise.detach().cpu().numpy(),
+        "count": np.asarray(sums.count, dtype=np.int64),
+        "class_weight": sums.class_weight.detach().cpu().numpy(),
+        "log_likelihood": np.asarray(sums.log_likelihood, dtype=np.float64),
+    }
+    for j, acc in enumerate(sums.accumulators):
+        out.update(accumulator_to_sums(acc, prefix=f"{j}/"))
+    for name in CLASS3D_ROWS if rows is not None else ():
+        out[f"rows/{name}"] = rows[name].detach().cpu().numpy()
+    return out
+
+
+def class3d_from_sums(total: PartialSums, *, size: int, pad: int):
+    """``(Class3DSums, rows)`` of reduced class3d sums: what the M-step takes (torch, CPU).
+
+    ``rows`` are the per-particle columns of every particle in order, with ``indices``.
+    """
+    from cryoglass.refine.class3d import Class3DSums
+
+    def tensor(key: str) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(total[key]))
+
+    maps = sum(1 for key in total if key.endswith("/data") and not key.startswith("rows/"))
+    sums = Class3DSums(
+        tuple(
+            accumulator_from_sums(total, size=size, pad=pad, prefix=f"{j}/") for j in range(maps)
+        ),
+        tensor("noise"),
+        int(total["count"]),
+        tensor("class_weight"),
+        float(total["log_likelihood"]),
+    )
+    rows = {name: tensor(f"rows/{name}") for name in CLASS3D_ROWS}
+    rows["indices"] = torch.arange(len(rows["classes"]))
+    return sums, rows

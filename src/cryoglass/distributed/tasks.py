@@ -17,6 +17,8 @@ returns partial sums as numpy arrays (:mod:`cryoglass.distributed.reduce`).
   (:func:`cryoglass.classify.em2d.estep_statistics`) and the chunk's per-particle assignments.
 * :func:`refine_chunk` — one 3D-refinement iteration's E-step and M-step sums of both half
   sets (:func:`cryoglass.refine.auto.align_and_insert`) and the chunk's best poses.
+* :func:`class3d_chunk` — one 3D-classification iteration's sums per class
+  (:func:`cryoglass.refine.class3d.class3d_estep`) and the chunk's best (class, pose).
 
 Every task first calls :func:`cryoglass._allocator.tune_allocator` (once per process): Dask's
 nanny starts workers with ``MALLOC_TRIM_THRESHOLD_=65536``, which on glibc also freezes the
@@ -37,16 +39,18 @@ import numpy as np
 import torch
 
 from cryoglass._allocator import trim_heap, tune_allocator
-from cryoglass.distributed.reduce import PartialSums, accumulator_to_sums
+from cryoglass.distributed.reduce import PartialSums, accumulator_to_sums, class3d_to_sums
 
 __all__ = [
     "Class2DTask",
+    "Class3DTask",
     "ParticleChunk",
     "ReconstructSettings",
     "RefineTask",
     "SimulateSettings",
     "class2d_chunk",
     "class2d_initial_chunk",
+    "class3d_chunk",
     "make_chunks",
     "reconstruct_chunk",
     "refine_chunk",
@@ -659,6 +663,81 @@ def refine_chunk(chunk: ParticleChunk, task: RefineTask) -> PartialSums:
         out.update(accumulator_to_sums(acc, prefix=f"{h}/"))
     for name in ("rotations", "origins_px", "max_probability", "n_significant", "log_likelihood"):
         out[f"rows/{name}"] = getattr(poses, name).numpy()
+    out["start"] = np.asarray(chunk.start, dtype=np.int64)
+    trim_heap()
+    return out
+
+
+@dataclass(frozen=True, eq=False)
+class Class3DTask:
+    """What every task of one class3d iteration needs besides its particles (scattered once).
+
+    Attributes
+    ----------
+    key : str
+        Identifies the iteration (workers prepare its E-step once and reuse it for every chunk).
+    state : cryoglass.refine.Class3DState
+        The state being iterated, on the CPU (the K maps, σ², priors; per-particle rows are a
+        few numbers each).
+    settings : cryoglass.refine.class3d.Class3DSettings
+    ctf : bool
+    batch_size : int
+    """
+
+    key: str
+    state: object
+    settings: object
+    ctf: bool
+    batch_size: int
+
+
+_CONTEXTS: dict[str, object] = {}
+
+
+def _class3d_context(task: Class3DTask):
+    """The iteration's E-step context (projectors, coarse table), once per worker and iteration."""
+    from cryoglass.refine.class3d import class3d_context
+
+    if task.key not in _CONTEXTS:
+        _CONTEXTS.clear()  # only the current iteration's context is kept
+        _CONTEXTS[task.key] = class3d_context(task.state, task.settings)
+    return _CONTEXTS[task.key]
+
+
+def class3d_chunk(chunk: ParticleChunk, task: Class3DTask) -> PartialSums:
+    """One class3d iteration over a chunk: every class's sums and the chunk's best poses.
+
+    The E-step is :func:`cryoglass.refine.class3d.class3d_estep` batch by batch, as in one
+    process; its per-particle inputs (CTF, the seeding iteration's random classes) are taken
+    at the chunk's rows.
+
+    Returns
+    -------
+    PartialSums
+        :func:`cryoglass.distributed.reduce.class3d_to_sums` with ``"start"`` the chunk's
+        first row.
+    """
+    from cryoglass.io import ParticleStack
+    from cryoglass.refine.class3d import class3d_estep, merge_class3d_sums
+
+    tune_allocator()
+    particles = chunk.particles
+    if task.ctf and particles.ctf is None:
+        raise ValueError(f"chunk {chunk.chunk_id}: particles have no CTF parameters")
+    ctf = particles.ctf.expand(len(particles)) if task.ctf else None
+    context = _class3d_context(task)
+    context = dataclasses.replace(
+        context, seeds=context.seeds[chunk.start : chunk.start + len(particles)]
+    )
+    total, tables = None, []
+    with ParticleStack(particles) as stack:
+        for indices, images in stack.iter_batches(task.batch_size):
+            sums, table = class3d_estep(context, indices, images, ctf=ctf, settings=task.settings)
+            total = sums if total is None else merge_class3d_sums(total, sums)
+            tables.append(table)
+    order = torch.argsort(torch.cat([t["indices"] for t in tables]))
+    rows = {key: torch.cat([t[key] for t in tables])[order] for key in tables[0]}
+    out = class3d_to_sums(total, rows)
     out["start"] = np.asarray(chunk.start, dtype=np.int64)
     trim_heap()
     return out

@@ -116,6 +116,9 @@ __all__ = [
 ]
 
 Batches = Callable[[], Iterable[tuple[torch.Tensor, torch.Tensor]]]
+#: An iteration's whole E-step done elsewhere (a Dask cluster): state → (merged sums, the
+#: per-particle table of :func:`class3d_estep`, concatenated).
+EStep = Callable[["Class3DState"], tuple["Class3DSums", dict[str, torch.Tensor]]]
 
 #: Fewest particles per class :func:`check_class3d_inputs` accepts.
 MIN_PARTICLES_PER_CLASS = 10
@@ -762,8 +765,9 @@ def class3d_iteration(
     ctf: CTFParams | None,
     settings: Class3DSettings,
     progress: Callable[[int], None] | None = None,
+    estep: EStep | None = None,
 ) -> Class3DState:
-    """One E-step over every particle and the M-step (in one process).
+    """One E-step over every particle and the M-step.
 
     Parameters
     ----------
@@ -775,12 +779,21 @@ def class3d_iteration(
     settings : Class3DSettings
     progress : callable, optional
         Called with the number of images of each batch done.
+    estep : callable, optional
+        ``estep(state) -> (sums, particles)``: the whole E-step done elsewhere (a Dask cluster,
+        :func:`cryoglass.distributed.commands.class3d_engine`) instead of over ``batches`` here;
+        the sums of disjoint chunks add, so the M-step is the same.
 
     Returns
     -------
     Class3DState
     """
     started = time.perf_counter()
+    if estep is not None:
+        sums, merged = estep(state)
+        return class3d_mstep(
+            state, sums, merged, settings=settings, seconds=time.perf_counter() - started
+        )
     context = class3d_context(state, settings)
     parts, tables = [], []
     for indices, images in batches():
@@ -810,6 +823,7 @@ def classify_3d(
     state: Class3DState | None = None,
     on_iteration: Callable[[Class3DState], None] | None = None,
     progress: Callable[[int], None] | None = None,
+    estep: EStep | None = None,
 ) -> Class3DState:
     """Run (or continue) a 3D classification to ``iterations`` iterations.
 
@@ -830,6 +844,8 @@ def classify_3d(
         Called with the state after every iteration (progress lines, checkpoints).
     progress : callable, optional
         Called with the number of images done within an iteration.
+    estep : callable, optional
+        See :func:`class3d_iteration` (each iteration's E-step on a Dask cluster).
 
     Returns
     -------
@@ -841,7 +857,9 @@ def classify_3d(
     if state is None:
         state = initial_class3d_state(reference, n_particles, settings)
     while state.iteration < iterations:
-        state = class3d_iteration(state, batches, ctf=ctf, settings=settings, progress=progress)
+        state = class3d_iteration(
+            state, batches, ctf=ctf, settings=settings, progress=progress, estep=estep
+        )
         if on_iteration is not None:
             on_iteration(state)
     return state
