@@ -20,8 +20,8 @@ def main(
         "all",
         "--topics",
         help="Extra topic sections: 'all' (the quick ones), 'none' or a comma list of "
-        "class2d,orientations,nma,vae,preprocessing (movies → motioncorr → ctffind → pick → "
-        "extract → class2d, a few minutes).",
+        "class2d,refine,orientations,localres,nma,vae,preprocessing "
+        "(movies → motioncorr → ctffind → pick → extract → class2d, a few minutes).",
     ),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
     seed: int = typer.Option(0, "--seed", help="Seed for poses, defocus and noise."),
@@ -30,7 +30,7 @@ def main(
     """Run the tour on bundled data: model → potential → particles → map → FSC → sharpened map.
 
     Writes DIR/report.html with its figures, and the maps it shows as MRC files in DIR
-    (truth.mrc, half1.mrc, half2.mrc, postprocess.mrc, ...). About a minute on 2 CPU cores.
+    (truth.mrc, half1.mrc, half2.mrc, postprocess.mrc, ...). About 2 minutes of CPU time.
 
     \b
     Example:
