@@ -110,7 +110,21 @@ def test_abinitio_finds_the_structure_from_a_random_start(dataset):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("seed", [1, 2, 3])
+@pytest.mark.parametrize(
+    "seed",
+    [
+        pytest.param(
+            1,
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="issue 17, open: with seed 1 the model's FSC to the truth falls to 0.38 "
+                "before the last checked shell (2026-12-07)",
+            ),
+        ),
+        2,
+        3,
+    ],
+)
 def test_abinitio_finds_the_structure_across_seeds(dataset, seed):
     truth, state = _run(dataset, seed=seed, iterations=40)
     _check_structure(truth, state, last_shell=5, hand=True)

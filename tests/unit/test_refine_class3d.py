@@ -272,8 +272,23 @@ def test_class3d_separates_two_maps_and_recovers_both():
     assert torch.equal(back.references, state.references) and back.history == state.history
 
 
+_BELOW_TRUE_MAPS = pytest.mark.xfail(
+    strict=True,
+    reason="issue 17, open: class3d separates the classes far less often than an E-step with "
+    "the true maps at noise ≥ 1.0 (ARI 0.007 / 0.57 / 0.08 vs 0.95 / 0.97 / 0.81 on 2026-12-07)",
+)
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize(("noise", "seed"), [(0.6, 1), (1.0, 2), (1.0, 3), (1.4, 4)])
+@pytest.mark.parametrize(
+    ("noise", "seed"),
+    [
+        (0.6, 1),
+        pytest.param(1.0, 2, marks=_BELOW_TRUE_MAPS),
+        pytest.param(1.0, 3, marks=_BELOW_TRUE_MAPS),
+        pytest.param(1.4, 4, marks=_BELOW_TRUE_MAPS),
+    ],
+)
 def test_class3d_comes_near_the_true_maps_classes_across_noise_and_seeds(noise, seed):
     state, labels, maps, (images, ctf) = _classify(noise=noise, seed=seed, count=300, iterations=10)
     oracle = _oracle_ari(maps, images, ctf, labels, state.sigma2)
