@@ -83,3 +83,55 @@ def print_json(payload: dict[str, Any]) -> None:
     """Write ``payload`` as one JSON document on stdout."""
     json.dump(payload, sys.stdout, indent=2, sort_keys=False, default=float)
     sys.stdout.write("\n")
+
+
+def read_particles_checked(star, *, purpose: str, ctf: bool):
+    """Read a STAR file of particles and check it for ``purpose``; one line on any problem.
+
+    Returns the particle set and its pixel size [Å] (``io.check_particle_set``).
+    """
+    from cryoglass.io import check_particle_set, read_particles
+
+    if not star.is_file():
+        fail(f"{star}: particle file not found")
+    with failing(ValueError, KeyError, OSError, prefix=f"{star}: "):
+        particles = read_particles(star)
+    with failing():
+        pixel = check_particle_set(
+            particles,
+            source=str(star),
+            purpose=purpose,
+            ctf=ctf,
+            image_sizes=True,
+            ctf_hint="use --no-ctf",
+        )
+    return particles, pixel
+
+
+#: A resumable command's checkpoint in its output folder: tensors and a JSON record.
+CHECKPOINT, CHECKPOINT_JSON = "checkpoint.pt", "checkpoint.json"
+
+
+def save_checkpoint(out, tensors: dict, record: dict) -> None:
+    """Write ``out/checkpoint.pt`` and ``out/checkpoint.json`` (atomically)."""
+    from cryoglass.io import save_tensors, write_text_atomic
+
+    save_tensors(out / CHECKPOINT, tensors, overwrite=True)
+    write_text_atomic(out / CHECKPOINT_JSON, json.dumps(record, indent=2) + "\n")
+
+
+def load_checkpoint(out, description: dict, rebuild, *, device):
+    """``rebuild(tensors, record, device=device)`` of the checkpoint in ``out``.
+
+    Refused in one line when the checkpoint was made from other inputs or options
+    (its ``"run"`` differs from ``description``).
+    """
+    from cryoglass.io import load_tensors
+
+    with failing(prefix=f"{out}: "):
+        record = json.loads((out / CHECKPOINT_JSON).read_text())
+        if record.get("run") != description:
+            raise ValueError(
+                "the checkpoint was made from other inputs or options; use --overwrite to restart"
+            )
+        return rebuild(load_tensors(out / CHECKPOINT), record, device=device)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from cryoglass.cli._common import fail, failing, print_json, torch_device
+from cryoglass.cli._common import fail, failing, print_json, read_particles_checked, torch_device
 from cryoglass.cli.options import Device, JsonOutput, Overwrite
 
 HEADLINE = ["maps", "iterations", "seconds"]
@@ -29,25 +29,6 @@ def _check_out(out: Path, *, overwrite: bool, inputs: list[Path]) -> None:
     for path in inputs:
         if path.resolve().parent == out.resolve() and path.name.startswith("initial_model"):
             fail(f"{path}: is an input and would be overwritten by the outputs in {out}")
-
-
-def _read_particles(star: Path, ctf: bool):
-    from cryoglass.io import check_particle_set, read_particles
-
-    if not star.is_file():
-        fail(f"{star}: particle file not found")
-    with failing(ValueError, KeyError, OSError, prefix=f"{star}: "):
-        particles = read_particles(star)
-    with failing():
-        pixel = check_particle_set(
-            particles,
-            source=str(star),
-            purpose="ab initio",
-            ctf=ctf,
-            image_sizes=True,
-            ctf_hint="use --no-ctf",
-        )
-    return particles, pixel
 
 
 def _write_outputs(out: Path, state, *, pixel: float, settings, seconds: float) -> dict:
@@ -137,7 +118,7 @@ def main(
 
     _check_out(out, overwrite=overwrite, inputs=[star])
     target = torch_device(device)
-    particles, pixel = _read_particles(star, ctf)
+    particles, pixel = read_particles_checked(star, purpose="ab initio", ctf=ctf)
     box = particles.image_size
     diameter = particle_diameter if particle_diameter is not None else 0.9 * box * pixel
     settings = AbinitioSettings(

@@ -3,16 +3,37 @@
 from __future__ import annotations
 
 import contextlib
-import json
 from pathlib import Path
 
 import typer
 
-from cryoglass.cli._common import fail, failing, print_json, torch_device
+from cryoglass.cli._common import (
+    CHECKPOINT,
+    CHECKPOINT_JSON,
+    fail,
+    failing,
+    load_checkpoint,
+    print_json,
+    read_particles_checked,
+    save_checkpoint,
+    torch_device,
+)
 from cryoglass.cli.options import ChunkSize, Device, JsonOutput, Overwrite, Scheduler, Workers
 
-_STATE, _STATE_JSON = "checkpoint.pt", "checkpoint.json"
+_STATE, _STATE_JSON = CHECKPOINT, CHECKPOINT_JSON
 HEADLINE = ["class_distribution", "resolution_angstrom", "iterations"]
+
+
+def _save_state(out: Path, state, description: dict) -> None:
+    from cryoglass.refine.class3d_checkpoint import class3d_record, class3d_tensors
+
+    save_checkpoint(out, class3d_tensors(state), class3d_record(state, description))
+
+
+def _load_state(out: Path, description: dict, device):
+    from cryoglass.refine.class3d_checkpoint import class3d_from_checkpoint
+
+    return load_checkpoint(out, description, class3d_from_checkpoint, device=device)
 
 
 def _names(iteration: int, k: int) -> dict[str, str]:
@@ -42,47 +63,6 @@ def _check_dask(workers: int | None, scheduler: str | None, device: str) -> None
         fail("give --workers N (a local cluster) or --scheduler ADDRESS, not both")
     if (workers is not None or scheduler is not None) and device != "cpu":
         fail("--workers/--scheduler run the E-step on the workers' CPUs; drop --device")
-
-
-def _read_particles(star: Path, ctf: bool):
-    from cryoglass.io import check_particle_set, read_particles
-
-    if not star.is_file():
-        fail(f"{star}: particle file not found")
-    with failing(ValueError, KeyError, OSError, prefix=f"{star}: "):
-        particles = read_particles(star)
-    with failing():
-        pixel = check_particle_set(
-            particles,
-            source=str(star),
-            purpose="3D classification",
-            ctf=ctf,
-            image_sizes=True,
-            ctf_hint="use --no-ctf",
-        )
-    return particles, pixel
-
-
-def _save_state(out: Path, state, description: dict) -> None:
-    from cryoglass.io import save_tensors, write_text_atomic
-    from cryoglass.refine.class3d_checkpoint import class3d_record, class3d_tensors
-
-    save_tensors(out / _STATE, class3d_tensors(state), overwrite=True)
-    record = class3d_record(state, description)
-    write_text_atomic(out / _STATE_JSON, json.dumps(record, indent=2) + "\n")
-
-
-def _load_state(out: Path, description: dict, device):
-    from cryoglass.io import load_tensors
-    from cryoglass.refine.class3d_checkpoint import class3d_from_checkpoint
-
-    with failing(prefix=f"{out}: "):
-        record = json.loads((out / _STATE_JSON).read_text())
-        if record.get("run") != description:
-            raise ValueError(
-                "the checkpoint was made from other inputs or options; use --overwrite to restart"
-            )
-        return class3d_from_checkpoint(load_tensors(out / _STATE), record, device=device)
 
 
 def _write_iteration(out: Path, state, particles, *, pixel: float, settings) -> dict[str, Path]:
@@ -296,7 +276,7 @@ def main(
     _check_out(out, continue_run=continue_run, overwrite=overwrite, inputs=[star, reference])
     _check_dask(workers, scheduler, device)
     target = torch_device(device)
-    particles, pixel = _read_particles(star, ctf)
+    particles, pixel = read_particles_checked(star, purpose="3D classification", ctf=ctf)
     box = particles.image_size
     diameter = particle_diameter if particle_diameter is not None else 0.9 * box * pixel
     settings = Class3DSettings(

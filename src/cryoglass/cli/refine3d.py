@@ -7,10 +7,20 @@ from pathlib import Path
 
 import typer
 
-from cryoglass.cli._common import fail, failing, print_json, torch_device
+from cryoglass.cli._common import (
+    CHECKPOINT,
+    CHECKPOINT_JSON,
+    fail,
+    failing,
+    load_checkpoint,
+    print_json,
+    read_particles_checked,
+    save_checkpoint,
+    torch_device,
+)
 from cryoglass.cli.options import ChunkSize, Device, JsonOutput, Overwrite, Scheduler, Workers
 
-_STATE, _STATE_JSON = "checkpoint.pt", "checkpoint.json"
+_STATE, _STATE_JSON = CHECKPOINT, CHECKPOINT_JSON
 #: RELION's output names (Refine3D/jobNNN/…), and ours beside them.
 OUTPUTS = {
     "data": "run_data.star",
@@ -23,6 +33,18 @@ OUTPUTS = {
     "report": "report.html",
 }
 HEADLINE = ["resolution_angstrom", "iterations", "median_max_probability"]
+
+
+def _save_state(out: Path, state, description: dict) -> None:
+    from cryoglass.refine.checkpoint import state_record, state_tensors
+
+    save_checkpoint(out, state_tensors(state), state_record(state, description))
+
+
+def _load_state(out: Path, description: dict, device):
+    from cryoglass.refine.checkpoint import state_from_checkpoint
+
+    return load_checkpoint(out, description, state_from_checkpoint, device=device)
 
 
 def _check_out(out: Path, *, continue_run: bool, overwrite: bool, inputs: list[Path]) -> None:
@@ -38,25 +60,6 @@ def _check_out(out: Path, *, continue_run: bool, overwrite: bool, inputs: list[P
     for path in inputs:
         if path.resolve() in targets:
             fail(f"{path}: is an input and would be overwritten by the outputs in {out}")
-
-
-def _read_particles(star: Path, ctf: bool):
-    from cryoglass.io import check_particle_set, read_particles
-
-    if not star.is_file():
-        fail(f"{star}: particle file not found")
-    with failing(ValueError, KeyError, OSError, prefix=f"{star}: "):
-        particles = read_particles(star)
-    with failing():
-        pixel = check_particle_set(
-            particles,
-            source=str(star),
-            purpose="3D refinement",
-            ctf=ctf,
-            image_sizes=True,
-            ctf_hint="use --no-ctf",
-        )
-    return particles, pixel
 
 
 def _read_reference(path: Path, *, box: int, pixel: float, ref_apix: float | None):
@@ -115,28 +118,6 @@ def _progress_line(state) -> str:
         f" / {r['median_origin_change_px']:.2f} px, max P {r['mean_max_probability']:.2f}, "
         f"{r['seconds']:.1f} s"
     )
-
-
-def _save_state(out: Path, state, description: dict) -> None:
-    from cryoglass.io import save_tensors, write_text_atomic
-    from cryoglass.refine.checkpoint import state_record, state_tensors
-
-    save_tensors(out / _STATE, state_tensors(state), overwrite=True)
-    record = state_record(state, description)
-    write_text_atomic(out / _STATE_JSON, json.dumps(record, indent=2) + "\n")
-
-
-def _load_state(out: Path, description: dict, device):
-    from cryoglass.io import load_tensors
-    from cryoglass.refine.checkpoint import state_from_checkpoint
-
-    with failing(prefix=f"{out}: "):
-        record = json.loads((out / _STATE_JSON).read_text())
-        if record.get("run") != description:
-            raise ValueError(
-                "the checkpoint was made from other inputs or options; use --overwrite to restart"
-            )
-        return state_from_checkpoint(load_tensors(out / _STATE), record, device=device)
 
 
 def _run_here(particles, volume, run, state, on_iteration, **how):
@@ -317,7 +298,7 @@ def main(
 
     _check_out(out, continue_run=continue_run, overwrite=overwrite, inputs=[star, reference])
     target = torch_device(device)
-    particles, pixel = _read_particles(star, ctf)
+    particles, pixel = read_particles_checked(star, purpose="3D refinement", ctf=ctf)
     box = particles.image_size
     diameter = particle_diameter if particle_diameter is not None else 0.9 * box * pixel
     if not 0 < diameter <= box * pixel:
