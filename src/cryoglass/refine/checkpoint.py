@@ -13,23 +13,34 @@ import torch
 from cryoglass.refine.align import Sampling
 from cryoglass.refine.auto import Poses, RefineState
 
-__all__ = ["state_from_checkpoint", "state_record", "state_tensors"]
+__all__ = [
+    "poses_from_tensors",
+    "poses_tensors",
+    "state_from_checkpoint",
+    "state_record",
+    "state_tensors",
+]
 
 FORMAT = "cryoglass-refine3d-1"
 
 
+def poses_tensors(poses: Poses) -> dict[str, torch.Tensor]:
+    """Each field of :class:`~cryoglass.refine.auto.Poses` by its name (CPU)."""
+    return {f.name: getattr(poses, f.name).cpu() for f in dataclasses.fields(poses)}
+
+
+def poses_from_tensors(tensors: dict[str, torch.Tensor]) -> Poses:
+    """Poses from :func:`poses_tensors`'s names (KeyError if one is missing)."""
+    return Poses(*(tensors[f.name] for f in dataclasses.fields(Poses)))
+
+
 def state_tensors(state: RefineState) -> dict[str, torch.Tensor]:
     """The tensors of a refinement state (CPU)."""
-    poses = state.poses
     return {
         "references": state.references.cpu(),
         "sigma2": state.sigma2.cpu(),
         "fsc": state.fsc.cpu(),
-        "rotations": poses.rotations.cpu(),
-        "origins_px": poses.origins_px.cpu(),
-        "max_probability": poses.max_probability.cpu(),
-        "n_significant": poses.n_significant.cpu(),
-        "log_likelihood": poses.log_likelihood.cpu(),
+        **poses_tensors(state.poses),
     }
 
 
@@ -61,13 +72,7 @@ def state_from_checkpoint(
     if record.get("format") != FORMAT:
         raise ValueError(f"not a cryoglass refine3d checkpoint (format {record.get('format')!r})")
     try:
-        poses = Poses(
-            tensors["rotations"],
-            tensors["origins_px"],
-            tensors["max_probability"],
-            tensors["n_significant"],
-            tensors["log_likelihood"],
-        )
+        poses = poses_from_tensors(tensors)
         return RefineState(
             iteration=int(record["iteration"]),
             references=tensors["references"].to(device),

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from cryoglass.refine.auto import Poses
+from cryoglass.refine.checkpoint import poses_from_tensors, poses_tensors
 from cryoglass.refine.class3d import Class3DState
 
 __all__ = ["class3d_from_checkpoint", "class3d_record", "class3d_tensors"]
@@ -18,7 +18,6 @@ FORMAT = "cryoglass-class3d-1"
 
 def class3d_tensors(state: Class3DState) -> dict[str, torch.Tensor]:
     """The tensors of a classification state (CPU)."""
-    poses = state.poses
     return {
         "references": state.references.cpu(),
         "sigma2": state.sigma2.cpu(),
@@ -26,11 +25,7 @@ def class3d_tensors(state: Class3DState) -> dict[str, torch.Tensor]:
         "resolution_angstrom": state.resolution_angstrom.cpu(),
         "ssnr": state.ssnr.cpu(),
         "classes": state.classes.cpu(),
-        "rotations": poses.rotations.cpu(),
-        "origins_px": poses.origins_px.cpu(),
-        "max_probability": poses.max_probability.cpu(),
-        "n_significant": poses.n_significant.cpu(),
-        "log_likelihood": poses.log_likelihood.cpu(),
+        **poses_tensors(state.poses),
     }
 
 
@@ -57,13 +52,7 @@ def class3d_from_checkpoint(
     if record.get("format") != FORMAT:
         raise ValueError(f"not a cryoglass class3d checkpoint (format {record.get('format')!r})")
     try:
-        poses = Poses(
-            tensors["rotations"],
-            tensors["origins_px"],
-            tensors["max_probability"],
-            tensors["n_significant"],
-            tensors["log_likelihood"],
-        )
+        poses = poses_from_tensors(tensors)
         return Class3DState(
             iteration=int(record["iteration"]),
             references=tensors["references"].to(device),
