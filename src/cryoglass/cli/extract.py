@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from cryoglass.cli._common import fail, failing, print_json
+from cryoglass.cli._micrograph_steps import run_per_micrograph
 from cryoglass.cli.options import Apix, JsonOutput, Overwrite, Scheduler, Workers
 
 #: Keys of the --json output shown first by reports and ``cryoglass serve``.
@@ -229,7 +230,16 @@ def main(
     with failing(OSError):
         for stack in settings.stacks:
             Path(stack).parent.mkdir(parents=True, exist_ok=True)
-    results, run = _run(settings, workers, scheduler)
+    from cryoglass.distributed.micrographs import extract_task
+
+    results, run = run_per_micrograph(
+        extract_task,
+        len(settings.micrographs),
+        settings,
+        workers=workers,
+        scheduler=scheduler,
+        label="extract",
+    )
     with failing():
         star, count = _write_star(out, table, rows, found, settings)
     seconds = time.perf_counter() - started
@@ -253,25 +263,3 @@ def main(
         f"from {len(rows)} micrographs in {seconds:.1f} s: {star}",
         err=True,
     )
-
-
-def _run(settings, workers, scheduler):
-    """Extract every micrograph's particles (here or on Dask) under a progress bar."""
-    from rich.progress import Progress
-
-    from cryoglass.distributed.micrographs import extract_task, map_micrographs
-
-    n = len(settings.micrographs)
-    with Progress(transient=True) as progress:
-        task = progress.add_task("extracting", total=n)
-        with failing(ValueError, OSError):
-            return map_micrographs(
-                extract_task,
-                list(range(n)),
-                settings=settings,
-                workers=workers,
-                scheduler=scheduler,
-                progress=lambda k: progress.update(task, advance=k),
-                echo=lambda text: typer.echo(text, err=True),
-                label="extract",
-            )

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from cryoglass.cli._common import fail, failing, print_json
+from cryoglass.cli._micrograph_steps import run_per_micrograph
 from cryoglass.cli.options import Apix, JsonOutput, Overwrite, Scheduler, Workers
 
 #: Keys of the --json output shown first by reports and ``cryoglass serve``.
@@ -239,7 +240,16 @@ def main(
                          group=group_frames, bfactor=bfactor, dose=dose_per_frame,
                          pre=pre_exposure, bin_factor=bin_factor, save_no_dw=save_no_dw,
                          plots=plots, n_frames=shape[0])  # fmt: skip
-    results, run = _run(settings, len(table), workers, scheduler)
+    from cryoglass.distributed.micrographs import motioncorr_task
+
+    results, run = run_per_micrograph(
+        motioncorr_task,
+        len(table),
+        settings,
+        workers=workers,
+        scheduler=scheduler,
+        label="motioncorr",
+    )
     with failing():
         star = _write_star(out, table, roots, results, settings)
     seconds = time.perf_counter() - started
@@ -267,24 +277,3 @@ def main(
         f"mean total motion {summary['mean_motion_total_px']:.2f} px; {star}",
         err=True,
     )
-
-
-def _run(settings, n: int, workers, scheduler):
-    """Correct every movie (here or on Dask) under a progress bar."""
-    from rich.progress import Progress
-
-    from cryoglass.distributed.micrographs import map_micrographs, motioncorr_task
-
-    with Progress(transient=True) as progress:
-        task = progress.add_task("motion correction", total=n)
-        with failing(ValueError, OSError):
-            return map_micrographs(
-                motioncorr_task,
-                list(range(n)),
-                settings=settings,
-                workers=workers,
-                scheduler=scheduler,
-                progress=lambda k: progress.update(task, advance=k),
-                echo=lambda text: typer.echo(text, err=True),
-                label="motioncorr",
-            )

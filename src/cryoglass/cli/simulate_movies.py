@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from cryoglass.cli._common import fail, failing, print_json
+from cryoglass.cli._micrograph_steps import run_per_micrograph
 from cryoglass.cli.options import Apix, JsonOutput, Overwrite, Scheduler, Workers
 
 #: Keys of the --json output shown first by reports and ``cryoglass serve``.
@@ -261,27 +262,6 @@ def _summary(settings, truths, results, run, *, source: str, box: int) -> dict:
     }
 
 
-def _run(settings, n, workers, scheduler):
-    """Simulate every micrograph (here or on Dask) under a progress bar."""
-    from rich.progress import Progress
-
-    from cryoglass.distributed.micrographs import map_micrographs, simulate_movie_task
-
-    with Progress(transient=True) as progress:
-        task = progress.add_task("simulating micrographs", total=n)
-        with failing(ValueError):
-            return map_micrographs(
-                simulate_movie_task,
-                list(range(n)),
-                settings=settings,
-                workers=workers,
-                scheduler=scheduler,
-                progress=lambda k: progress.update(task, advance=k),
-                echo=lambda text: typer.echo(text, err=True),
-                label="simulate-movies",
-            )
-
-
 def main(
     volume_path: _VolumePath = None,
     model_path: _ModelPath = None,
@@ -373,7 +353,16 @@ def main(
     with failing(ValueError, TypeError):
         settings = _settings(volume, out, n_micrographs, pixel=pixel, bundles=bundles,
                              movies=movies, seed=seed)  # fmt: skip
-    results, run = _run(settings, n_micrographs, workers, scheduler)
+    from cryoglass.distributed.micrographs import simulate_movie_task
+
+    results, run = run_per_micrograph(
+        simulate_movie_task,
+        n_micrographs,
+        settings,
+        workers=workers,
+        scheduler=scheduler,
+        label="simulate-movies",
+    )
     truths = [truth for truth, _ in results]
     with failing():
         _write_tables(out, settings.names, settings, pixel, gain=movies and gain_spread > 0)
