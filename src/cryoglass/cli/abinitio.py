@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from cryoglass.cli._common import fail, failing, print_json, read_particles_checked, torch_device
-from cryoglass.cli.options import Device, JsonOutput, Overwrite
+from cryoglass.cli.options import Device, JsonOutput, OffsetRange, OffsetStep, Overwrite, UseCTF
 
 HEADLINE = ["maps", "iterations", "seconds"]
 
@@ -72,9 +72,9 @@ def main(
     ),
     ini_batch: int = typer.Option(100, "--ini-batch", min=10, help="First minibatch size."),
     final_batch: int = typer.Option(300, "--final-batch", min=10, help="Last minibatch size."),
-    offset_range: float = typer.Option(4.0, "--offset-range", help="Origin search radius [px]."),
-    offset_step: float = typer.Option(2.0, "--offset-step", help="Origin search step [px]."),
-    ctf: bool = typer.Option(True, "--ctf/--no-ctf", help="Use the CTF (needs CTF columns)."),
+    offset_range: OffsetRange = 4.0,
+    offset_step: OffsetStep = 2.0,
+    ctf: UseCTF = True,
     seed: int = typer.Option(0, "--seed", help="Seed of the random start and the minibatches."),
     device: Device = "cpu",
     overwrite: Overwrite = False,

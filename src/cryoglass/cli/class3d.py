@@ -18,7 +18,20 @@ from cryoglass.cli._common import (
     save_checkpoint,
     torch_device,
 )
-from cryoglass.cli.options import ChunkSize, Device, JsonOutput, Overwrite, Scheduler, Workers
+from cryoglass.cli.options import (
+    BatchSize,
+    ChunkSize,
+    ContinueRun,
+    Device,
+    JsonOutput,
+    OffsetRange,
+    OffsetStep,
+    Overwrite,
+    RefApix,
+    Scheduler,
+    UseCTF,
+    Workers,
+)
 
 _STATE, _STATE_JSON = CHECKPOINT, CHECKPOINT_JSON
 HEADLINE = ["class_distribution", "resolution_angstrom", "iterations"]
@@ -218,19 +231,17 @@ def main(
     healpix_order: int = typer.Option(
         3, "--healpix-order", min=2, max=6, help="Angular sampling 60°/2^order (coarse: twice)."
     ),
-    offset_range: float = typer.Option(5.0, "--offset-range", help="Origin search radius [px]."),
-    offset_step: float = typer.Option(1.0, "--offset-step", help="Origin search step [px]."),
+    offset_range: OffsetRange = 5.0,
+    offset_step: OffsetStep = 1.0,
     tau2_fudge: float = typer.Option(
         4.0, "--tau2-fudge", min=0.01, help="RELION's T: larger trusts the data more."
     ),
-    ctf: bool = typer.Option(True, "--ctf/--no-ctf", help="Use the CTF (needs CTF columns)."),
-    ref_apix: float | None = typer.Option(
-        None, "--ref-apix", help="Pixel size of the reference [Å] (default: its header)."
-    ),
+    ctf: UseCTF = True,
+    ref_apix: RefApix = None,
     seed: int = typer.Option(0, "--seed", help="Seed of the random initial classes."),
-    batch_size: int = typer.Option(128, "--batch-size", min=1, help="Images per batch."),
+    batch_size: BatchSize = 128,
     device: Device = "cpu",
-    continue_run: bool = typer.Option(False, "--continue", help="Resume from DIR's checkpoint."),
+    continue_run: ContinueRun = False,
     overwrite: Overwrite = False,
     json_output: JsonOutput = False,
     workers: Workers = None,

@@ -17,12 +17,18 @@ import typer
 __all__ = [
     "ALIASES",
     "Apix",
+    "BatchSize",
     "ChunkSize",
+    "ContinueRun",
     "DataDir",
     "Device",
     "JsonOutput",
+    "OffsetRange",
+    "OffsetStep",
     "Overwrite",
+    "RefApix",
     "Scheduler",
+    "UseCTF",
     "Workers",
     "rewrite_aliases",
 ]
@@ -65,6 +71,17 @@ Overwrite = Annotated[
     typer.Option("--overwrite", help="Replace existing outputs (inputs are never replaced)."),
 ]
 JsonOutput = Annotated[bool, typer.Option("--json", help="Print the results as JSON on stdout.")]
+
+# Options of the 3D commands (refine3d, class3d, abinitio); each command sets its default.
+UseCTF = Annotated[bool, typer.Option("--ctf/--no-ctf", help="Use the CTF (needs CTF columns).")]
+RefApix = Annotated[
+    float | None,
+    typer.Option("--ref-apix", help="Pixel size of the reference [Å] (default: its header)."),
+]
+OffsetRange = Annotated[float, typer.Option("--offset-range", help="Origin search radius [px].")]
+OffsetStep = Annotated[float, typer.Option("--offset-step", help="Origin search step [px].")]
+BatchSize = Annotated[int, typer.Option("--batch-size", min=1, help="Images per batch.")]
+ContinueRun = Annotated[bool, typer.Option("--continue", help="Resume from DIR's checkpoint.")]
 
 #: Hidden spellings → the documented one, for every command ("*") or one command.
 ALIASES: dict[str, dict[str, str]] = {

@@ -18,7 +18,20 @@ from cryoglass.cli._common import (
     save_checkpoint,
     torch_device,
 )
-from cryoglass.cli.options import ChunkSize, Device, JsonOutput, Overwrite, Scheduler, Workers
+from cryoglass.cli.options import (
+    BatchSize,
+    ChunkSize,
+    ContinueRun,
+    Device,
+    JsonOutput,
+    OffsetRange,
+    OffsetStep,
+    Overwrite,
+    RefApix,
+    Scheduler,
+    UseCTF,
+    Workers,
+)
 
 _STATE, _STATE_JSON = CHECKPOINT, CHECKPOINT_JSON
 #: RELION's output names (Refine3D/jobNNN/…), and ours beside them.
@@ -247,17 +260,15 @@ def main(
     healpix_order: int = typer.Option(
         3, "--healpix-order", min=1, max=6, help="Initial angular sampling: 60°/2^order."
     ),
-    offset_range: float = typer.Option(5.0, "--offset-range", help="Origin search radius [px]."),
-    offset_step: float = typer.Option(1.0, "--offset-step", help="Origin search step [px]."),
+    offset_range: OffsetRange = 5.0,
+    offset_step: OffsetStep = 1.0,
     max_iterations: int = typer.Option(25, "--max-iterations", min=1, help="Stop after N."),
-    ctf: bool = typer.Option(True, "--ctf/--no-ctf", help="Use the CTF (needs CTF columns)."),
-    ref_apix: float | None = typer.Option(
-        None, "--ref-apix", help="Pixel size of the reference [Å] (default: its header)."
-    ),
+    ctf: UseCTF = True,
+    ref_apix: RefApix = None,
     seed: int = typer.Option(0, "--seed", help="Seed of the half split without rlnRandomSubset."),
-    batch_size: int = typer.Option(128, "--batch-size", min=1, help="Images per batch."),
+    batch_size: BatchSize = 128,
     device: Device = "cpu",
-    continue_run: bool = typer.Option(False, "--continue", help="Resume from DIR's checkpoint."),
+    continue_run: ContinueRun = False,
     overwrite: Overwrite = False,
     json_output: JsonOutput = False,
     workers: Workers = None,
