@@ -633,7 +633,8 @@ def refine_chunk(chunk: ParticleChunk, task: RefineTask) -> PartialSums:
         and the pose rows ``"rows/…"`` (chunk order), with ``"start"`` the chunk's first row.
     """
     from cryoglass.io import ParticleStack
-    from cryoglass.refine.auto import IterationSums, Poses, align_and_insert
+    from cryoglass.refine.auto import IterationSums, Poses, estep_batches
+    from cryoglass.refine.checkpoint import poses_tensors
 
     tune_allocator()
     plan = _refine_plan(task)
@@ -642,27 +643,25 @@ def refine_chunk(chunk: ParticleChunk, task: RefineTask) -> PartialSums:
         raise ValueError(f"chunk {chunk.chunk_id}: particles have no CTF parameters")
     ctf = particles.ctf.expand(len(particles)) if task.ctf else None
     sums = IterationSums.empty(particles.image_size, pad=plan.pad)
-    poses = Poses.empty(len(particles))
-    labels = torch.as_tensor(chunk.labels)
-    rotations = torch.from_numpy(task.rotations[chunk.start : chunk.start + len(particles)])
-    origins = torch.from_numpy(task.origins_px[chunk.start : chunk.start + len(particles)])
+    rows = slice(chunk.start, chunk.start + len(particles))
+    previous = dataclasses.replace(
+        Poses.empty(len(particles)),
+        rotations=torch.from_numpy(task.rotations[rows]),
+        origins_px=torch.from_numpy(task.origins_px[rows]),
+    )
     with ParticleStack(particles) as stack:
-        for indices, images in stack.iter_batches(task.batch_size):
-            batch = align_and_insert(
-                plan,
-                sums,
-                images,
-                labels=labels[indices],
-                ctf=None if ctf is None else ctf[indices],
-                previous_rotations=rotations[indices],
-                previous_origins_px=origins[indices],
-            )
-            poses.set_rows(indices, batch)
+        poses = estep_batches(
+            plan,
+            sums,
+            stack.iter_batches(task.batch_size),
+            labels=torch.as_tensor(chunk.labels),
+            ctf=ctf,
+            previous=previous,
+        )
     out: PartialSums = {"noise": sums.noise.numpy(), "counts": sums.counts.numpy()}
     for h, acc in enumerate(sums.accumulators):
         out.update(accumulator_to_sums(acc, prefix=f"{h}/"))
-    for name in ("rotations", "origins_px", "max_probability", "n_significant", "log_likelihood"):
-        out[f"rows/{name}"] = getattr(poses, name).numpy()
+    out.update({f"rows/{k}": v.numpy() for k, v in poses_tensors(poses).items()})
     out["start"] = np.asarray(chunk.start, dtype=np.int64)
     trim_heap()
     return out

@@ -506,21 +506,47 @@ def _accumulate(
         settings=settings,
     )
     sums = IterationSums.empty(refs.shape[-1], pad=settings.pad, device=refs.device)
+    poses = estep_batches(
+        plan, sums, batches(), labels=labels, ctf=ctf, previous=state.poses, progress=progress
+    )
+    return sums.accumulators, sums.sigma2(), poses
+
+
+def estep_batches(
+    plan: IterationPlan,
+    sums: IterationSums,
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    *,
+    labels: torch.Tensor,
+    ctf: CTFParams | None,
+    previous: Poses,
+    progress: Callable[[int], None] | None = None,
+) -> Poses:
+    """:func:`align_and_insert` over ``(indices, images)`` batches of one particle set.
+
+    The one E-step loop of a process and of a Dask chunk (``refine_chunk``): ``indices``
+    index ``labels``, ``ctf`` and the ``previous`` poses; the sums grow in place.
+
+    Returns
+    -------
+    Poses
+        The new poses, one row per particle of the set.
+    """
     poses = Poses.empty(labels.shape[0])
-    for indices, images in batches():
+    for indices, images in batches:
         batch = align_and_insert(
             plan,
             sums,
             images,
             labels=labels[indices],
             ctf=None if ctf is None else ctf[indices],
-            previous_rotations=state.poses.rotations[indices],
-            previous_origins_px=state.poses.origins_px[indices],
+            previous_rotations=previous.rotations[indices],
+            previous_origins_px=previous.origins_px[indices],
         )
         poses.set_rows(indices, batch)
         if progress is not None:
             progress(int(indices.numel()))
-    return sums.accumulators, sums.sigma2(), poses
+    return poses
 
 
 def _half_maps(accs: list[Accumulator], settings: RefineSettings, mask: torch.Tensor):
