@@ -86,7 +86,7 @@ def run(out: Path, *, seed: int = 0) -> list[Section]:
     Runs on one intra-op thread, as the commands' per-micrograph tasks do (small tensors
     gain nothing from a second thread; on a busy machine they lose much).
     """
-    from cryoglass.distributed.ctffind_pick import single_thread
+    from cryoglass._allocator import single_thread
 
     with single_thread():
         return _run(Path(out), seed=seed)

@@ -12,12 +12,12 @@ The chain of issue 17 on a small simulated dataset, each step scored against the
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
+from cryoglass._allocator import single_thread
 from cryoglass.report.html import Section
 
 __all__ = ["run"]
@@ -25,22 +25,6 @@ __all__ = ["run"]
 BOX, PIXEL, N_PARTICLES = 40, 3.5, 600
 #: Width of every atom's Gaussian in the truth [Å] (a blur of B = 8π²σ² ≈ 316 Å²).
 SIGMA_ANGSTROM = 2.0
-
-
-@contextlib.contextmanager
-def _one_thread() -> Iterator[None]:
-    """PyTorch on one thread for the block (restored after).
-
-    The problems here are small (40² images, 40³ maps): a second thread gains little, and on a
-    shared machine it spins.  Measured on a 2-core VM at load average 10–12: this section took
-    26 s of CPU and 60 s wall on one thread, 154 s of CPU and 366 s wall on two.
-    """
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _angle_errors(found: torch.Tensor, true: torch.Tensor, symmetry: str) -> torch.Tensor:
@@ -175,9 +159,10 @@ def run(
     it.  Writes ``refine_convergence.png``, ``refine_fsc.png``, ``refine_slices.png`` and the
     maps ``refine_abinitio.mrc`` (superposed on the truth), ``refine_class001.mrc`` and
     ``refine_postprocess.mrc`` into ``out``.  ``progress`` (e.g. ``print``) gets one line per
-    step with its score.  About 30 s of CPU (on one thread: :func:`_one_thread`).
+    step with its score.  About 30 s of CPU, on one thread
+    (:func:`~cryoglass._allocator.single_thread`).
     """
-    with _one_thread():
+    with single_thread():
         return _run(Path(out), seed=seed, say=progress or (lambda line: None))
 
 

@@ -9,31 +9,15 @@ the micrographs' order) into its STAR files.  The settings are frozen dataclasse
 
 from __future__ import annotations
 
-import contextlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from cryoglass._allocator import single_thread
+
 __all__ = ["CtffindSettings", "PickSettings", "ctffind_task", "pick_task", "single_thread"]
-
-
-@contextlib.contextmanager
-def single_thread():
-    """Run the block with one intra-op thread (restored afterwards).
-
-    A CTF search is thousands of operations on tensors of 10⁴–10⁵ elements: splitting each over
-    threads costs more than it saves (measured: one 2k micrograph took 1.3 s on one thread and
-    16 s on two threads of a busy 2-core machine).  Micrographs run in parallel as separate
-    processes instead (``--workers``).
-    """
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 @dataclass(frozen=True)
