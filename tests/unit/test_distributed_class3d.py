@@ -90,3 +90,59 @@ def test_chunked_estep_equals_one_pass(dataset, chunk_size, order_seed):
         assert torch.allclose(one.sigma2, chunked.sigma2, rtol=1e-5), kind
         one_ll, chunked_ll = (s.history[-1]["log_likelihood"] for s in (one, chunked))
         assert abs(one_ll - chunked_ll) <= 1e-8 * abs(one_ll), kind
+
+
+def test_killed_worker_leaves_the_iteration_unchanged(dataset):
+    """SIGKILL a busy Dask worker during a class3d E-step: its chunks are redone by the others
+    (and the restarted worker), and the iteration equals the single-process one.  refine3d's
+    E-step runs through the same ``_iteration_sums`` (scatter once, rows placed as they come)."""
+    import os
+    import signal
+    import time
+
+    pytest.importorskip("dask.distributed")
+    from cryoglass.distributed import open_client
+    from cryoglass.distributed.jobs import class3d_estep_sums
+
+    particles, images, ctf, truth = dataset
+
+    def batches():
+        for start in range(0, COUNT, 16):
+            yield torch.arange(start, min(start + 16, COUNT)), images[start : start + 16]
+
+    start = initial_class3d_state(truth, COUNT, SETTINGS)
+    start = class3d_iteration(start, batches, ctf=ctf, settings=SETTINGS)  # the cc iteration
+    one = class3d_iteration(start, batches, ctf=ctf, settings=SETTINGS)
+    killed = []
+    with open_client(workers=2, dashboard=False) as (client, _):
+        client.wait_for_workers(2)
+        pids = client.run(os.getpid)
+
+        def kill_busy_worker(count):
+            if killed:
+                return
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline:
+                busy = [w for w, tasks in client.processing().items() if tasks]
+                if busy:
+                    os.kill(pids[busy[0]], signal.SIGKILL)
+                    killed.append(busy[0])
+                    return
+                time.sleep(0.01)
+
+        task = Class3DTask("killed-1", start, SETTINGS, ctf=True, batch_size=16)
+        total = class3d_estep_sums(
+            client,
+            make_chunks(particles, chunk_size=10),
+            task,
+            n_particles=COUNT,
+            progress=kill_busy_worker,
+        )
+    assert killed, "no worker was busy to be killed"
+    sums, rows = class3d_from_sums(total, size=N, pad=SETTINGS.pad)
+    after = class3d_mstep(start, sums, rows, settings=SETTINGS)
+    assert torch.equal(one.classes, after.classes)
+    assert torch.equal(one.poses.rotations, after.poses.rotations)
+    scale = float(one.references.abs().max())
+    assert float((one.references - after.references).abs().max()) < 1e-5 * scale
+    assert torch.allclose(one.sigma2, after.sigma2, rtol=1e-5)
