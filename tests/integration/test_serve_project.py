@@ -114,6 +114,12 @@ def test_build_argv_checks_each_value():
     with pytest.raises(ValueError, match="symmetry: expected str"):
         build_argv(PROJECT_KINDS["refine3d"], {"particles": "p", "reference": "r",
                    "symmetry": "--help"}, lambda n, v: v, "R/job1")  # fmt: skip
+    sharpen = build_argv(PROJECT_KINDS["postprocess"], {"half1": "a", "half2": "b",
+                         "bfactor": "-50"}, lambda n, v: v, "PostProcess/job3")  # fmt: skip
+    assert "--bfactor=-50" in sharpen  # a negative number is a value, never an option
+    with pytest.raises(ValueError, match="bfactor: expected str"):
+        build_argv(PROJECT_KINDS["postprocess"], {"half1": "a", "half2": "b",
+                   "bfactor": "-h"}, lambda n, v: v, "P/job3")  # fmt: skip
     reconstruct = build_argv(PROJECT_KINDS["reconstruct"], {"particles": "p.star"},
                              lambda n, v: v, "Reconstruct/job002")  # fmt: skip
     assert reconstruct[-3:] == ["--out", "Reconstruct/job002/reconstruction.mrc", "--json"]

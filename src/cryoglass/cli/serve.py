@@ -90,6 +90,11 @@ def main(
     import uvicorn
 
     from cryoglass.serve import create_app
+    from cryoglass.serve.jobs import JobStore, other_server
+
+    other = other_server(JobStore(data_dir, project_dir))
+    if other is not None:
+        fail(f"--data-dir {data_dir}: another cryoglass serve (pid {other}) is running on it")
 
     app = create_app(
         data_dir,
