@@ -16,6 +16,7 @@ from cryoglass.io import write_mrc
 from cryoglass.serve import create_app
 from cryoglass.serve.jobs import JobStore
 from cryoglass.serve.kinds import PROJECT_KINDS, build_argv
+from cryoglass.serve.lifeline import process_alive
 from cryoglass.serve.progress import LiveReport, capture
 from cryoglass.serve.project import Project, ProjectPathError
 from cryoglass.simulate import gaussian_map
@@ -348,6 +349,13 @@ def test_many_jobs_with_cancellations(tmp_path, n_jobs):
         assert not [j for j in store.list() if j["status"] in ("queued", "running")]
         pool = client.app.state.pool
         assert pool.busy() == 2
+        deadline = time.monotonic() + 20  # a worker replaced after a cancel registers itself
+        while sorted(w["pid"] for w in store.workers()) != sorted(pool.pids()):
+            assert time.monotonic() < deadline, (store.workers(), pool.pids())
+            time.sleep(0.1)
+        assert all(process_alive(w["pid"], w["started"]) for w in store.workers())
+        last = _run(client, "fsc", half1="Maps/half1.mrc", half2="Maps/half2.mrc")
+        assert _wait(client, last.json()["id"])["status"] == "done"  # no worker is left busy
     for job_id, job in finals.items():
         if job_id in listed:
             assert job["status"] in OVER and job["finished_at"] is not None, job
