@@ -21,7 +21,7 @@ import pytest
 from _serve_helpers import OVER, Server, simulated_project
 
 from cryoglass.serve.jobs import INTERRUPTED, JobStore, recover
-from cryoglass.serve.lifeline import process_alive, process_identity
+from cryoglass.serve.lifeline import NO_PDEATHSIG, process_alive, process_identity
 
 
 def _class2d(server: Server, iterations: int) -> dict:
@@ -135,3 +135,46 @@ def test_a_second_server_on_a_live_servers_folder_is_refused(tmp_path):
     finally:
         other.kill()
         other.wait()
+
+
+_SERVER_STANDIN = """
+import multiprocessing, os, sys, time
+from cryoglass.serve.jobs import JobStore, _worker_loop
+
+if __name__ == "__main__":
+    data = sys.argv[1]
+    JobStore(data)
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    worker = context.Process(target=_worker_loop, daemon=True, args=(
+        queue, data, 1, None, ("token", "token.1", os.getpid())))
+    worker.start()
+    time.sleep(600)
+"""
+
+
+@pytest.mark.parametrize("pdeathsig", [True, False], ids=["pdeathsig", "watchdog-only"])
+def test_a_worker_dies_with_its_server(tmp_path, pdeathsig):
+    """Both layers alone end an idle worker (blocked on its queue) when the server is killed."""
+    script = tmp_path / "server.py"
+    script.write_text(_SERVER_STANDIN)
+    env = dict(os.environ)
+    env.pop(NO_PDEATHSIG, None)
+    if not pdeathsig:
+        env[NO_PDEATHSIG] = "1"
+    server = subprocess.Popen([sys.executable, str(script), str(tmp_path / "data")], env=env)
+    try:
+        store, deadline = JobStore(tmp_path / "data"), time.monotonic() + 60
+        while not store.workers():  # the worker registered itself: it is up
+            assert server.poll() is None and time.monotonic() < deadline, "no worker started"
+            time.sleep(0.05)
+        (worker,) = store.workers()
+        assert worker["server"] == "token" and process_alive(worker["pid"], worker["started"])
+    finally:
+        server.kill()
+        server.wait()
+    killed_at = time.monotonic()
+    while process_alive(worker["pid"], worker["started"]) and time.monotonic() - killed_at < 5:
+        time.sleep(0.02)
+    assert not process_alive(worker["pid"], worker["started"]), "the worker outlived the server"
+    assert time.monotonic() - killed_at < (0.5 if pdeathsig else 2.0)

@@ -31,6 +31,8 @@ import time
 
 __all__ = ["die_with_parent", "kill_if_ours", "parent_gone", "process_alive", "process_identity"]
 
+#: Environment variable that turns the parent-death signal off (tests of the watchdog).
+NO_PDEATHSIG = "CRYOGLASS_SERVE_NO_PDEATHSIG"
 #: Linux's ``PR_SET_PDEATHSIG`` (``<linux/prctl.h>``).
 _PR_SET_PDEATHSIG = 1
 
@@ -102,8 +104,12 @@ def parent_gone(parent_pid: int, timeout_s: float) -> bool:
 
 
 def _set_parent_death_signal() -> bool:
-    """Ask Linux to SIGKILL this process when its parent dies; False where unavailable."""
-    if not sys.platform.startswith("linux"):
+    """Ask Linux to SIGKILL this process when its parent dies; False where unavailable.
+
+    ``CRYOGLASS_SERVE_NO_PDEATHSIG=1`` leaves it off, so that the portable watchdog alone
+    can be tested on Linux.
+    """
+    if not sys.platform.startswith("linux") or os.environ.get(NO_PDEATHSIG) == "1":
         return False
     with contextlib.suppress(OSError, AttributeError, TypeError):
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
