@@ -52,8 +52,9 @@ def main(
     uploaded half maps.  Jobs run the commands themselves in worker processes; records live
     in DATA_DIR/jobs.sqlite, so a restarted server lists every job (jobs that were running
     when it stopped are marked failed: "server stopped while the job was running"; queued
-    jobs are queued again; workers never outlive the server, even after kill -9).  Job pages show progress and the log while a job runs; Cancel
-    stops it within seconds.  JSON API: POST /api/project/jobs, POST /api/jobs,
+    jobs are queued again; workers never outlive the server, even after kill -9).  Job
+    pages show progress, the log and the command's own figures and report; Cancel stops a
+    job within seconds.  JSON API: POST /api/project/jobs, POST /api/jobs,
     GET /api/jobs/{id}, DELETE /api/jobs/{id}; listed at /docs (OpenAPI: /openapi.json).
     Ctrl-C stops the server.
 
