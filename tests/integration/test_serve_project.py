@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import json
 import time
 import warnings
+import zipfile
 
 import pytest
 import starfile
@@ -187,6 +189,17 @@ def test_chained_preprocessing_writes_relion_job_folders(served, project):
     assert "mic_0001_ctf.png" in page and seen[0]["out_dir"] in page
     png = served.get(f"/api/jobs/{seen[0]['id']}/files/mic_0001_ctf.png")
     assert png.content[:4] == b"\x89PNG"
+    pick = seen[1]  # pick overlays live in a subfolder: listed, shown and downloadable
+    assert {"overlays/mic_0001_picks.png", "overlays/mic_0002_picks.png"} <= set(pick["files"])
+    assert (
+        f'src="/api/jobs/{pick["id"]}/files/overlays/mic_0001_picks.png"'
+        in served.get(f"/jobs/{pick['id']}").text
+    )
+    overlay = served.get(f"/api/jobs/{pick['id']}/files/overlays/mic_0001_picks.png")
+    assert overlay.status_code == 200 and overlay.content[:4] == b"\x89PNG"
+    archive = served.get(f"/api/jobs/{pick['id']}/archive.zip")
+    with zipfile.ZipFile(io.BytesIO(archive.content)) as handle:
+        assert set(handle.namelist()) == {f"{pick['id']}/{name}" for name in pick["files"]}
 
 
 def test_bad_project_jobs_are_refused_with_the_reason(served, project):
