@@ -285,3 +285,176 @@ def test_ctf_explorer_slider_redraws_the_plots(server, browser, tmp_path):
     screenshot = tmp_path / "ctf_explorer.png"
     assert browser.save_screenshot(str(screenshot))
     assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# ------------------------------------------------------------------ project jobs in the browser
+
+
+@pytest.fixture(scope="module")
+def project_server(tmp_path_factory):
+    """(base URL, project folder) of ``cryoglass serve --project-dir`` with simulated particles."""
+    _browser_parts()
+    from _serve_helpers import Server, simulated_project
+
+    project = simulated_project(tmp_path_factory.mktemp("browser-project"), n_particles=150)
+    log = (project.parent / "server.log").open("w")
+    server = Server(project, log, workers=1)
+    try:
+        yield server.base, project
+    finally:
+        server.stop()
+        log.close()
+
+
+def _run_in_form(driver, base: str, kind: str, values: dict[str, str]) -> str:
+    """Fill the home page's project form for ``kind`` and submit it; return the job id.
+
+    A value ``("choose", path)`` must be offered among the inputs (the project's files and
+    the outputs of earlier jobs) before it is typed.
+    """
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    driver.get(base + "/")
+    option = f'#project-kind option[value="{kind}"]'
+    _wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, option), timeout_s=30,
+          what="the project kinds")  # fmt: skip
+    Select(driver.find_element(By.ID, "project-kind")).select_by_value(kind)
+    for name, value in values.items():
+        if isinstance(value, tuple):  # chosen from the offered inputs
+            value = value[1]
+            _wait(
+                driver,
+                lambda d, v=value: d.execute_script(
+                    "return Array.from(document.querySelectorAll('#project-files option'))"
+                    ".some(o => o.value === arguments[0]);",
+                    v,
+                ),
+                timeout_s=30,
+                what=f"{value} among the offered inputs",
+            )
+        field = driver.find_element(By.CSS_SELECTOR, f'#project-params input[name="{name}"]')
+        field.clear()
+        field.send_keys(value)
+    driver.find_element(By.CSS_SELECTOR, "#project-submit button[type=submit]").click()
+    shown = _wait(
+        driver,
+        lambda d: (
+            "/jobs/" in d.current_url
+            or d.execute_script(
+                "const e = document.getElementById('project-error');"
+                "return e && !e.hidden && e.textContent;"
+            )
+        ),  # fmt: skip
+        timeout_s=30,
+        what=f"the {kind} job page",
+    )
+    assert shown is True, f"{kind} rejected: {shown}"
+    return driver.current_url.rstrip("/").rsplit("/", 1)[1]
+
+
+def _finished(driver, job_id: str, timeout_s: float = 180) -> str:
+    return _wait(  # job.js follows the job and reloads the page with the results
+        driver,
+        lambda d: d.execute_script(
+            "const s = document.getElementById('status');"
+            "return s && !document.getElementById('progress') "
+            "&& ['done', 'failed', 'cancelled'].includes(s.textContent) ? s.textContent : null;"
+        ),
+        timeout_s=timeout_s,
+        what=f"job {job_id} to finish",
+    )
+
+
+def _figures_shown(driver) -> set[str]:
+    """Figures on the page the browser decoded (naturalWidth > 0), by file name."""
+    from selenium.webdriver.common.by import By
+
+    shown = set()
+    for img in driver.find_elements(By.CSS_SELECTOR, "#figures img"):
+        driver.execute_script("arguments[0].scrollIntoView();", img)
+        _wait(driver, lambda d, i=img: d.execute_script("return arguments[0].complete;", i),
+              timeout_s=20, what="a figure to load")  # fmt: skip
+        if driver.execute_script("return arguments[0].naturalWidth;", img) > 0:
+            shown.add(img.get_attribute("alt"))
+    return shown
+
+
+@pytest.mark.slow
+def test_chained_preprocessing_in_the_browser(project_server, browser):
+    """ctffind → pick → extract → class2d through the form, each input chosen from the last job."""
+    from selenium.webdriver.common.by import By
+    from typer.testing import CliRunner
+
+    from cryoglass.cli.main import app as cli_app
+
+    base, project = project_server
+    args = ["simulate-movies", "--volume", str(project / "potential.mrc"), "--n-micrographs", "2",
+            "--size", "384", "--no-movies", "--crowding", "0.25", "--frames", "5",
+            "--dose-per-frame", "8", "--defocus-min", "10000", "--defocus-max", "25000",
+            "--out", str(project / "Import"), "--seed", "2"]  # fmt: skip
+    made = CliRunner().invoke(cli_app, args)
+    assert made.exit_code == 0, made.output
+    steps = [
+        ("ctffind", {"micrographs": ("choose", "Import/micrographs.star"), "tile_size": "128",
+                     "max_res": "6"}, {"mic_0001_ctf.png", "mic_0002_ctf.png"}),
+        ("pick", {"micrographs": ("choose", "{ctffind}/micrographs_ctf.star"), "diameter": "40"},
+         {"fom_histogram.png", "overlays/mic_0001_picks.png", "overlays/mic_0002_picks.png"}),
+        ("extract", {"micrographs": ("choose", "{ctffind}/micrographs_ctf.star"),
+                     "coords": ("choose", "{pick}"), "box": "32"}, set()),
+        ("class2d", {"particles": ("choose", "{extract}/particles.star"), "classes": "3",
+                     "iterations": "2"}, {"classes.png", "convergence.png"}),
+    ]  # fmt: skip
+    folders: dict[str, str] = {}
+    for kind, values, figures in steps:
+        values = {
+            k: (v[0], v[1].format(**folders)) if isinstance(v, tuple) else v
+            for k, v in values.items()
+        }
+        job_id = _run_in_form(browser, base, kind, values)
+        assert _finished(browser, job_id) == "done", browser.find_element(By.ID, "error").text
+        job = _get_json(f"{base}/api/jobs/{job_id}")
+        folders[kind] = job["out_dir"]
+        assert (project / job["out_dir"] / "RELION_JOB_EXIT_SUCCESS").is_file()
+        assert figures <= _figures_shown(browser), (kind, _figures_shown(browser))
+        links = {a.text for a in browser.find_elements(By.CSS_SELECTOR, "#files a")}
+        assert links == set(job["files"])
+    report = browser.find_element(By.ID, "report")  # class2d's own report.html, in a frame
+    browser.switch_to.frame(report)
+    try:
+        gallery = _wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "img"),
+                        timeout_s=20, what="the report's figures")  # fmt: skip
+        assert any(
+            browser.execute_script("return arguments[0].naturalWidth;", img) > 0 for img in gallery
+        )
+    finally:
+        browser.switch_to.default_content()
+    particles = _get_json(f"{base}/api/jobs/{job_id}")["params"]["argv"][1]
+    assert particles == f"{folders['extract']}/particles.star"
+
+
+def test_cancel_from_the_browser(project_server, browser):
+    from selenium.webdriver.common.by import By
+
+    base, project = project_server
+    job_id = _run_in_form(browser, base, "class2d", {"particles": ("choose", "Sim/particles.star"),
+                          "classes": "3", "iterations": "400"})  # fmt: skip
+    _wait(
+        browser,
+        lambda d: "iteration" in d.find_element(By.ID, "message").text,
+        timeout_s=90,
+        what="class2d to iterate",
+    )
+    assert browser.find_element(By.ID, "status").text == "running"
+    browser.find_element(By.ID, "cancel").click()
+    pressed = time.monotonic()
+    assert _finished(browser, job_id, timeout_s=10) == "cancelled"
+    elapsed = time.monotonic() - pressed
+    assert elapsed < 5.0, f"cancelled after {elapsed:.1f} s"
+    assert "cancelled by the user" in browser.find_element(By.ID, "error").text
+    job = _get_json(f"{base}/api/jobs/{job_id}")
+    assert job["status"] == "cancelled" and job["finished_at"] is not None
+    folder = project / job["out_dir"]
+    assert (folder / "RELION_JOB_EXIT_ABORTED").is_file()
+    assert not (folder / "RELION_JOB_EXIT_SUCCESS").exists()
+    assert browser.find_element(By.ID, "delete").is_displayed()

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import json
 import time
 import warnings
+import zipfile
 
 import pytest
 import starfile
@@ -16,6 +18,7 @@ from cryoglass.io import write_mrc
 from cryoglass.serve import create_app
 from cryoglass.serve.jobs import JobStore
 from cryoglass.serve.kinds import PROJECT_KINDS, build_argv
+from cryoglass.serve.lifeline import process_alive
 from cryoglass.serve.progress import LiveReport, capture
 from cryoglass.serve.project import Project, ProjectPathError
 from cryoglass.simulate import gaussian_map
@@ -114,6 +117,12 @@ def test_build_argv_checks_each_value():
     with pytest.raises(ValueError, match="symmetry: expected str"):
         build_argv(PROJECT_KINDS["refine3d"], {"particles": "p", "reference": "r",
                    "symmetry": "--help"}, lambda n, v: v, "R/job1")  # fmt: skip
+    sharpen = build_argv(PROJECT_KINDS["postprocess"], {"half1": "a", "half2": "b",
+                         "bfactor": "-50"}, lambda n, v: v, "PostProcess/job3")  # fmt: skip
+    assert "--bfactor=-50" in sharpen  # a negative number is a value, never an option
+    with pytest.raises(ValueError, match="bfactor: expected str"):
+        build_argv(PROJECT_KINDS["postprocess"], {"half1": "a", "half2": "b",
+                   "bfactor": "-h"}, lambda n, v: v, "P/job3")  # fmt: skip
     reconstruct = build_argv(PROJECT_KINDS["reconstruct"], {"particles": "p.star"},
                              lambda n, v: v, "Reconstruct/job002")  # fmt: skip
     assert reconstruct[-3:] == ["--out", "Reconstruct/job002/reconstruction.mrc", "--json"]
@@ -180,6 +189,17 @@ def test_chained_preprocessing_writes_relion_job_folders(served, project):
     assert "mic_0001_ctf.png" in page and seen[0]["out_dir"] in page
     png = served.get(f"/api/jobs/{seen[0]['id']}/files/mic_0001_ctf.png")
     assert png.content[:4] == b"\x89PNG"
+    pick = seen[1]  # pick overlays live in a subfolder: listed, shown and downloadable
+    assert {"overlays/mic_0001_picks.png", "overlays/mic_0002_picks.png"} <= set(pick["files"])
+    assert (
+        f'src="/api/jobs/{pick["id"]}/files/overlays/mic_0001_picks.png"'
+        in served.get(f"/jobs/{pick['id']}").text
+    )
+    overlay = served.get(f"/api/jobs/{pick['id']}/files/overlays/mic_0001_picks.png")
+    assert overlay.status_code == 200 and overlay.content[:4] == b"\x89PNG"
+    archive = served.get(f"/api/jobs/{pick['id']}/archive.zip")
+    with zipfile.ZipFile(io.BytesIO(archive.content)) as handle:
+        assert set(handle.namelist()) == {f"{pick['id']}/{name}" for name in pick["files"]}
 
 
 def test_bad_project_jobs_are_refused_with_the_reason(served, project):
@@ -342,6 +362,13 @@ def test_many_jobs_with_cancellations(tmp_path, n_jobs):
         assert not [j for j in store.list() if j["status"] in ("queued", "running")]
         pool = client.app.state.pool
         assert pool.busy() == 2
+        deadline = time.monotonic() + 20  # a worker replaced after a cancel registers itself
+        while sorted(w["pid"] for w in store.workers()) != sorted(pool.pids()):
+            assert time.monotonic() < deadline, (store.workers(), pool.pids())
+            time.sleep(0.1)
+        assert all(process_alive(w["pid"], w["started"]) for w in store.workers())
+        last = _run(client, "fsc", half1="Maps/half1.mrc", half2="Maps/half2.mrc")
+        assert _wait(client, last.json()["id"])["status"] == "done"  # no worker is left busy
     for job_id, job in finals.items():
         if job_id in listed:
             assert job["status"] in OVER and job["finished_at"] is not None, job

@@ -52,9 +52,10 @@ def main(
     uploaded half maps.  Jobs run the commands themselves in worker processes; records live
     in DATA_DIR/jobs.sqlite, so a restarted server lists every job (jobs that were running
     when it stopped are marked failed: "server stopped while the job was running"; queued
-    jobs are queued again).  Job pages show progress and the log while a job runs; Cancel
-    stops it within seconds.  JSON API: POST /api/project/jobs, POST /api/jobs,
-    GET /api/jobs/{id}, DELETE /api/jobs/{id}; the OpenAPI description is at /docs.
+    jobs are queued again; workers never outlive the server, even after kill -9).  Job
+    pages show progress, the log and the command's own figures and report; Cancel stops a
+    job within seconds.  JSON API: POST /api/project/jobs, POST /api/jobs,
+    GET /api/jobs/{id}, DELETE /api/jobs/{id}; listed at /docs (OpenAPI: /openapi.json).
     Ctrl-C stops the server.
 
     Examples:
@@ -90,6 +91,11 @@ def main(
     import uvicorn
 
     from cryoglass.serve import create_app
+    from cryoglass.serve.jobs import JobStore, other_server
+
+    other = other_server(JobStore(data_dir, project_dir))
+    if other is not None:
+        fail(f"--data-dir {data_dir}: another cryoglass serve (pid {other}) is running on it")
 
     app = create_app(
         data_dir,

@@ -7,6 +7,9 @@
   by the API and the form).
 * :mod:`~cryoglass.serve.jobs` — SQLite job records and the worker processes that run the
   cryoglass commands (on uploaded maps, or on project files), with cancel and delete.
+* :mod:`~cryoglass.serve.lifeline` — workers die with their server (parent-death signal and
+  watchdog); process identities (pid + start time) that let a restart kill only its own
+  leftovers.
 * :mod:`~cryoglass.serve.kinds` — the declared table of project job kinds (command, RELION
   job type, options) and :func:`~cryoglass.serve.kinds.build_argv`.
 * :mod:`~cryoglass.serve.project` — the project folder: paths checked inside it, job numbers.

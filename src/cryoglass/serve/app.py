@@ -5,8 +5,8 @@
 (``/api/explore``, the explorers' PNGs) and :mod:`~cryoglass.serve.routes_pages` (the HTML
 pages).  Jobs run in worker processes (:class:`cryoglass.serve.jobs.WorkerPool`), never in the
 web process; the web process only saves and validates uploads, reads job records and renders
-pages and explorer figures.  The API is documented at ``/docs`` (OpenAPI at
-``/openapi.json``) and in docs/serve.md.
+pages and explorer figures.  The API is listed at ``/docs`` (a local page built from the
+OpenAPI schema at ``/openapi.json``; nothing is fetched from elsewhere) and in docs/serve.md.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from cryoglass.serve import routes_api, routes_explore, routes_pages
-from cryoglass.serve.jobs import INTERRUPTED, JobStore, WorkerPool
+from cryoglass.serve.jobs import JobStore, WorkerPool
 
 __all__ = ["DEFAULT_MAX_UPLOAD_BYTES", "create_app"]
 
@@ -140,8 +140,7 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
-        store.fail_running(INTERRUPTED)
-        pool.start()
+        pool.start()  # takes over from the previous server first (jobs.recover)
         yield
         pool.stop()
 
@@ -151,6 +150,8 @@ def create_app(
         "FSC / postprocess / 3DFSC on uploaded half maps; teaching explorers.",
         version="1",
         lifespan=lifespan,
+        docs_url=None,  # Swagger UI and ReDoc load scripts from a CDN: the local /docs page
+        redoc_url=None,  # (routes_pages.api_page) lists the API from /openapi.json instead
     )
     app.state.store, app.state.pool = store, pool
     app.add_middleware(_BodyLimit, limit=max_upload_bytes)

@@ -37,6 +37,7 @@ import multiprocessing
 import os
 import queue as queue_module
 import re
+import secrets
 import shutil
 import sqlite3
 import threading
@@ -66,6 +67,10 @@ WATCHDOG_S = 0.5
 JOB_ID = re.compile(r"^[0-9a-f]{12}$")
 #: Names of downloadable files (the commands' output names).
 FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+#: Deepest subfolder of a job folder whose files are listed (``overlays/x.png``: 1).
+MAX_DEPTH = 3
+#: Most files listed for one job.
+MAX_FILES = 5000
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -90,7 +95,16 @@ _ADDED = {
     "out_dir": "TEXT",
     "number": "INTEGER",
     "depends": "TEXT NOT NULL DEFAULT '[]'",
+    "worker": "TEXT",
 }
+#: Who ran jobs: each server (one ``current``) and each worker process, with the process's
+#: start time (:func:`cryoglass.serve.lifeline.process_identity`) so that a pid is proof.
+_PROCESS_TABLES = (
+    "CREATE TABLE IF NOT EXISTS servers (token TEXT PRIMARY KEY, pid INTEGER NOT NULL, "
+    "started REAL, created_at REAL NOT NULL, current INTEGER NOT NULL DEFAULT 0)",
+    "CREATE TABLE IF NOT EXISTS workers (id TEXT PRIMARY KEY, server TEXT NOT NULL, "
+    "pid INTEGER NOT NULL, started REAL, created_at REAL NOT NULL)",
+)
 
 
 class JobStore:
@@ -109,6 +123,8 @@ class JobStore:
         with self._connect() as db:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute(_SCHEMA)
+            for table in _PROCESS_TABLES:
+                db.execute(table)
             have = {row["name"] for row in db.execute("PRAGMA table_info(jobs)")}
             for column, declaration in _ADDED.items():
                 if column not in have:
@@ -182,25 +198,84 @@ class JobStore:
             )
         return out_dir
 
-    def claim(self, job_id: str, pid: int) -> bool:
-        """queued → running for worker ``pid``; False if the job is not queued any more."""
+    def claim(self, job_id: str, pid: int, worker: str | None = None) -> bool:
+        """queued → running for worker ``pid``; False if the job is not queued any more.
+
+        With ``worker`` (a pool worker's id), only while that worker is registered
+        (:meth:`register_worker`) under the current server (:meth:`begin_server`): a worker
+        left over from a killed server can never take a job.  Check and update are one
+        statement, so two workers never both claim a job.
+        """
+        live = (
+            ""
+            if worker is None
+            else " AND EXISTS (SELECT 1 FROM workers w JOIN servers s "
+            "ON s.token = w.server WHERE w.id = ? AND s.current = 1)"
+        )
+        args = [time.time(), pid, worker, job_id] + ([] if worker is None else [worker])
         with self._connect() as db:
             cur = db.execute(
-                "UPDATE jobs SET status='running', started_at=?, worker_pid=?, progress=0.0, "
-                "message=NULL WHERE id=? AND status='queued'",
-                (time.time(), pid, job_id),
+                "UPDATE jobs SET status='running', started_at=?, worker_pid=?, worker=?, "
+                f"progress=0.0, message=NULL WHERE id=? AND status='queued'{live}",
+                args,
             )
             return cur.rowcount == 1
 
+    def begin_server(self, token: str, pid: int, started: float | None) -> None:
+        """Record a starting server as the current one (the previous ones are not)."""
+        with self._connect() as db:
+            db.execute("UPDATE servers SET current=0")
+            db.execute(
+                "INSERT INTO servers (token, pid, started, created_at, current) "
+                "VALUES (?, ?, ?, ?, 1)",
+                (token, pid, started, time.time()),
+            )
+
+    def current_server(self) -> dict[str, Any] | None:
+        """The current server's record (token, pid, started), or None."""
+        with self._connect() as db:
+            row = db.execute("SELECT * FROM servers WHERE current=1").fetchone()
+        return None if row is None else dict(row)
+
+    def register_worker(self, worker: str, server: str, pid: int, started: float | None) -> None:
+        """Record a worker process of ``server`` (its id, pid and start time)."""
+        with self._connect() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO workers (id, server, pid, started, created_at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (worker, server, pid, started, time.time()),
+            )
+
+    def workers(self, *, not_of: str | None = None) -> list[dict[str, Any]]:
+        """Recorded worker processes (those of servers other than ``not_of``)."""
+        where, args = ("WHERE server != ?", [not_of]) if not_of is not None else ("", [])
+        with self._connect() as db:
+            return [dict(r) for r in db.execute(f"SELECT * FROM workers {where}", args)]
+
+    def forget_workers(self, ids: list[str]) -> None:
+        """Remove worker records (processes known to be gone)."""
+        with self._connect() as db:
+            db.executemany("DELETE FROM workers WHERE id=?", [(i,) for i in ids])
+
     def set_progress(
-        self, job_id: str, progress: float | None, message: str | None, log: str | None = None
+        self,
+        job_id: str,
+        progress: float | None,
+        message: str | None,
+        log: str | None = None,
+        *,
+        worker: str | None = None,
     ) -> None:
-        """Record a running (or waiting) job's progress (0–1), message and log so far."""
+        """Record a running (or waiting) job's progress (0–1), message and log so far.
+
+        With ``worker``, only while the job is queued or claimed by that worker.
+        """
+        mine = "" if worker is None else " AND (status='queued' OR worker=?)"
         with self._connect() as db:
             db.execute(
                 "UPDATE jobs SET progress=COALESCE(?, progress), message=COALESCE(?, message), "
-                "log=COALESCE(?, log) WHERE id=? AND status IN ('queued', 'running')",
-                (progress, message, log, job_id),
+                f"log=COALESCE(?, log) WHERE id=? AND status IN ('queued', 'running'){mine}",
+                [progress, message, log, job_id] + ([] if worker is None else [worker]),
             )
 
     def finish(
@@ -212,14 +287,19 @@ class JobStore:
         result: dict | None = None,
         error: str | None = None,
         files: list[str] = (),
+        worker: str | None = None,
     ) -> bool:
-        """Record the end of a running job (``done`` or ``failed``); False if it was not running."""
+        """Record the end of a running job (``done`` or ``failed``); False if it was not running.
+
+        With ``worker``, only if that worker holds the job (never a leftover's late result).
+        """
+        mine = "" if worker is None else " AND worker=?"
         with self._connect() as db:
             cur = db.execute(
                 "UPDATE jobs SET status=?, finished_at=?, log=?, result=?, error=?, files=?, "
                 "progress=CASE WHEN ?='done' THEN 1.0 ELSE progress END "
-                "WHERE id=? AND status='running'",
-                (
+                f"WHERE id=? AND status='running'{mine}",
+                [
                     status,
                     time.time(),
                     log,
@@ -228,7 +308,8 @@ class JobStore:
                     json.dumps(list(files)),
                     status,
                     job_id,
-                ),
+                ]
+                + ([] if worker is None else [worker]),
             )
             return cur.rowcount == 1
 
@@ -256,11 +337,15 @@ class JobStore:
             )
             return row["status"]
 
-    def unfinished_cancelled(self, *, pid: int | None = None) -> list[str]:
+    def unfinished_cancelled(
+        self, *, pid: int | None = None, worker: str | None = None
+    ) -> list[str]:
         """Cancelled jobs whose worker has not been cleaned up after (no ``finished_at``)."""
         where, args = "status='cancelled' AND finished_at IS NULL", []
         if pid is not None:
             where, args = where + " AND worker_pid=?", [pid]
+        if worker is not None:
+            where, args = where + " AND worker=?", [*args, worker]
         with self._connect() as db:
             return [r["id"] for r in db.execute(f"SELECT id FROM jobs WHERE {where}", args)]
 
@@ -273,6 +358,11 @@ class JobStore:
                 (time.time(), log, json.dumps(list(files)), job_id),
             )
             return cur.rowcount == 1
+
+    def set_files(self, job_id: str, files: list[str]) -> None:
+        """Record the output files of a job."""
+        with self._connect() as db:
+            db.execute("UPDATE jobs SET files=? WHERE id=?", (json.dumps(list(files)), job_id))
 
     def delete(self, job_id: str) -> bool:
         """Remove a finished job's record; False if it is not finished."""
@@ -306,11 +396,18 @@ class JobStore:
             ).fetchall()
         return [r["id"] for r in rows if job_id in json.loads(r["depends"] or "[]")]
 
-    def fail_running(self, reason: str, *, pid: int | None = None) -> list[str]:
-        """Mark running jobs (all, or those of worker ``pid``) failed with ``reason``."""
+    def fail_running(
+        self, reason: str, *, pid: int | None = None, worker: str | None = None
+    ) -> list[str]:
+        """Mark running jobs (all, or those of worker ``pid`` / ``worker``) failed with ``reason``.
+
+        Only the records: :func:`fail_jobs` also marks the jobs' folders.
+        """
         where, args = "status='running'", []
         if pid is not None:
             where, args = where + " AND worker_pid=?", [pid]
+        if worker is not None:
+            where, args = where + " AND worker=?", [*args, worker]
         with self._connect() as db:
             ids = [r["id"] for r in db.execute(f"SELECT id FROM jobs WHERE {where}", args)]
             db.execute(
@@ -487,10 +584,31 @@ def _wait_for_inputs(store: JobStore, job: dict[str, Any]) -> bool:
         time.sleep(0.25)
 
 
-def _out_files(out: Path) -> list[str]:
-    if not out.is_dir():
+def safe_relative(name: str) -> bool:
+    """Whether ``name`` is a downloadable output path: ``a/b.png``, each part a :data:`FILE_NAME`
+    (no ``..``, no absolute path, no hidden file), at most :data:`MAX_DEPTH` folders deep."""
+    parts = name.split("/")
+    return 1 <= len(parts) <= MAX_DEPTH + 1 and all(FILE_NAME.match(p) for p in parts)
+
+
+def out_files(out: Path) -> list[str]:
+    """A job folder's outputs: relative paths of its files, subfolders included, sorted.
+
+    Symbolic links, hidden files and names that are not :func:`safe_relative` are left
+    out (never listed, so never downloadable); at most :data:`MAX_FILES`.
+    """
+    if not out.is_dir() or out.is_symlink():
         return []
-    return sorted(p.name for p in out.iterdir() if p.is_file() and FILE_NAME.match(p.name))
+    found: list[str] = []
+    for folder, dirs, names in os.walk(out):
+        here = Path(folder)
+        dirs[:] = sorted(d for d in dirs if FILE_NAME.match(d) and not (here / d).is_symlink())
+        for name in sorted(names):
+            path = here / name
+            relative = path.relative_to(out).as_posix()
+            if path.is_file() and not path.is_symlink() and safe_relative(relative):
+                found.append(relative)
+    return sorted(found)[:MAX_FILES]
 
 
 def _mark(out: Path, status: str, note: str | None = None) -> None:
@@ -517,7 +635,7 @@ def close_cancelled(store: JobStore, job_id: str) -> None:
     out = store.out_path(job)
     if job.get("out_dir"):
         _mark(out, "cancelled")
-        files = _out_files(out)
+        files = out_files(out)
     else:
         shutil.rmtree(out, ignore_errors=True)
         files = []
@@ -548,15 +666,21 @@ def _run_upload_job(store: JobStore, job: dict[str, Any], out: Path, log, stream
     return run_command(kind, args, streams)
 
 
-def run_job(job_id: str, data_dir: str, project_dir: str | None = None) -> str:
-    """Run one queued job to the end (in a worker process); return its final status."""
+def run_job(
+    job_id: str, data_dir: str, project_dir: str | None = None, worker: str | None = None
+) -> str:
+    """Run one queued job to the end (in a worker process); return its final status.
+
+    ``worker`` is the pool worker's id: the job is claimed with it, and its progress and
+    result are recorded only while the job is still this worker's (:meth:`JobStore.claim`).
+    """
     from cryoglass.serve.progress import LiveReport, capture
 
     store = JobStore(data_dir, project_dir)
     job = store.get(job_id)
     if job is None or not _wait_for_inputs(store, job):
         return "skipped"
-    if not store.claim(job_id, os.getpid()):
+    if not store.claim(job_id, os.getpid(), worker):
         return "skipped"
     with _ACTIVE_LOCK:
         _ACTIVE["job"] = job_id
@@ -571,7 +695,7 @@ def run_job(job_id: str, data_dir: str, project_dir: str | None = None) -> str:
 
     def write(progress, message, text):
         message = message.replace(root, "") if message else message
-        store.set_progress(job_id, progress, message, text.replace(root, ""))
+        store.set_progress(job_id, progress, message, text.replace(root, ""), worker=worker)
 
     report = LiveReport(write, log)
     result, error, stdout = None, None, ""
@@ -609,16 +733,41 @@ def run_job(job_id: str, data_dir: str, project_dir: str | None = None) -> str:
             + " ".join(params.get("argv", [kind]))
             + "\n++++\n",
         )
-    files = _out_files(out)
+    files = out_files(out)
     text = "\n".join(log).replace(root, "")
-    if not store.finish(job_id, status=status, log=text, result=result, error=error, files=files):
+    if not store.finish(
+        job_id, status=status, log=text, result=result, error=error, files=files, worker=worker
+    ):
         close_cancelled(store, job_id)  # cancelled while it ran: the outputs are not trusted
+        record = store.get(job_id)
+        if project and record is not None and record["status"] in ("done", "failed"):
+            _mark(out, record["status"])  # not this worker's any more: the record rules
         return store.status(job_id) or "deleted"
     return status
 
 
-def _worker_loop(queue, data_dir: str, threads: int, project_dir: str | None = None) -> None:
-    """Body of a worker process: run job ids from ``queue`` until it yields None."""
+def _worker_loop(
+    queue,
+    data_dir: str,
+    threads: int,
+    project_dir: str | None = None,
+    identity: tuple[str, str, int] | None = None,
+) -> None:
+    """Body of a worker process: run job ids from ``queue`` until it yields None.
+
+    ``identity`` is (server token, worker id, server pid): the worker dies with the server
+    (:func:`cryoglass.serve.lifeline.die_with_parent`) and registers itself in the store
+    before it takes a job.
+    """
+    worker = None
+    if identity is not None:
+        from cryoglass.serve.lifeline import die_with_parent, process_identity
+
+        server, worker, server_pid = identity
+        die_with_parent(server_pid)
+        JobStore(data_dir, project_dir).register_worker(
+            worker, server, os.getpid(), process_identity(os.getpid())
+        )
     watchdog = threading.Thread(target=_watchdog, args=(data_dir, project_dir), daemon=True)
     watchdog.start()
     while True:
@@ -628,7 +777,84 @@ def _worker_loop(queue, data_dir: str, threads: int, project_dir: str | None = N
         import torch  # on the first job only: an idle worker stays light
 
         torch.set_num_threads(max(1, threads))
-        run_job(job_id, data_dir, project_dir)
+        run_job(job_id, data_dir, project_dir, worker)
+
+
+def fail_jobs(store: JobStore, reason: str, *, worker: str | None = None) -> list[str]:
+    """Mark running jobs (all, or ``worker``'s) failed, and their folders to agree.
+
+    A project job's folder gets ``RELION_JOB_EXIT_FAILURE`` (what was written stays, as in
+    RELION) and the record lists the files it holds.
+    """
+    ids = store.fail_running(reason, worker=worker)
+    for job_id in ids:
+        job = store.get(job_id)
+        if job is not None and job.get("out_dir") and store.project_dir is not None:
+            out = store.out_path(job)
+            _mark(out, "failed")
+            store.set_files(job_id, out_files(out))
+    return ids
+
+
+def reconcile_folders(store: JobStore) -> list[str]:
+    """Give every finished project job's folder the exit marker of its record.
+
+    A server killed between a job's marker and its record, or a worker killed mid-job,
+    leaves a folder that says otherwise; the record rules.  Returns the folders fixed.
+    """
+    if store.project_dir is None:
+        return []
+    fixed = []
+    for job in store.list():
+        if job["status"] not in FINISHED or job["finished_at"] is None or not job["out_dir"]:
+            continue
+        out = store.out_path(job)
+        if out.is_dir() and not (out / EXIT_MARKERS[job["status"]]).is_file():
+            _mark(out, job["status"])
+            fixed.append(job["out_dir"])
+    return fixed
+
+
+def other_server(store: JobStore) -> int | None:
+    """The pid of another live server process that is the store's current one, or None."""
+    from cryoglass.serve.lifeline import process_alive
+
+    previous = store.current_server()
+    if previous is None or previous["pid"] == os.getpid():
+        return None
+    return previous["pid"] if process_alive(previous["pid"], previous["started"]) else None
+
+
+def recover(store: JobStore, token: str) -> dict[str, Any]:
+    """A starting server takes over the store from the one before it (stopped or killed).
+
+    1. It becomes the current server: a worker left by the previous one can claim no job.
+    2. It kills the previous server's workers that it can prove are those processes (pid,
+       start time, a multiprocessing child: :func:`~cryoglass.serve.lifeline.kill_if_ours`)
+       and waits for them to be gone; it never touches an unrelated process.
+    3. Jobs still ``running`` are marked failed (:data:`INTERRUPTED`), their folders
+       ``RELION_JOB_EXIT_FAILURE``; cancelled jobs left open are closed (``_ABORTED``); every
+       finished job's folder gets its record's marker (:func:`reconcile_folders`).
+
+    Raises RuntimeError when another live server process is the current one.
+    Returns what it did: ``{"killed": [pids], "failed": [ids], "fixed": [folders]}``.
+    """
+    from cryoglass.serve.lifeline import kill_if_ours, process_alive, process_identity
+
+    other = other_server(store)
+    if other is not None:
+        raise RuntimeError(
+            f"another cryoglass serve (pid {other}) is running on {store.data_dir}; stop it first"
+        )
+    store.begin_server(token, os.getpid(), process_identity(os.getpid()))
+    leftovers = store.workers(not_of=token)
+    killed = [w["pid"] for w in leftovers if kill_if_ours(w["pid"], w["started"])]
+    failed = fail_jobs(store, INTERRUPTED)
+    for job_id in store.unfinished_cancelled():
+        close_cancelled(store, job_id)
+    fixed = reconcile_folders(store)
+    store.forget_workers([w["id"] for w in leftovers if not process_alive(w["pid"], w["started"])])
+    return {"killed": killed, "failed": failed, "fixed": fixed}
 
 
 class WorkerPool:
@@ -638,6 +864,11 @@ class WorkerPool:
     the job it was running failed — or, when the worker stopped because its job was
     cancelled, closes that job (:func:`close_cancelled`).  :meth:`stop` terminates the
     workers; jobs they were running are marked failed with :data:`INTERRUPTED`.
+
+    Each pool is a *server* in the store (a random token); its workers die with the process
+    that started them (:mod:`cryoglass.serve.lifeline`), register under that token and claim
+    jobs with their own id; :meth:`start` first takes over from the previous server
+    (:func:`recover`).
     """
 
     def __init__(self, store: JobStore, workers: int) -> None:
@@ -645,27 +876,45 @@ class WorkerPool:
             raise ValueError(f"workers must be >= 1, got {workers}")
         self.store = store
         self.workers = workers
+        self.token = secrets.token_hex(8)
+        self.recovered: dict[str, Any] = {}
         self._ctx = multiprocessing.get_context("spawn")
         self._queue = self._ctx.Queue()
         self._threads = max(1, (os.cpu_count() or 1) // workers)
         self._processes: list = []
+        self._ids: list[str] = []
+        self._count = 0
+        self._lock = threading.Lock()  # no spawn once stop() has begun
         self._stopping = threading.Event()
         self._watcher: threading.Thread | None = None
 
     def _spawn(self):
         project = None if self.store.project_dir is None else str(self.store.project_dir)
+        self._count += 1
+        worker = f"{self.token}.{self._count}"
         process = self._ctx.Process(
             target=_worker_loop,
-            args=(self._queue, str(self.store.data_dir), self._threads, project),
+            args=(
+                self._queue,
+                str(self.store.data_dir),
+                self._threads,
+                project,
+                (self.token, worker, os.getpid()),
+            ),
             daemon=True,
             name="cryoglass-serve-worker",
         )
         process.start()
-        return process
+        return process, worker
 
     def start(self) -> None:
-        """Start the workers and queue every job still queued in the store."""
-        self._processes = [self._spawn() for _ in range(self.workers)]
+        """Take over from the previous server (:func:`recover`), start the workers and queue
+        every job still queued in the store."""
+        self.recovered = recover(self.store, self.token)
+        with self._lock:
+            spawned = [self._spawn() for _ in range(self.workers)]
+            self._processes = [p for p, _ in spawned]
+            self._ids = [w for _, w in spawned]
         for job_id in self.store.queued_ids():
             self.submit(job_id)
         self._watcher = threading.Thread(target=self._watch, daemon=True)
@@ -679,16 +928,28 @@ class WorkerPool:
         """Number of worker processes alive."""
         return sum(p.is_alive() for p in self._processes)
 
+    def pids(self) -> list[int]:
+        """Process ids of the workers."""
+        return [p.pid for p in self._processes]
+
     def _watch(self) -> None:
         while not self._stopping.wait(0.25):
             for i, process in enumerate(self._processes):
-                if not process.is_alive() and not self._stopping.is_set():
-                    self.store.fail_running(
-                        f"worker process died (exit code {process.exitcode})", pid=process.pid
+                if process.is_alive():
+                    continue
+                with self._lock:
+                    if self._stopping.is_set():
+                        return
+                    worker = self._ids[i]
+                    fail_jobs(
+                        self.store,
+                        f"worker process died (exit code {process.exitcode})",
+                        worker=worker,
                     )
-                    for job_id in self.store.unfinished_cancelled(pid=process.pid):
+                    for job_id in self.store.unfinished_cancelled(worker=worker):
                         close_cancelled(self.store, job_id)
-                    self._processes[i] = self._spawn()
+                    self.store.forget_workers([worker])
+                    self._processes[i], self._ids[i] = self._spawn()
 
     def cancel(self, job_id: str) -> str | None:
         """Cancel a job: a queued one at once, a running one within a second.
@@ -701,9 +962,8 @@ class WorkerPool:
 
     def stop(self) -> None:
         """Terminate the workers; running jobs are marked failed (:data:`INTERRUPTED`)."""
-        self._stopping.set()
-        if self._watcher is not None:
-            self._watcher.join(timeout=5)
+        with self._lock:  # the watcher spawns no worker from here on
+            self._stopping.set()
         with contextlib.suppress(queue_module.Empty, OSError):
             while True:  # jobs not started stay queued in the store for the next server
                 self._queue.get(timeout=0.05)
@@ -717,10 +977,13 @@ class WorkerPool:
                 process.terminate()
         for process in self._processes:
             process.join(timeout=10)
-        for process in self._processes:
-            self.store.fail_running(INTERRUPTED, pid=process.pid)
-            for job_id in self.store.unfinished_cancelled(pid=process.pid):
+        for worker in self._ids:
+            fail_jobs(self.store, INTERRUPTED, worker=worker)
+            for job_id in self.store.unfinished_cancelled(worker=worker):
                 close_cancelled(self.store, job_id)
+        self.store.forget_workers(self._ids)
+        if self._watcher is not None:
+            self._watcher.join(timeout=5)
         self._queue.close()
         self._queue.join_thread()
         self._queue = None  # frees its semaphores now (not at interpreter exit)

@@ -335,6 +335,14 @@ PROJECT_KINDS: dict[str, JobKind] = {
 }
 
 
+def _number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def _convert(param: Param, value: Any) -> Any:
     """``value`` as the param's type; ValueError naming the param otherwise."""
     kind = param.type
@@ -360,8 +368,8 @@ def _convert(param: Param, value: Any) -> Any:
             return number
         if not isinstance(value, str) or not value.strip() or len(value) > 4096:
             raise ValueError
-        if kind == "str" and (value.startswith("-") or "\x00" in value):
-            raise ValueError
+        if kind == "str" and ("\x00" in value or (value.startswith("-") and not _number(value))):
+            raise ValueError  # never an option in disguise; a negative number is a value
         return value.strip()
     except (TypeError, ValueError):
         raise ValueError(f"{param.name}: expected {kind}, got {value!r}") from None
@@ -425,7 +433,9 @@ def build_argv(
             switch = param.flag if value else param.off
             options += [switch] if switch else []
         else:
-            options += [param.flag, repr(value) if isinstance(value, float) else str(value)]
+            text = repr(value) if isinstance(value, float) else str(value)
+            # --flag=-50: a negative value can never be read as an option
+            options += [f"{param.flag}={text}"] if text.startswith("-") else [param.flag, text]
     argv = [*kind.command, *positional, *options]
     if kind.out is not None:
         argv += ["--out", f"{job_folder}/{kind.out}" if kind.out else job_folder]

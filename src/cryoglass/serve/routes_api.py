@@ -19,7 +19,7 @@ from fastapi.responses import FileResponse
 from pydantic import BaseModel
 
 from cryoglass.io import atomic_write
-from cryoglass.serve.jobs import FILE_NAME, JOB_ID, KINDS, JobStore, WorkerPool
+from cryoglass.serve.jobs import JOB_ID, KINDS, JobStore, WorkerPool, safe_relative
 from cryoglass.serve.kinds import kinds_description
 from cryoglass.serve.project import JOB_FOLDER, Project
 from cryoglass.serve.submit import UploadError, submit_job, submit_project_job
@@ -153,17 +153,34 @@ def api_job(job_id: str, store: JobStore = Depends(job_store)) -> dict[str, Any]
     return job_or_404(store, job_id)
 
 
-@router.get("/api/jobs/{job_id}/files/{name}")
+#: Headers of every downloaded output: a command's report.html shown from here runs no
+#: script and loads nothing but the job's own files (and its inline style).
+_FILE_HEADERS = {
+    "content-security-policy": "default-src 'none'; img-src 'self'; style-src 'unsafe-inline'",
+    "x-content-type-options": "nosniff",
+}
+
+
+@router.get("/api/jobs/{job_id}/files/{name:path}")
 def api_file(job_id: str, name: str, store: JobStore = Depends(job_store)) -> FileResponse:
-    """Download one output of a job (maps, JSON, PNG, ChimeraX .cxc)."""
+    """Download one output of a job (maps, STAR, JSON, PNG, report.html, ChimeraX .cxc).
+
+    ``name`` is one of the job's ``files``: a path inside its folder (``overlays/x.png``).
+    """
     job = job_or_404(store, job_id)
-    if not FILE_NAME.match(name) or name not in job["files"]:
+    if not safe_relative(name) or name not in job["files"]:
         raise HTTPException(404, f"job {job_id} has no file {name!r}")
     out = store.out_path(job).resolve()
-    path = (out / name).resolve()
-    if path.parent != out or not path.is_file():
+    path = out / name
+    if path.is_symlink() or not path.resolve().is_relative_to(out) or not path.is_file():
         raise HTTPException(404, f"job {job_id} has no file {name!r}")
-    return FileResponse(path, filename=name)
+    inline = path.suffix in (".html", ".png", ".svg", ".json", ".txt", ".star")
+    return FileResponse(
+        path,
+        filename=path.name,
+        headers=_FILE_HEADERS,
+        content_disposition_type="inline" if inline else "attachment",
+    )
 
 
 def _write_zip(path: Path, out: Path, job_id: str, names: list[str]) -> None:

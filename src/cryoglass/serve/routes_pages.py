@@ -21,7 +21,7 @@ from cryoglass.serve.jobs import KINDS
 from cryoglass.serve.routes_api import job_or_404, job_store, worker_pool
 from cryoglass.serve.submit import UploadError, submit_job
 
-__all__ = ["headline_rows", "router", "summary_rows"]
+__all__ = ["api_rows", "headline_rows", "job_outputs", "router", "summary_rows"]
 
 #: Result keys shown elsewhere (curves, the headline list) or not meant for the summary table.
 _NOT_SUMMARY = {"headline", "shells", "guinier", "files", "inputs"}
@@ -97,6 +97,39 @@ def headline_rows(result: dict[str, Any] | None) -> list[tuple[str, Any]]:
     return [(key, result[key]) for key in result.get("headline", []) if key in result]
 
 
+#: Figures shown on a job page at most (all stay downloadable).
+MAX_FIGURES = 48
+
+
+def job_outputs(files: list[str]) -> dict[str, Any]:
+    """What a job page shows of a job's files: the command's report, figures and the rest.
+
+    Parameters
+    ----------
+    files : list of str
+        The job's outputs, relative to its folder (``["classes.png", "overlays/a.png"]``).
+
+    Returns
+    -------
+    dict
+        ``report``: ``"report.html"`` when the command wrote one (else None);
+        ``figures``: the PNG/SVG figures, top-level ones first, at most :data:`MAX_FIGURES`;
+        ``more_figures``: how many were left out; ``folders``: each subfolder with its files.
+
+    Examples
+    --------
+    >>> job_outputs(["a.star", "overlays/m1.png", "fsc.png", "report.html"])["figures"]
+    ['fsc.png', 'overlays/m1.png']
+    """
+    figures = [f for f in files if f.endswith((".png", ".svg"))]
+    figures.sort(key=lambda f: (f.count("/"), f))
+    return {
+        "report": "report.html" if "report.html" in files else None,
+        "figures": figures[:MAX_FIGURES],
+        "more_figures": max(0, len(figures) - MAX_FIGURES),
+    }
+
+
 def _page(request: Request, name: str, status_code: int = 200, **context) -> Response:
     return _templates.TemplateResponse(request, name, context, status_code=status_code)
 
@@ -164,8 +197,41 @@ def job_page(request: Request, job_id: str) -> Response:
         job=job,
         headline=headline_rows(job["result"]),
         rows=summary_rows(job["result"]),
-        figures=[f for f in job["files"] if f.endswith(".png")],
+        **job_outputs(job["files"]),
     )
+
+
+def api_rows(schema: dict[str, Any]) -> list[dict[str, str]]:
+    """One row per route of an OpenAPI schema: method, path, summary and description.
+
+    Parameters
+    ----------
+    schema : dict
+        ``app.openapi()``.
+
+    Returns
+    -------
+    list of dict
+        ``{"method", "path", "summary", "description"}`` in the schema's order.
+    """
+    rows = []
+    for path, methods in schema.get("paths", {}).items():
+        for method, operation in methods.items():
+            rows.append(
+                {
+                    "method": method.upper(),
+                    "path": path,
+                    "summary": operation.get("summary", ""),
+                    "description": operation.get("description", ""),
+                }
+            )
+    return rows
+
+
+@router.get("/docs")
+def api_page(request: Request) -> Response:
+    """The API, listed from the OpenAPI schema, on a page that loads nothing from elsewhere."""
+    return _page(request, "api.html", rows=api_rows(request.app.openapi()))
 
 
 @router.get("/explore/ctf")
