@@ -163,6 +163,56 @@ def test_train_continue_analyze_volumes_traverse_select(dataset, tmp_path):
     torch.set_num_threads(before)
 
 
+def _snapshot(folder: Path) -> dict[str, tuple[int, int]]:
+    """Every file under ``folder`` with its size and modification time (ns)."""
+    return {
+        str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns)
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def test_analyze_out_folder_and_output_policy(dataset, tmp_path):
+    before = torch.get_num_threads()
+    run = tmp_path / "run"
+    result = _run(["train", dataset / "particles.star", "--epochs", 1, "--out", run, *ARCH])
+    assert result.exit_code == 0, result.output
+    training = _snapshot(run)
+    out = tmp_path / "Analysis" / "job002"  # parents made, as serve's job folders
+    result = _run(["analyze", run, "--kmeans", 4, "--out", out, "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["out"] == str(out) and summary["kmeans"] == 4 and summary["epoch"] == 1
+    assert summary["headline"] == ["epoch", "particles", "kmeans"] and sum(summary["counts"]) == N
+    for name in ("report.html", "pca.png", "umap.png", "kmeans_volumes.png", "learning_curve.png",
+                 "labels.npy", "centers_ind.txt", "kmeans_003.mrc"):  # fmt: skip
+        assert (out / name).is_file(), name
+    assert not (out / "kmeans_004.mrc").exists()
+    assert np.load(out / "labels.npy").shape == (N,)
+    report = (out / "report.html").read_text()
+    assert "pca.png" in report and "umap.png" in report and "kmeans_volumes.png" in report
+    assert _snapshot(run) == training  # nothing written into the training folder
+    assert not list(run.glob("analyze.*"))
+
+    written = _snapshot(out)
+    again = _run(["analyze", run, "--kmeans", 4, "--out", out])
+    assert again.exit_code == 2 and "exists; pass --overwrite" in again.output
+    assert _snapshot(out) == written  # refused before anything was written
+    into_input = _run(["analyze", run, "--out", run, "--overwrite"])
+    assert into_input.exit_code == 2 and "training folder" in into_input.output
+    assert _run(["analyze", run, "--kmeans", 0, "--out", tmp_path / "k0"]).exit_code == 2
+    assert not (tmp_path / "k0").exists()
+    result = _run(["analyze", run, "--kmeans", 4, "--out", out, "--overwrite", "--seed", 1])
+    assert result.exit_code == 0, result.output
+    assert (out / "report.html").stat().st_mtime_ns > written["report.html"][1]
+    assert _snapshot(run) == training
+    # the default stays FOLDER/analyze.E/, and a rerun there needs --overwrite too
+    assert _run(["analyze", run, "--kmeans", 2]).exit_code == 0
+    assert (run / "analyze.1" / "kmeans_001.mrc").is_file()
+    assert _run(["analyze", run, "--kmeans", 2]).exit_code == 2
+    torch.set_num_threads(before)
+
+
 def test_cryodrgn_pickles_and_zdim0(dataset, tmp_path):
     before = torch.get_num_threads()
     out = tmp_path / "homo"

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import typer
 
-from cryoglass.cli._common import fail, failing, print_json
-from cryoglass.cli.options import DataDir
+from cryoglass.cli._common import check_outputs, fail, failing, print_json
+from cryoglass.cli.options import DataDir, Overwrite
 
 app = typer.Typer(
     help="Heterogeneity with a cryoDRGN-style VAE: train, analyze, volumes, traverse, select.",
@@ -406,95 +406,136 @@ def train(
 # ----------------------------------------------------------------------------- analyze
 
 
+def _analysis_files(zdim: int, k: int, *, learning_curve: bool) -> list[str]:
+    """Names of the files `vae analyze` writes (k-means volumes for k clusters)."""
+    if zdim == 0:
+        names = ["vol_000.mrc", "volumes.png"]
+    else:
+        names = ["labels.npy", "centers.npy", "centers_ind.txt", "pca.npy", "pca.png"]
+        names += ["umap.npy", "umap.png", "kmeans_volumes.png"]
+        names += [f"kmeans_{i:03d}.mrc" for i in range(k)]
+    return [*names, "report.html"] + (["learning_curve.png"] if learning_curve else [])
+
+
+def _analyze_latents(model, z, out: Path, *, k: int, pcs: int, seed: int, pixel: float):
+    """k-means, PCA and UMAP of the latents ``z`` (n, zdim) and maps at the cluster centres.
+
+    Writes them to OUT; returns the report section and the summary's entries.
+    """
+    import torch
+
+    from cryoglass.hetero import generate_volumes, kmeans, nearest_points, pca, umap_embedding
+    from cryoglass.io import write_index_list, write_npy
+    from cryoglass.report.html import Section
+    from cryoglass.report.vae import save_latent_scatter, save_volume_projections
+
+    labels, centers = kmeans(z, k, seed=seed)
+    on_data = nearest_points(z, centers)
+    write_npy(out / "labels.npy", labels.numpy())
+    write_npy(out / "centers.npy", z[on_data].numpy())
+    write_index_list(out / "centers_ind.txt", on_data.numpy())
+    result = pca(z, n_components=max(pcs, 2))
+    write_npy(out / "pca.npy", result.projections.numpy())
+    save_latent_scatter(
+        result.projections[:, :2],
+        labels.numpy(),
+        out / "pca.png",
+        title="latent PCA",
+        labels=("PC1", "PC2"),
+    )
+    figures = [("pca.png", "PC1 vs PC2, coloured by k-means cluster")]
+    ratio = (result.explained_variance / result.explained_variance.sum())[:pcs].tolist()
+    paragraphs = ["Explained variance ratio: " + ", ".join(f"{v:.3f}" for v in ratio)]
+    try:
+        embedding = umap_embedding(z, seed=seed) if z.shape[0] > 15 else None
+    except ImportError as error:
+        embedding = None
+        paragraphs.append(str(error))
+    if embedding is not None:
+        write_npy(out / "umap.npy", embedding.numpy())
+        save_latent_scatter(
+            embedding, labels.numpy(), out / "umap.png", title="UMAP", labels=("UMAP1", "UMAP2")
+        )
+        figures.append(("umap.png", "UMAP of the latents, coloured by k-means cluster"))
+    volumes = generate_volumes(model, z[on_data].to(torch.float32))
+    names = _write_volumes(volumes, out, pixel, prefix="kmeans")
+    save_volume_projections(volumes, out / "kmeans_volumes.png")
+    figures.append(("kmeans_volumes.png", f"Projections along z of the {k} k-means volumes"))
+    counts = torch.bincount(labels, minlength=k).tolist()
+    section = Section(
+        "Latent space",
+        paragraphs=tuple(paragraphs),
+        table=tuple(
+            (f"cluster {i}", f"{c} particles, centre particle {int(on_data[i])}")
+            for i, c in enumerate(counts)
+        ),
+        figures=tuple(figures),
+    )
+    summary = {"kmeans": k, "counts": counts, "explained_variance_ratio": ratio, "volumes": names}
+    return section, summary
+
+
 @app.command()
 def analyze(
     folder: Path = typer.Argument(..., help="A `cryoglass vae train` output folder."),
+    out: Path | None = typer.Option(
+        None, "--out", "-o", help="Output folder (default: FOLDER/analyze.E, E the epoch)."
+    ),
     epoch: int | None = typer.Option(None, help="Epoch to analyse (default: the last)."),
     kmeans_k: int = typer.Option(20, "--kmeans", help="k-means clusters (volumes at centres)."),
     pcs: int = typer.Option(2, help="Principal components to plot."),
     seed: int = typer.Option(0, help="Seed of k-means and UMAP."),
     device: str = typer.Option("cpu", help="cpu or cuda."),
+    overwrite: Overwrite = False,
     json_out: bool = typer.Option(False, "--json", help="Print a JSON summary."),
 ) -> None:
-    """PCA/UMAP of the latents, k-means volumes and a report → FOLDER/analyze.E/.
+    """PCA/UMAP of the latents, k-means volumes and a report → --out (default FOLDER/analyze.E/).
 
-    Example: cryoglass vae analyze vae01 --kmeans 20
+    Writes labels.npy, centers.npy, centers_ind.txt, pca.npy/png, umap.npy/png,
+    kmeans_NNN.mrc, kmeans_volumes.png and report.html (zdim 0: vol_000.mrc, volumes.png).
+
+    Examples:
+
+    \b
+      cryoglass vae analyze vae01 --kmeans 20                  # → vae01/analyze.E/
+      cryoglass vae analyze vae01 --epoch 10 --out vae01_e10   # its own folder
+      cryoglass vae analyze vae01 --out vae01_e10 --overwrite  # run again into vae01_e10
     """
-    import torch
-
-    from cryoglass.hetero import generate_volumes, kmeans, nearest_points, pca, umap_embedding
-    from cryoglass.io import write_bytes_atomic, write_index_list, write_npy
+    from cryoglass.hetero import generate_volumes
+    from cryoglass.io import write_bytes_atomic
     from cryoglass.report.html import Section, write_html_report
-    from cryoglass.report.vae import save_latent_scatter, save_volume_projections
+    from cryoglass.report.vae import save_volume_projections
 
     info = _config(folder)
-    model, epoch = _load_model(folder, epoch, device)
-    out = folder / f"analyze.{epoch}"
-    out.mkdir(exist_ok=True)
-    sections = []
-    if model.config.zdim == 0:
+    checkpoint, epoch = _checkpoint(folder, epoch)
+    out = folder / f"analyze.{epoch}" if out is None else out
+    if out.resolve() == folder.resolve():
+        fail(f"{out}: is the training folder (an input); give --out another folder")
+    if kmeans_k < 1:
+        fail(f"--kmeans must be at least 1, got {kmeans_k}")
+    model, _ = _read_checkpoint(checkpoint, device)
+    zdim, pixel = model.config.zdim, info["pixel_size_angstrom"]
+    z = None if zdim == 0 else _latents(folder, epoch)
+    k = 0 if z is None else min(kmeans_k, z.shape[0])
+    curve = folder / "learning_curve.png"
+    names = _analysis_files(zdim, k, learning_curve=curve.is_file())
+    inputs = [folder / "config.json", checkpoint, curve, folder / f"latents.{epoch}.npy"]
+    check_outputs([out / n for n in names], inputs=inputs, overwrite=overwrite, creates=[out])
+    out.mkdir(parents=True, exist_ok=True)
+    summary = {"headline": ["epoch", "particles"], "out": str(out), "epoch": epoch}
+    summary["particles"] = info["n_particles"]
+    if z is None:
         volumes = generate_volumes(model)
-        names = _write_volumes(volumes, out, info["pixel_size_angstrom"])
+        summary["volumes"] = _write_volumes(volumes, out, pixel)
         save_volume_projections(volumes, out / "volumes.png")
-        sections.append(Section("Homogeneous map (zdim 0)", figures=(("volumes.png", names[0]),)))
-        summary = {"out": str(out), "volumes": names}
+        figures = (("volumes.png", summary["volumes"][0]),)
+        sections = [Section("Homogeneous map (zdim 0)", figures=figures)]
     else:
-        z = _latents(folder, epoch)
-        k = min(kmeans_k, z.shape[0])
-        labels, centers = kmeans(z, k, seed=seed)
-        on_data = nearest_points(z, centers)
-        write_npy(out / "labels.npy", labels.numpy())
-        write_npy(out / "centers.npy", z[on_data].numpy())
-        write_index_list(out / "centers_ind.txt", on_data.numpy())
-        result = pca(z, n_components=max(pcs, 2))
-        write_npy(out / "pca.npy", result.projections.numpy())
-        save_latent_scatter(
-            result.projections[:, :2],
-            labels.numpy(),
-            out / "pca.png",
-            title="latent PCA",
-            labels=("PC1", "PC2"),
-        )
-        figures = [("pca.png", "PC1 vs PC2, coloured by k-means cluster")]
-        paragraphs = [
-            "Explained variance ratio: "
-            + ", ".join(
-                f"{v:.3f}"
-                for v in (result.explained_variance / result.explained_variance.sum())[
-                    :pcs
-                ].tolist()
-            )
-        ]
-        try:
-            embedding = umap_embedding(z, seed=seed) if z.shape[0] > 15 else None
-        except ImportError as error:
-            embedding = None
-            paragraphs.append(str(error))
-        if embedding is not None:
-            write_npy(out / "umap.npy", embedding.numpy())
-            save_latent_scatter(
-                embedding, labels.numpy(), out / "umap.png", title="UMAP", labels=("UMAP1", "UMAP2")
-            )
-            figures.append(("umap.png", "UMAP of the latents, coloured by k-means cluster"))
-        volumes = generate_volumes(model, z[on_data].to(torch.float32))
-        names = _write_volumes(volumes, out, info["pixel_size_angstrom"], prefix="kmeans")
-        save_volume_projections(volumes, out / "kmeans_volumes.png")
-        figures.append(("kmeans_volumes.png", f"Projections along z of the {k} k-means volumes"))
-        counts = torch.bincount(labels, minlength=k).tolist()
-        sections.append(
-            Section(
-                "Latent space",
-                paragraphs=tuple(paragraphs),
-                table=tuple(
-                    (f"cluster {i}", f"{c} particles, centre particle {int(on_data[i])}")
-                    for i, c in enumerate(counts)
-                ),
-                figures=tuple(figures),
-            )
-        )
-        summary = {"out": str(out), "kmeans": k, "counts": counts, "volumes": names}
-    if (folder / "learning_curve.png").is_file():
-        write_bytes_atomic(out / "learning_curve.png", (folder / "learning_curve.png").read_bytes())
+        section, found = _analyze_latents(model, z, out, k=k, pcs=pcs, seed=seed, pixel=pixel)
+        sections, summary["headline"] = [section], ["epoch", "particles", "kmeans"]
+        summary.update(found)
+    if curve.is_file():
+        write_bytes_atomic(out / "learning_curve.png", curve.read_bytes())
         sections.append(Section("Training", figures=(("learning_curve.png", "loss per epoch"),)))
     write_html_report(
         out / "report.html",
@@ -502,6 +543,7 @@ def analyze(
         intro=f"Training folder {folder}, {info['n_particles']} particles.",
         sections=sections,
     )
+    summary["report"] = str(out / "report.html")
     if json_out:
         print_json(summary)
     else:
