@@ -1,7 +1,8 @@
 """cryoglass serve results pages: the commands' own reports and figures, every output downloadable.
 
 Also the 3D kinds through the API on tiny simulated data (reconstruct → postprocess, refine3d,
-class2d, vae train), and that no served page loads a script, style or image from elsewhere.
+class2d, vae train → vae analyze), and that no served page loads a script, style or image from
+elsewhere.
 """
 
 from __future__ import annotations
@@ -139,15 +140,21 @@ def test_3d_kinds_and_their_results_pages(project):
                       ini_high=12, max_iterations=2, ctf=True)  # fmt: skip
         class2d = _run(client, "class2d", particles="Sim/particles.star", classes=3, iterations=2)
         vae = _run(client, "vae", particles="Sim/particles.star", zdim=2, epochs=1)
+        analyze = _run(client, "vae_analyze", training=f"job:{vae['id']}", kmeans=3)
         jobs = {name: _wait(client, answer["id"]) for name, answer in [
             ("reconstruct", recon), ("postprocess", post), ("refine3d", refine),
-            ("class2d", class2d), ("vae", vae)]}  # fmt: skip
+            ("class2d", class2d), ("vae", vae), ("vae_analyze", analyze)]}  # fmt: skip
         for name, job in jobs.items():
             assert job["status"] == "done", (name, job["error"], job["log"][-2000:])
             folder = project / job["out_dir"]
             assert (folder / "RELION_JOB_EXIT_SUCCESS").is_file()
             assert set(job["files"]) == set(out_files(folder)), name
         assert jobs["postprocess"]["depends"] == [recon["id"]]
+        assert jobs["vae_analyze"]["depends"] == [vae["id"]]
+        assert jobs["vae_analyze"]["out_dir"].startswith("VaeAnalyze/job")
+        assert not list((project / jobs["vae"]["out_dir"]).glob("analyze.*"))  # its own folder
+        latent = jobs["vae_analyze"]["result"]
+        assert latent["kmeans"] == 3 and sum(latent["counts"]) == 150 and latent["epoch"] == 1
         post_result = jobs["postprocess"]["result"]
         assert 4.0 <= post_result["resolution_angstrom"] < 40.0 and post_result["bfactor"] == -50
         assert jobs["refine3d"]["result"]["iterations"] == 3  # 2 and the final one, as RELION
@@ -158,10 +165,11 @@ def test_3d_kinds_and_their_results_pages(project):
             "refine3d": {"run_fsc.png", "orientations.png", "convergence.png"},
             "class2d": {"classes.png", "convergence.png"},  # the class gallery
             "vae": {"learning_curve.png"},
+            "vae_analyze": {"pca.png", "umap.png", "kmeans_volumes.png", "learning_curve.png"},
         }
         for name, figures in expected.items():
             assert figures <= _shown_figures(pages[name]), (name, _shown_figures(pages[name]))
-        for name in ("refine3d", "class2d"):  # the command's report.html, shown in a frame
+        for name in ("refine3d", "class2d", "vae_analyze"):  # report.html, shown in a frame
             assert 'id="report" src="/api/jobs/' in pages[name]
             report = client.get(f"/api/jobs/{jobs[name]['id']}/files/report.html")
             assert report.status_code == 200 and report.headers["content-type"].startswith(

@@ -331,6 +331,20 @@ PROJECT_KINDS: dict[str, JobKind] = {
             outputs=("latents.npy",),
             summary="Train a heterogeneity VAE (cryoDRGN's model).",
         ),
+        JobKind(
+            "vae_analyze",
+            ("vae", "analyze"),
+            "VaeAnalyze",
+            (
+                _p("training", None, "path", True, "A vae job's folder (job:<id>)"),
+                _p("epoch", "--epoch", "int", help="Epoch (default: the last)"),
+                _p("kmeans", "--kmeans", "int", help="k-means clusters (maps at the centres)"),
+                _p("pcs", "--pcs", "int", help="Principal components"),
+                _SEED,
+            ),
+            outputs=("labels.npy", "kmeans_000.mrc"),
+            summary="Latent space of a trained VAE: PCA, UMAP, k-means maps.",
+        ),
     )
 }
 
