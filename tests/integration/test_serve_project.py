@@ -128,6 +128,28 @@ def test_build_argv_checks_each_value():
     assert reconstruct[-3:] == ["--out", "Reconstruct/job002/reconstruction.mrc", "--json"]
 
 
+def test_every_kind_offers_only_its_commands_options():
+    import typer
+
+    from cryoglass.cli.main import app
+
+    root = typer.main.get_command(app)
+    for kind in PROJECT_KINDS.values():
+        command = root
+        for part in kind.command:
+            command = command.commands[part]
+        options = {o for p in command.params for o in (*p.opts, *p.secondary_opts)}
+        flags = {f for p in kind.params for f in (p.flag, p.off) if f} | {"--json"}
+        flags |= {f for f, _ in kind.out_options} | ({"--out"} if kind.out is not None else set())
+        assert flags <= options, (kind.name, flags - options)
+        arguments = [p for p in command.params if p.param_type_name == "argument"]
+        assert len(arguments) == sum(p.flag is None for p in kind.params), kind.name
+    analyze = build_argv(PROJECT_KINDS["vae_analyze"], {"training": "VAE/job005", "kmeans": 3},
+                         lambda n, v: v, "VaeAnalyze/job006")  # fmt: skip
+    assert analyze == ["vae", "analyze", "VAE/job005", "--kmeans", "3",
+                       "--out", "VaeAnalyze/job006", "--json"]  # fmt: skip
+
+
 def test_progress_comes_from_the_commands_bars_and_lines():
     written = []
     report = LiveReport(lambda p, m, log: written.append((p, m, log)), ["start"])
