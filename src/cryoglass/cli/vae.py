@@ -16,7 +16,7 @@ from pathlib import Path
 
 import typer
 
-from cryoglass.cli._common import fail, failing, print_json
+from cryoglass.cli._common import check_outputs, fail, failing, print_json
 from cryoglass.cli.options import DataDir
 
 app = typer.Typer(
@@ -171,13 +171,24 @@ def _option_names() -> Iterator[None]:
         fail(message)
 
 
-def _check_out(out: Path, resume: bool) -> None:
-    """Exit unless OUT holds a run exactly when --continue is given."""
+#: Files ``vae train`` writes in --out (besides checkpoint.E.pt per epoch).
+_TRAIN_OUTPUTS = ("config.json", "train_log.json", "learning_curve.png", "latents.npy")
+
+
+def _check_out(out: Path, resume: bool, overwrite: bool = False) -> None:
+    """Exit unless OUT holds a run exactly when --continue is given (or --overwrite)."""
+    if out.exists() and not out.is_dir():
+        fail(f"--out {out}: exists and is not a folder")
+    if resume and overwrite:
+        fail("--continue and --overwrite exclude each other")
     done = _epochs_done(out) if out.is_dir() else []
-    if done and not resume:
+    if done and not (resume or overwrite):
         fail(
-            f"{out}: already holds a training run (epoch {done[-1]}); use --continue or a new --out"
+            f"{out}: already holds a training run (epoch {done[-1]}); use --continue, "
+            "--overwrite or a new --out"
         )
+    if out.is_dir() and not done and any(out.iterdir()) and not overwrite:
+        fail(f"{out}: folder is not empty; pass --overwrite to replace its files")
     if resume and not done:
         fail(f"{out}: nothing to continue (no checkpoint.E.pt)")
 
@@ -321,6 +332,7 @@ def train(
     device: str = typer.Option("cpu", help="cpu or cuda (bfloat16 autocast on CUDA)."),
     threads: int | None = typer.Option(None, help="CPU threads for torch (default: torch's)."),
     resume: bool = typer.Option(False, "--continue", help="Continue the run in --out."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the run in --out."),
     poses: Path | None = typer.Option(None, help="cryoDRGN poses.pkl (overrides the star's)."),
     ctf_pkl: Path | None = typer.Option(None, help="cryoDRGN ctf.pkl (overrides the star's)."),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON summary."),
@@ -363,8 +375,14 @@ def train(
             point_fraction=point_fraction,
             dense_radius_fraction=dense_radius,
         )
-    _check_out(out, resume)
+    _check_out(out, resume, overwrite)
     particles, pixel = _load_particles(star, poses, ctf_pkl, datadir)
+    check_outputs(
+        [out / name for name in _TRAIN_OUTPUTS],
+        inputs=[star, poses, ctf_pkl, *particles.image_files],
+        overwrite=True,  # the folder's state was checked above
+        creates=[out],
+    )
     train_config = dataclasses.replace(train_config, use_ctf=use_ctf and particles.ctf is not None)
     data = _particle_data(particles, pixel)
     d = particles.image_size
