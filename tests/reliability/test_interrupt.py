@@ -203,4 +203,6 @@ def test_vae_train_interrupted(tmp_path, signum):
     code, err = _run_until(tmp_path, args, "epoch 1/", signum)
     _check_interrupted(tmp_path, code, err, signum, inputs, [])
     _rerun(tmp_path, ["vae", "train", "small.star", "--epochs", "1", "--out", "v", "--overwrite"])
-    assert (tmp_path / "v" / "checkpoint.1.pt").is_file() and _temporaries(tmp_path) == []
+    # --overwrite starts afresh: only the new run's checkpoint is there
+    assert [p.name for p in (tmp_path / "v").glob("checkpoint.*.pt")] == ["checkpoint.1.pt"]
+    assert _temporaries(tmp_path) == []

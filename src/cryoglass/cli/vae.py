@@ -232,6 +232,9 @@ def _new_run(out: Path, inputs: dict, requested: dict, *, train_config, seed: in
         config = VAEConfig(image_size=d, **values)
     model = build_model(config, seed=seed, device=device)
     out.mkdir(parents=True, exist_ok=True)
+    for epoch in _epochs_done(out):  # --overwrite: an earlier run's checkpoints and latents go
+        (out / f"checkpoint.{epoch}.pt").unlink()
+        (out / f"latents.{epoch}.npy").unlink(missing_ok=True)
     record = {**inputs, "vae_config": config.as_dict(), "train_config": train_config.__dict__}
     write_text_atomic(out / "config.json", json.dumps(record, indent=2))
     return model
