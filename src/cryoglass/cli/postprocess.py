@@ -193,13 +193,13 @@ def main(
     b_value = _parse_bfactor(bfactor)
     if out.exists() and not out.is_dir():
         fail(f"--out {out} exists and is not a folder")
+    paths = {key: out / name for key, name in OUTPUT_FILES.items()}
+    check_outputs(paths.values(), inputs=[half1, half2, mask], overwrite=overwrite, creates=[out])
     with failing():
         a, b, pixel = read_map_pair(half1, half2, pixel_size_angstrom=apix)
         m = None if mask is None else read_mask(mask, tuple(a.shape))
     if auto_mask:
         m = make_auto_mask(0.5 * (a + b), pixel_size_angstrom=pixel)
-    paths = {key: out / name for key, name in OUTPUT_FILES.items()}
-    check_outputs(paths.values(), inputs=[half1, half2, mask], overwrite=overwrite, creates=[out])
     with failing():
         result = postprocess(
             a.to(torch.float64),
