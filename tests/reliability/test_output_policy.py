@@ -18,6 +18,11 @@ command in ``cli/main.COMMANDS`` is neither in the table nor listed as writing n
 
 from __future__ import annotations
 
+import atexit
+import functools
+import json
+import shutil
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -108,6 +113,27 @@ def micrographs(folder: Path) -> None:
         "\ndata_\n\nloop_\n_rlnMicrographName #1\n_rlnCoordinateX #2\n_rlnCoordinateY #3\n"
         "mic.mrc 64 64\n"
     )
+
+
+@functools.cache
+def _trained_vae() -> Path:
+    """One tiny `vae train` run (6 images 16², 1 epoch), shared by the vae rows."""
+    folder = Path(tempfile.mkdtemp(prefix="cryoglass-vae-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    particles(folder)
+    result = invoke(
+        ["vae", "train", folder / "particles.star", "--epochs", "1", "--out", folder / "run"]
+    )
+    assert result.exit_code == 0, result.output
+    return folder / "run"
+
+
+def vae_run(folder: Path) -> None:
+    """run/ (a trained VAE), z.npy (two latent points) and idx.txt (particle indices)."""
+    shutil.copytree(_trained_vae(), folder / "run")
+    zdim = json.loads((folder / "run" / "config.json").read_text())["vae_config"]["zdim"]
+    np.save(folder / "z.npy", np.zeros((2, zdim), np.float32))
+    (folder / "idx.txt").write_text("0\n2\n")
 
 
 # ----------------------------------------------------------------------------- the table
@@ -313,6 +339,34 @@ WRITERS: dict[str, Writer] = {
         folder=True,
         rename="particles.star",
     ),
+    "vae analyze": Writer(
+        vae_run,
+        lambda o: ["vae", "analyze", "run", "--kmeans", "2"],
+        "report.html",
+        folder=True,
+        inputs=False,  # writes run/analyze.E: no input there to collide with
+        out="run/analyze.1",
+    ),
+    "vae volumes": Writer(
+        vae_run,
+        lambda o: ["vae", "volumes", "run", "--z", "z.npy", "--out", o],
+        "z_values.npy",
+        folder=True,
+        rename="z.npy",
+    ),
+    "vae traverse": Writer(
+        vae_run,
+        lambda o: ["vae", "traverse", "run", "--anchors", "0,3", "--out", o],
+        "z_values.npy",
+        folder=True,
+        inputs=False,  # its inputs (run/config.json, checkpoints) have fixed names
+    ),
+    "vae select": Writer(
+        vae_run,
+        lambda o: ["vae", "select", "run", "--indices", "idx.txt", "--out", o],
+        "idx.txt",
+        out="sel.star",
+    ),
     "demo": Writer(maps, lambda o: ["demo", "--out", o], "report.html", folder=True, inputs=False),
 }
 
@@ -320,10 +374,6 @@ WRITERS: dict[str, Writer] = {
 NOT_WRITERS = {
     "serve": "a server: its job folders are pinned by tests/reliability/test_serve_reliability.py",
     "lessons": "writes notebooks into --out only (no inputs to collide with; creates the folder)",
-    "vae analyze": "writes into the train folder it reads (TODO: a row needs a trained run)",
-    "vae volumes": "needs a trained run (TODO: a row)",
-    "vae traverse": "needs a trained run (TODO: a row)",
-    "vae select": "needs a trained run (TODO: a row)",
 }
 
 
@@ -380,7 +430,7 @@ ROWS = sorted(WRITERS)
 def test_output_is_an_input(tmp_path, monkeypatch, name):
     row = WRITERS[name]
     if not row.inputs:
-        pytest.skip(f"{name} reads no file")
+        pytest.skip(f"{name}: no input can be named like one of its outputs")
     monkeypatch.chdir(tmp_path)
     row.setup(tmp_path)
     if row.folder:

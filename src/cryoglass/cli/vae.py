@@ -147,6 +147,21 @@ def _config(folder: Path) -> dict:
     return json.loads(path.read_text())
 
 
+def _check_folder_out(out: Path, overwrite: bool, *, inputs: list) -> None:
+    """An output folder: not a file, empty unless --overwrite, no output named like an input."""
+    if out.exists() and not out.is_dir():
+        fail(f"{out}: exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        fail(f"{out}: folder is not empty; pass --overwrite to replace its files")
+    names = ("z_values.npy", "path_indices.txt", "report.html", "labels.npy", "vol_000.mrc")
+    check_outputs([out / n for n in names], inputs=inputs, overwrite=True, creates=[out])
+
+
+_OverwriteFolder = typer.Option(
+    False, "--overwrite", help="Replace the files in a non-empty --out."
+)
+
+
 # ----------------------------------------------------------------------------- train
 
 
@@ -436,6 +451,7 @@ def analyze(
     seed: int = typer.Option(0, help="Seed of k-means and UMAP."),
     device: str = typer.Option("cpu", help="cpu or cuda."),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON summary."),
+    overwrite: bool = _OverwriteFolder,
 ) -> None:
     """PCA/UMAP of the latents, k-means volumes and a report → FOLDER/analyze.E/.
 
@@ -451,6 +467,7 @@ def analyze(
     info = _config(folder)
     model, epoch = _load_model(folder, epoch, device)
     out = folder / f"analyze.{epoch}"
+    _check_folder_out(out, overwrite, inputs=[folder / "config.json"])
     out.mkdir(exist_ok=True)
     sections = []
     if model.config.zdim == 0:
@@ -544,6 +561,7 @@ def volumes(
     seed: int = typer.Option(0, help="k-means seed."),
     device: str = typer.Option("cpu", help="cpu or cuda."),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON summary."),
+    overwrite: bool = _OverwriteFolder,
 ) -> None:
     """Generate maps at chosen latent points (a file, k-means centres or a PC traversal).
 
@@ -556,6 +574,7 @@ def volumes(
     from cryoglass.io import write_npy
 
     info = _config(folder)
+    _check_folder_out(out, overwrite, inputs=[folder / "config.json", z_file])
     model, epoch = _load_model(folder, epoch, device)
     chosen = [x is not None for x in (z_file, kmeans_k, pc_traversal)]
     if model.config.zdim == 0:
@@ -610,6 +629,7 @@ def traverse(
     epoch: int | None = typer.Option(None, help="Epoch (default: the last)."),
     device: str = typer.Option("cpu", help="cpu or cuda."),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON summary."),
+    overwrite: bool = _OverwriteFolder,
 ) -> None:
     """Shortest path between anchor particles through the latent kNN graph, with maps.
 
@@ -621,6 +641,7 @@ def traverse(
     from cryoglass.io import write_index_list, write_npy
 
     info = _config(folder)
+    _check_folder_out(out, overwrite, inputs=[folder / "config.json"])
     model, epoch = _load_model(folder, epoch, device)
     if model.config.zdim == 0:
         fail("a zdim = 0 model has no latent space to traverse")
@@ -680,6 +701,11 @@ def select(
     from cryoglass.io import read_particles, write_latent_star
 
     info = _config(folder)
+    check_outputs(
+        [out],
+        inputs=[folder / "config.json", kmeans_labels, indices, info.get("star")],
+        overwrite=overwrite,
+    )
     _, epoch = _checkpoint(folder, epoch)
     z = _latents(folder, epoch)
     if (kmeans_labels is None) == (indices is None):
