@@ -147,7 +147,9 @@ class Writer:
     folder command, the name of one of its outputs inside ``out``; the output = input case
     then names an input file so (``rename``: from which input) and runs with ``--out .``.
     For a file command, ``collide`` is the input passed as the output.  ``inputs``: False
-    for a command that reads no file (no output = input case).
+    when no input can carry an output's name (no output = input case).  ``makes_folder``: a
+    file command that creates its output's folder (``select``/``convert`` into a new RELION
+    ``Select/jobNNN/``): its missing-folder case is a folder path through an existing file.
     """
 
     setup: Callable[[Path], None]
@@ -157,6 +159,7 @@ class Writer:
     rename: str | None = None
     out: str = "out"
     inputs: bool = True
+    makes_folder: bool = False
 
 
 H = ["h1.mrc", "h2.mrc"]
@@ -180,6 +183,7 @@ WRITERS: dict[str, Writer] = {
         lambda o: ["select", "particles.star", "--classes", "1", "--out", o],
         "particles.star",
         out="s.star",
+        makes_folder=True,
     ),
     "ctf": Writer(
         stack,
@@ -223,6 +227,7 @@ WRITERS: dict[str, Writer] = {
         lambda o: ["convert", "particles.star", "--to", "cryodrgn-poses", "--out", o],
         "particles.star",
         out="poses.pkl",
+        makes_folder=True,
     ),
     "stack convert": Writer(
         stack,
@@ -468,5 +473,8 @@ def test_missing_folder(tmp_path, monkeypatch, name):
     if row.folder:  # --out DIR exists as a file
         (tmp_path / row.out).write_text("a file, not a folder\n")
         _refuse(tmp_path, monkeypatch, [*row.args(row.out), "--overwrite"], row.out)
+    elif row.makes_folder:  # the folder would be made: refused when a file is in the way
+        (tmp_path / "afile").write_text("a file, not a folder\n")
+        _refuse(tmp_path, monkeypatch, row.args(f"afile/{row.out}"), "afile")
     else:
         _refuse(tmp_path, monkeypatch, row.args(f"nodir/{row.out}"), "nodir")

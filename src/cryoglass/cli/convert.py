@@ -42,7 +42,9 @@ def _check_paths(source: Path, out: Path, to: str, extras: dict, *, overwrite: b
     expected = ".star" if TARGETS[to][0] == "star" else ".pkl"
     if out.suffix.lower() != expected:
         fail(f"--out {out}: --to {to} writes a {expected} file")
-    check_outputs([out], inputs=[source, *extras.values()], overwrite=overwrite)
+    check_outputs(
+        [out], inputs=[source, *extras.values()], overwrite=overwrite, creates=[out.parent]
+    )
 
 
 #: Library wording in reader errors → the option that fixes it.

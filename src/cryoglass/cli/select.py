@@ -51,7 +51,8 @@ def main(
 
     if not star.is_file():
         fail(f"{star}: particle file not found")
-    check_outputs([out], inputs=[star], overwrite=overwrite)
+    # the folder is made as RELION makes Select/jobNNN/ (below)
+    check_outputs([out], inputs=[star], overwrite=overwrite, creates=[out.parent])
     keep_classes = _class_list(classes)
     with failing(ValueError, KeyError, OSError, prefix=f"{star}: "):
         particles = read_particles(star, datadir=datadir)

@@ -190,6 +190,29 @@ def _option_names() -> Iterator[None]:
 _TRAIN_OUTPUTS = ("config.json", "train_log.json", "learning_curve.png", "latents.npy")
 
 
+def _set_threads_and_device(threads: int | None, device: str) -> None:
+    """``--threads`` for torch; fail when ``--device cuda`` has no CUDA device."""
+    import torch
+
+    if threads is not None:
+        torch.set_num_threads(threads)
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        fail("--device cuda: no CUDA device available")
+
+
+def _read_for_training(star, poses, ctf_pkl, datadir, *, out: Path, resume, overwrite):
+    """Check --out's state, read the particles, refuse an output that is one of the inputs."""
+    _check_out(out, resume, overwrite)
+    particles, pixel = _load_particles(star, poses, ctf_pkl, datadir)
+    check_outputs(
+        [out / name for name in _TRAIN_OUTPUTS],
+        inputs=[star, poses, ctf_pkl, *particles.image_files],
+        overwrite=True,  # the folder's state was checked above
+        creates=[out],
+    )
+    return particles, pixel
+
+
 def _check_out(out: Path, resume: bool, overwrite: bool = False) -> None:
     """Exit unless OUT holds a run exactly when --continue is given (or --overwrite)."""
     if out.exists() and not out.is_dir():
@@ -362,15 +385,10 @@ def train(
     """
     import dataclasses
 
-    import torch
-
     from cryoglass.hetero import TrainConfig, fit
     from cryoglass.hetero.train import make_optimizer
 
-    if threads is not None:
-        torch.set_num_threads(threads)
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        fail("--device cuda: no CUDA device available")
+    _set_threads_and_device(threads, device)
     requested = {
         "zdim": zdim,
         "enc_dim": enc_dim,
@@ -393,13 +411,8 @@ def train(
             point_fraction=point_fraction,
             dense_radius_fraction=dense_radius,
         )
-    _check_out(out, resume, overwrite)
-    particles, pixel = _load_particles(star, poses, ctf_pkl, datadir)
-    check_outputs(
-        [out / name for name in _TRAIN_OUTPUTS],
-        inputs=[star, poses, ctf_pkl, *particles.image_files],
-        overwrite=True,  # the folder's state was checked above
-        creates=[out],
+    particles, pixel = _read_for_training(
+        star, poses, ctf_pkl, datadir, out=out, resume=resume, overwrite=overwrite
     )
     train_config = dataclasses.replace(train_config, use_ctf=use_ctf and particles.ctf is not None)
     data = _particle_data(particles, pixel)
