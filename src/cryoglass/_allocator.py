@@ -14,6 +14,11 @@ private runtime side of cryoglass).  Nothing changes off Linux/glibc.
 
 :func:`trim_heap` hands the kept memory back (glibc ``malloc_trim``): Dask tasks call it when
 they end, because a worker is judged by its resident memory between tasks.
+
+:func:`tune_threads` is the thread side: idle OpenMP threads sleep instead of spinning
+(``OMP_WAIT_POLICY=PASSIVE``), set by the entry point before torch is imported.  2000
+projections beside two busy processes on a loaded 2-core machine: 36.9 s → 30.0 s, CPU time
+8.8 s → 6.2 s (``benchmarks/bench_load.py``).
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ __all__ = [
     "check_memory",
     "trim_heap",
     "tune_allocator",
+    "tune_threads",
 ]
 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters (malloc.h)
@@ -83,6 +89,49 @@ def tune_allocator(
         libc.mallopt(_M_MMAP_THRESHOLD, int(mmap_threshold_bytes))
         and libc.mallopt(_M_TRIM_THRESHOLD, int(trim_threshold_bytes))
     )
+
+
+def tune_threads(environ: dict | None = None) -> bool:
+    """Let idle OpenMP threads sleep at once instead of spinning (before torch is imported).
+
+    PyTorch's CPU kernels (and MKL's FFTs) run on GNU OpenMP threads.  By default a thread
+    that reaches the end of a parallel region with nothing to do spins for about 300,000
+    iterations (≈ 1 ms) before it sleeps, waiting for the next region.  On cores of its own
+    that is cheap; on cores shared with other processes the spinning threads take the time
+    slices that the thread still computing (or the other programs) needed, and a batched
+    command, made of thousands of short parallel regions, slows down far more than the load
+    explains.  ``OMP_WAIT_POLICY=PASSIVE`` makes idle threads sleep at once; the thread count
+    stays (fewer threads would also lose the fair share of a busy machine that two threads
+    get).  Measured in ``benchmarks/bench_load.py`` (benchmarks/RESULTS.md, issue 21).
+
+    Only sets the variable when neither ``OMP_WAIT_POLICY`` nor ``GOMP_SPINCOUNT`` is set,
+    so a user's choice wins, and only has an effect when called before OpenMP starts (before
+    ``import torch``): the ``cryoglass`` entry point calls it first, and the setting reaches
+    every process it starts (Dask workers, serve's workers) through the environment.
+
+    Parameters
+    ----------
+    environ : dict, optional
+        The environment to change (default ``os.environ``).
+
+    Returns
+    -------
+    bool
+        Whether the wait policy was set here.
+
+    Examples
+    --------
+    >>> env = {}
+    >>> tune_threads(env), env
+    (True, {'OMP_WAIT_POLICY': 'PASSIVE'})
+    >>> tune_threads({"GOMP_SPINCOUNT": "300000"})
+    False
+    """
+    environ = os.environ if environ is None else environ
+    if "OMP_WAIT_POLICY" in environ or "GOMP_SPINCOUNT" in environ:
+        return False
+    environ["OMP_WAIT_POLICY"] = "PASSIVE"
+    return True
 
 
 def trim_heap() -> bool:

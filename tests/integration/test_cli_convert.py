@@ -241,7 +241,7 @@ def test_cryodrgn_inputs_are_checked(cryodrgn_dataset, monkeypatch):
     )
     _one_line_error(
         _invoke("ctf.pkl", "--stack", "particles.mrcs", "--to", "cryodrgn-ctf", "--out", "ctf.pkl"),
-        "would overwrite an input",
+        "is an input",
     )
     # a CTF table alone (no poses) with its stack: a STAR file with CTF and no angles
     result = _invoke("ctf.pkl", "--stack", "particles.mrcs", "--to", "relion", "--out", "c.star")

@@ -100,7 +100,7 @@ def test_mask_bad_options_are_one_line_errors(maps, tmp_path, extra, message):
 
 def test_mask_refuses_inputs_and_existing_outputs(maps, tmp_path):
     result = _run("mask", maps["truth"], "--threshold", "0.1", "--out", maps["truth"])
-    assert result.exit_code == 2 and "input map" in result.output
+    assert result.exit_code == 2 and "is an input" in result.output
     (tmp_path / "m.mrc").write_text("keep")
     result = _run("mask", maps["truth"], "--threshold", "0.1", "--out", tmp_path / "m.mrc")
     assert result.exit_code == 2 and "--overwrite" in result.output

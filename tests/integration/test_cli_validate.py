@@ -141,7 +141,7 @@ def test_filter_blurs_sharpens_and_protects_the_input(maps, tmp_path):
     result = runner.invoke(
         app, ["filter", str(maps["half1"]), "--lowpass-angstrom", "6", "--out", str(maps["half1"])]
     )
-    assert result.exit_code == 2 and "is the input map" in result.output
+    assert result.exit_code == 2 and "is an input" in result.output
     result = runner.invoke(
         app, ["filter", str(maps["half1"]), "--lowpass-angstrom", "6", "--out", str(out)]
     )

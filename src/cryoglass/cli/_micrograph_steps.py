@@ -14,7 +14,7 @@ from pathlib import Path
 
 import typer
 
-from cryoglass.cli._common import fail, failing
+from cryoglass.cli._common import check_outputs, fail, failing
 
 
 def read_micrographs(star: Path, *, apix: float | None = None):
@@ -115,10 +115,5 @@ def check_output_folder(out: Path, products: list[Path], inputs: list[Path], ove
     """Create ``out``; refuse existing products without ``overwrite`` and any input among them."""
     if out.exists() and not out.is_dir():
         fail(f"--out {out}: exists and is not a folder")
-    resolved_inputs = {p.resolve() for p in inputs}
-    for product in products:
-        if product.resolve() in resolved_inputs:
-            fail(f"{product}: output would overwrite an input file")
-        if product.exists() and not overwrite:
-            fail(f"{product}: exists; pass --overwrite to replace it")
+    check_outputs(products, inputs=inputs, overwrite=overwrite, creates=[out])
     out.mkdir(parents=True, exist_ok=True)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from cryoglass.cli._common import fail, failing, print_json, torch_device
+from cryoglass.cli._common import check_outputs, fail, failing, print_json, torch_device
 from cryoglass.cli.options import DataDir
 
 _STATE = "checkpoint.pt"
@@ -340,6 +340,13 @@ def main(
         batch = default_batch_size(settings, particles.image_size)
     n = len(particles)
     description = run_description(source=str(star.resolve()), n_particles=n, settings=settings)
+    # the non-empty folder needs --continue/--overwrite (above); no output may be an input
+    check_outputs(
+        [out / name for name in (*_OUTPUTS, _STATE, _STATE_JSON)],
+        inputs=[star, *particles.image_files],
+        overwrite=True,
+        creates=[out],
+    )
     out.mkdir(parents=True, exist_ok=True)
     model, assignments, log, memory = _classify(
         out,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from cryoglass.cli._common import fail, failing, print_json
+from cryoglass.cli._common import check_outputs, fail, failing, print_json
 from cryoglass.cli.options import Apix, DataDir, JsonOutput, Overwrite
 
 #: Keys of the --json output shown first.
@@ -42,11 +42,9 @@ def _check_paths(source: Path, out: Path, to: str, extras: dict, *, overwrite: b
     expected = ".star" if TARGETS[to][0] == "star" else ".pkl"
     if out.suffix.lower() != expected:
         fail(f"--out {out}: --to {to} writes a {expected} file")
-    inputs = {p.resolve() for p in (source, *extras.values()) if p is not None}
-    if out.resolve() in inputs:
-        fail(f"--out {out}: would overwrite an input file")
-    if out.exists() and not overwrite:
-        fail(f"{out}: exists; pass --overwrite to replace it")
+    check_outputs(
+        [out], inputs=[source, *extras.values()], overwrite=overwrite, creates=[out.parent]
+    )
 
 
 #: Library wording in reader errors → the option that fixes it.

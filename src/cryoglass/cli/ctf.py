@@ -7,8 +7,8 @@ from pathlib import Path
 
 import typer
 
-from cryoglass.cli._common import fail, print_json, require_memory
-from cryoglass.cli.options import DataDir
+from cryoglass.cli._common import check_outputs, fail, print_json, require_memory
+from cryoglass.cli.options import DataDir, Overwrite
 
 #: CTF fields → the option that sets them (for messages about NaN/Inf values).
 _OPTIONS = {
@@ -122,6 +122,7 @@ def main(
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the results as JSON."),
     datadir: DataDir = None,
+    overwrite: Overwrite = False,
 ) -> None:
     """Compute a CTF: wavelength, zeros (1/Å and Å) and an optional plot.
 
@@ -139,6 +140,8 @@ def main(
       cryoglass ctf --star run_data.star --row 0 --json
       cryoglass ctf --defocus-u 3000 --phase-shift-deg 90 --bfactor 80 --plot vpp.png
     """
+    check_outputs([plot], inputs=[star], overwrite=overwrite)
+
     import torch
 
     from cryoglass.ctf import CTFParams
@@ -180,8 +183,6 @@ def main(
 
     result = _results(params, pixel_size_angstrom=pixel, n_zeros=n_zeros)
     if plot is not None:
-        if not plot.parent.is_dir():
-            fail(f"--plot {plot}: folder {plot.parent} does not exist")
         # the 2D CTF and its figure: about a dozen float64 box² arrays
         require_memory(100.0 * box * box, what=f"--box {box} (the 2D CTF of --plot)")
         from cryoglass.report.ctf import save_ctf_figure

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from cryoglass.cli._common import fail, print_json
-from cryoglass.cli.options import JsonOutput
+from cryoglass.cli.options import JsonOutput, Overwrite
 
 
 def main(
@@ -26,6 +26,7 @@ def main(
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
     seed: int = typer.Option(0, "--seed", help="Seed for poses, defocus and noise."),
     json_output: JsonOutput = False,
+    overwrite: Overwrite = False,
 ) -> None:
     """Run the tour on bundled data: model → potential → particles → map → FSC → sharpened map.
 
@@ -52,6 +53,8 @@ def main(
             fail(f"--topics: unknown {unknown}; choose from {', '.join(known)}")
     if out.exists() and not out.is_dir():
         fail(f"{out}: exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        fail(f"{out}: folder is not empty; pass --overwrite to replace its files")
     settings = DemoSettings(
         box=box,
         pixel_size_angstrom=pixel_size_angstrom,

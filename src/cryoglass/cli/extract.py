@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from cryoglass.cli._common import fail, failing, print_json
+from cryoglass.cli._common import check_outputs, fail, failing, print_json
 from cryoglass.cli._micrograph_steps import run_per_micrograph
 from cryoglass.cli.options import Apix, JsonOutput, Overwrite, Scheduler, Workers
 
@@ -219,14 +219,14 @@ def main(
         found = read_coordinates(coords, table.stems)
     rows = _check_inputs(table, found, box, bin_factor, coords)
     star = out / "particles.star"
-    if star.exists() and not overwrite:
-        fail(f"{star}: exists; pass --overwrite to replace the extracted particles")
     options = {"radius": bg_radius, "norm": norm, "ramp": ramp, "invert": invert_contrast}
     settings = _settings(table, rows, found, out, box=box, bin_factor=bin_factor, **options)
-    inputs = {f.resolve() for f in table.files}
-    for stack in settings.stacks:
-        if Path(stack) in inputs:
-            fail(f"{stack}: is an input and would be overwritten; choose another --out")
+    check_outputs(
+        [star, *settings.stacks],
+        inputs=[micrographs_star, coords, *table.files],
+        overwrite=overwrite,
+        creates=[out, *(Path(s).parent for s in settings.stacks)],
+    )
     with failing(OSError):
         for stack in settings.stacks:
             Path(stack).parent.mkdir(parents=True, exist_ok=True)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from cryoglass.cli._common import fail, failing, print_json
+from cryoglass.cli._common import check_outputs, fail, failing, print_json
 from cryoglass.cli.options import JsonOutput
 
 
@@ -61,10 +61,7 @@ def main(
             fail(f"{name} must be a positive resolution in Å, got {value}")
     if not map_in.is_file():
         fail(f"{map_in}: no such file")
-    if out.resolve() == map_in.resolve():
-        fail(f"--out {out} is the input map; choose another file (the input is never modified)")
-    if out.exists() and not overwrite:
-        fail(f"{out}: file exists; pass --overwrite to replace it")
+    check_outputs([out], inputs=[map_in], overwrite=overwrite)
 
     import torch
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from cryoglass.cli._common import fail, failing, print_json, torch_device
+from cryoglass.cli._common import check_outputs, fail, failing, print_json, torch_device
 from cryoglass.cli.options import Apix, Device, JsonOutput, Overwrite
 
 #: Keys of the --json output shown first by reports and ``cryoglass serve``.
@@ -182,10 +182,7 @@ def main(
     if out.exists() and not out.is_dir():
         fail(f"--out {out} exists and is not a folder")
     paths = {key: out / name for key, name in OUTPUT_FILES.items()}
-    if not overwrite:
-        clash = [str(p) for p in paths.values() if p.exists()]
-        if clash:
-            fail(f"output files exist: {', '.join(clash)}; pass --overwrite or another --out")
+    check_outputs(paths.values(), inputs=[half1, half2, mask], overwrite=overwrite, creates=[out])
     params = _params(sampling, randomize_at, min_resolution, bfactor, fft_box)
     target = torch_device(device)
 

@@ -114,13 +114,17 @@ def run() -> None:
     Before the command runs, glibc is told to keep freed heap memory for reuse
     (:func:`cryoglass._allocator.tune_allocator`): batched commands then stop page-faulting the
     same work buffers back in for every batch (one reconstruct batch: 0.27 s → 0.19 s).
+    Idle OpenMP threads sleep instead of spinning (:func:`cryoglass._allocator.tune_threads`,
+    ``OMP_WAIT_POLICY=PASSIVE`` unless set): on a shared machine a spinning thread took the
+    cores the work needed (issue 21, ``benchmarks/bench_load.py``).
     SIGTERM (``kill``, a scheduler's time limit) raises ``SystemExit(143)`` instead of ending
     the process on the spot, so every atomic write removes its temporary file as on SIGINT.
     """
     import signal
 
-    from cryoglass._allocator import tune_allocator
+    from cryoglass._allocator import tune_allocator, tune_threads
 
+    tune_threads()  # before anything imports torch: idle OpenMP threads sleep, not spin
     tune_allocator()
     signal.signal(signal.SIGTERM, _terminated)
     app()

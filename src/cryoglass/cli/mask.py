@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from cryoglass.cli._common import fail, failing, print_json
+from cryoglass.cli._common import check_outputs, fail, failing, print_json
 from cryoglass.cli.options import Apix, JsonOutput, Overwrite
 
 #: Keys of the --json output shown first by reports and ``cryoglass serve``.
@@ -24,13 +24,7 @@ def _check_options(threshold, auto_threshold, extend_px, soft_edge_px, lowpass) 
 
 
 def _check_outputs(map_in: Path, out: Path, plot: Path | None, overwrite: bool) -> None:
-    for path, name in ((out, "--out"), (plot, "--plot")):
-        if path is None:
-            continue
-        if path.resolve() == map_in.resolve():
-            fail(f"{name} {path} is the input map; choose another file (inputs are never replaced)")
-        if path.exists() and not overwrite:
-            fail(f"{path}: file exists; pass --overwrite to replace it")
+    check_outputs([out, plot], inputs=[map_in], overwrite=overwrite)
 
 
 def main(

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from cryoglass.cli._common import fail, failing, print_json
+from cryoglass.cli._common import check_outputs, fail, failing, print_json
 from cryoglass.cli._micrograph_steps import run_per_micrograph
 from cryoglass.cli.options import Apix, JsonOutput, Overwrite, Scheduler, Workers
 
@@ -107,14 +107,13 @@ def _check_movies(table, gain_option: Path | None):
 def _check_outputs(table, out: Path, overwrite: bool, bin_factor: int, shape) -> list[Path]:
     """Refuse outputs that exist (without --overwrite) or that would replace an input."""
     roots = [_output_root(out, name) for name in table.names]
-    inputs = {f.resolve() for f in table.files} | {table.path.resolve()}
-    for root in roots:
-        for path in (root.with_suffix(".mrc"), root.with_suffix(".star")):
-            if path.resolve() in inputs:
-                fail(f"{path}: is an input and would be overwritten; choose another --out")
-    star = out / "corrected_micrographs.star"
-    if star.exists() and not overwrite:
-        fail(f"{star}: exists; pass --overwrite to replace the motion-corrected micrographs")
+    products = [r.with_suffix(suffix) for r in roots for suffix in (".mrc", ".star")]
+    check_outputs(
+        [out / "corrected_micrographs.star", *products],
+        inputs=[table.path, *table.files],
+        overwrite=overwrite,
+        creates=[out, *(r.parent for r in roots)],
+    )
     if bin_factor < 1 or (shape[1] // bin_factor) < 16:
         fail(f"--bin {bin_factor}: must be ≥ 1 and leave at least 16 px")
     return roots

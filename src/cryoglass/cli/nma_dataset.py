@@ -6,7 +6,8 @@ from pathlib import Path
 
 import typer
 
-from cryoglass.cli._common import fail, print_json
+from cryoglass.cli._common import check_outputs, fail, print_json
+from cryoglass.cli.options import Overwrite
 
 
 def _floats(text: str, name: str) -> list[float]:
@@ -29,6 +30,7 @@ def main(
     snr: float = typer.Option(0.1, "--snr", help="Signal-to-noise ratio."),
     bins: int = typer.Option(32, "--bins", help="Amplitude levels (one map per level)."),
     seed: int = typer.Option(0, "--seed"),
+    overwrite: Overwrite = False,
     json_out: bool = typer.Option(False, "--json"),
 ) -> None:
     """Particles of a model deformed along one ANM mode, amplitudes drawn from Gaussians.
@@ -51,6 +53,10 @@ def main(
     from cryoglass.nma.deform import MODE_AMPLITUDE_COLUMN, heterogeneous_dataset
 
     m_, s_ = _floats(means, "--means"), _floats(stds, "--stds")
+    if out.exists() and not out.is_dir():
+        fail(f"--out {out}: exists and is not a folder")
+    outputs = [out / "particles.mrcs", out / "particles.star"]
+    check_outputs(outputs, inputs=[model], overwrite=overwrite, creates=[out])
     try:
         atoms = read_structure(model, hydrogens=False, waters=False)
         ca = [i for i, a in enumerate(atoms.atom_names) if a == "CA"]

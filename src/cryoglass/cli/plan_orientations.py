@@ -6,7 +6,8 @@ from pathlib import Path
 
 import typer
 
-from cryoglass.cli._common import fail, print_json
+from cryoglass.cli._common import check_outputs, fail, print_json
+from cryoglass.cli.options import Overwrite
 
 
 def _plot(path: Path, plan, scan, title: str) -> None:
@@ -63,6 +64,7 @@ def main(
     seed: int = typer.Option(0, "--seed", help="Seed (model samples, tilt axes)."),
     as_json: bool = typer.Option(False, "--json", help="Print the results as JSON."),
     plot: Path | None = typer.Option(None, "--plot", help="Write FSC and tilt-scan plots (PNG)."),
+    overwrite: Overwrite = False,
 ) -> None:
     """Predict directional SSNR/resolution, SCF and the best stage tilt for a view distribution.
 
@@ -95,6 +97,7 @@ def main(
         fail("give either a STAR file or --model (vmf:KAPPA, topside:F, topuniform:F), not both")
     if n_particles < 2:
         fail(f"--n-particles must be >= 2, got {n_particles}")
+    check_outputs([plot], inputs=[star], overwrite=overwrite)
     if box_size < 8 or not apix > 0:
         fail(f"--box must be >= 8 and --apix > 0, got {box_size}, {apix}")
     try:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from cryoglass.cli._common import fail, failing, print_json
+from cryoglass.cli._common import check_outputs, fail, failing, print_json
 
 #: Keys of the --json output shown first by reports and ``cryoglass serve``.
 HEADLINE = ["resolution_angstrom", "bfactor"]
@@ -31,13 +31,6 @@ def _parse_bfactor(text: str) -> str | float:
         return float(text)
     except ValueError:
         fail(f"--bfactor must be 'auto' or a number in Å² (negative sharpens), got {text!r}")
-
-
-def _outputs_free(paths: dict, overwrite: bool) -> None:
-    if not overwrite:
-        clash = [str(p) for p in paths.values() if p.exists()]
-        if clash:
-            fail(f"output files exist: {', '.join(clash)}; pass --overwrite or another --out")
 
 
 def _write_maps(paths: dict, result, mask, *, pixel: float, auto_mask: bool, overwrite: bool):
@@ -200,13 +193,13 @@ def main(
     b_value = _parse_bfactor(bfactor)
     if out.exists() and not out.is_dir():
         fail(f"--out {out} exists and is not a folder")
+    paths = {key: out / name for key, name in OUTPUT_FILES.items()}
+    check_outputs(paths.values(), inputs=[half1, half2, mask], overwrite=overwrite, creates=[out])
     with failing():
         a, b, pixel = read_map_pair(half1, half2, pixel_size_angstrom=apix)
         m = None if mask is None else read_mask(mask, tuple(a.shape))
     if auto_mask:
         m = make_auto_mask(0.5 * (a + b), pixel_size_angstrom=pixel)
-    paths = {key: out / name for key, name in OUTPUT_FILES.items()}
-    _outputs_free(paths, overwrite)
     with failing():
         result = postprocess(
             a.to(torch.float64),

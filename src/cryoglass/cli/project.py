@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from cryoglass.cli._common import fail, failing, print_json, torch_device
+from cryoglass.cli._common import check_outputs, fail, failing, print_json, torch_device
 from cryoglass.cli.options import DataDir, JsonOutput
 
 
@@ -125,12 +125,7 @@ def main(
     from cryoglass.io.particles import check_3d_poses
 
     out_star = out.with_suffix(".star")
-    inputs = {map_path.resolve(), star.resolve()}
-    if out.resolve() in inputs or out_star.resolve() in inputs:
-        fail(f"{out}: output would overwrite an input file")
-    for path in (out, out_star):
-        if path.exists() and not overwrite:
-            fail(f"{path}: exists; pass --overwrite to replace it")
+    check_outputs([out, out_star], inputs=[map_path, star], overwrite=overwrite)
     if not map_path.is_file():
         fail(f"{map_path}: map not found")
     if not star.is_file():

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from cryoglass.cli._common import fail, failing, print_json
+from cryoglass.cli._common import check_outputs, fail, failing, print_json
 from cryoglass.cli.options import JsonOutput, Overwrite
 
 #: Keys of the --json output shown first by reports and ``cryoglass serve``.
@@ -123,10 +123,7 @@ def _star(source: Path, out: Path, *, input_apix, apix, new_box, batch_size, ove
     pixels = particles.pixel_size_angstrom.unique()
     if len(pixels) != 1:
         fail(f"{source}: optics groups have different pixel sizes {pixels.tolist()}; split it")
-    if stack_out.resolve() in {f.resolve() for f in particles.image_files}:
-        fail(f"{stack_out} is an input stack; choose another --out (inputs are never replaced)")
-    if stack_out.exists() and not overwrite:
-        fail(f"{stack_out}: file exists; pass --overwrite to replace it")
+    check_outputs([stack_out], inputs=[source, *particles.image_files], overwrite=overwrite)
     plan = _plan(particles.image_size, float(pixels[0]), apix, new_box)
     with failing(), ParticleStack(particles) as stack:
         _stream(
@@ -209,10 +206,7 @@ def main(
     wanted = {"map": (".mrc", ".map"), "stack": (".mrcs",), "star": (".star",)}[kind]
     if out.suffix not in wanted:
         fail(f"--out {out}: a {kind} is written as {' or '.join(wanted)}")
-    if out.resolve() == source.resolve():
-        fail(f"--out {out} is the input; choose another file (inputs are never replaced)")
-    if out.exists() and not overwrite:
-        fail(f"{out}: file exists; pass --overwrite to replace it")
+    check_outputs([out], inputs=[source], overwrite=overwrite)
     options = dict(input_apix=input_apix, apix=apix, new_box=new_box, overwrite=overwrite)
     if kind == "map":
         done = _map(source, out, **options)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from cryoglass.cli._common import fail, failing, print_json
+from cryoglass.cli._common import check_outputs, fail, failing, print_json
 from cryoglass.cli.options import DataDir
 
 
@@ -51,10 +51,8 @@ def main(
 
     if not star.is_file():
         fail(f"{star}: particle file not found")
-    if out.exists() and not overwrite:
-        fail(f"{out}: exists; pass --overwrite to replace it")
-    if out.resolve() == star.resolve():
-        fail(f"{out}: output would overwrite the input file")
+    # the folder is made as RELION makes Select/jobNNN/ (below)
+    check_outputs([out], inputs=[star], overwrite=overwrite, creates=[out.parent])
     keep_classes = _class_list(classes)
     with failing(ValueError, KeyError, OSError, prefix=f"{star}: "):
         particles = read_particles(star, datadir=datadir)

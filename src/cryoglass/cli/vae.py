@@ -147,6 +147,21 @@ def _config(folder: Path) -> dict:
     return json.loads(path.read_text())
 
 
+def _check_folder_out(out: Path, overwrite: bool, *, inputs: list) -> None:
+    """An output folder: not a file, empty unless --overwrite, no output named like an input."""
+    if out.exists() and not out.is_dir():
+        fail(f"{out}: exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        fail(f"{out}: folder is not empty; pass --overwrite to replace its files")
+    names = ("z_values.npy", "path_indices.txt", "report.html", "labels.npy", "vol_000.mrc")
+    check_outputs([out / n for n in names], inputs=inputs, overwrite=True, creates=[out])
+
+
+_OverwriteFolder = typer.Option(
+    False, "--overwrite", help="Replace the files in a non-empty --out."
+)
+
+
 # ----------------------------------------------------------------------------- train
 
 
@@ -171,13 +186,47 @@ def _option_names() -> Iterator[None]:
         fail(message)
 
 
-def _check_out(out: Path, resume: bool) -> None:
-    """Exit unless OUT holds a run exactly when --continue is given."""
+#: Files ``vae train`` writes in --out (besides checkpoint.E.pt per epoch).
+_TRAIN_OUTPUTS = ("config.json", "train_log.json", "learning_curve.png", "latents.npy")
+
+
+def _set_threads_and_device(threads: int | None, device: str) -> None:
+    """``--threads`` for torch; fail when ``--device cuda`` has no CUDA device."""
+    import torch
+
+    if threads is not None:
+        torch.set_num_threads(threads)
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        fail("--device cuda: no CUDA device available")
+
+
+def _read_for_training(star, poses, ctf_pkl, datadir, *, out: Path, resume, overwrite):
+    """Check --out's state, read the particles, refuse an output that is one of the inputs."""
+    _check_out(out, resume, overwrite)
+    particles, pixel = _load_particles(star, poses, ctf_pkl, datadir)
+    check_outputs(
+        [out / name for name in _TRAIN_OUTPUTS],
+        inputs=[star, poses, ctf_pkl, *particles.image_files],
+        overwrite=True,  # the folder's state was checked above
+        creates=[out],
+    )
+    return particles, pixel
+
+
+def _check_out(out: Path, resume: bool, overwrite: bool = False) -> None:
+    """Exit unless OUT holds a run exactly when --continue is given (or --overwrite)."""
+    if out.exists() and not out.is_dir():
+        fail(f"--out {out}: exists and is not a folder")
+    if resume and overwrite:
+        fail("--continue and --overwrite exclude each other")
     done = _epochs_done(out) if out.is_dir() else []
-    if done and not resume:
+    if done and not (resume or overwrite):
         fail(
-            f"{out}: already holds a training run (epoch {done[-1]}); use --continue or a new --out"
+            f"{out}: already holds a training run (epoch {done[-1]}); use --continue, "
+            "--overwrite or a new --out"
         )
+    if out.is_dir() and not done and any(out.iterdir()) and not overwrite:
+        fail(f"{out}: folder is not empty; pass --overwrite to replace its files")
     if resume and not done:
         fail(f"{out}: nothing to continue (no checkpoint.E.pt)")
 
@@ -221,6 +270,9 @@ def _new_run(out: Path, inputs: dict, requested: dict, *, train_config, seed: in
         config = VAEConfig(image_size=d, **values)
     model = build_model(config, seed=seed, device=device)
     out.mkdir(parents=True, exist_ok=True)
+    for epoch in _epochs_done(out):  # --overwrite: an earlier run's checkpoints and latents go
+        (out / f"checkpoint.{epoch}.pt").unlink()
+        (out / f"latents.{epoch}.npy").unlink(missing_ok=True)
     record = {**inputs, "vae_config": config.as_dict(), "train_config": train_config.__dict__}
     write_text_atomic(out / "config.json", json.dumps(record, indent=2))
     return model
@@ -321,6 +373,7 @@ def train(
     device: str = typer.Option("cpu", help="cpu or cuda (bfloat16 autocast on CUDA)."),
     threads: int | None = typer.Option(None, help="CPU threads for torch (default: torch's)."),
     resume: bool = typer.Option(False, "--continue", help="Continue the run in --out."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the run in --out."),
     poses: Path | None = typer.Option(None, help="cryoDRGN poses.pkl (overrides the star's)."),
     ctf_pkl: Path | None = typer.Option(None, help="cryoDRGN ctf.pkl (overrides the star's)."),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON summary."),
@@ -332,15 +385,10 @@ def train(
     """
     import dataclasses
 
-    import torch
-
     from cryoglass.hetero import TrainConfig, fit
     from cryoglass.hetero.train import make_optimizer
 
-    if threads is not None:
-        torch.set_num_threads(threads)
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        fail("--device cuda: no CUDA device available")
+    _set_threads_and_device(threads, device)
     requested = {
         "zdim": zdim,
         "enc_dim": enc_dim,
@@ -363,8 +411,9 @@ def train(
             point_fraction=point_fraction,
             dense_radius_fraction=dense_radius,
         )
-    _check_out(out, resume)
-    particles, pixel = _load_particles(star, poses, ctf_pkl, datadir)
+    particles, pixel = _read_for_training(
+        star, poses, ctf_pkl, datadir, out=out, resume=resume, overwrite=overwrite
+    )
     train_config = dataclasses.replace(train_config, use_ctf=use_ctf and particles.ctf is not None)
     data = _particle_data(particles, pixel)
     d = particles.image_size
@@ -565,6 +614,7 @@ def volumes(
     seed: int = typer.Option(0, help="k-means seed."),
     device: str = typer.Option("cpu", help="cpu or cuda."),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON summary."),
+    overwrite: bool = _OverwriteFolder,
 ) -> None:
     """Generate maps at chosen latent points (a file, k-means centres or a PC traversal).
 
@@ -577,6 +627,7 @@ def volumes(
     from cryoglass.io import write_npy
 
     info = _config(folder)
+    _check_folder_out(out, overwrite, inputs=[folder / "config.json", z_file])
     model, epoch = _load_model(folder, epoch, device)
     chosen = [x is not None for x in (z_file, kmeans_k, pc_traversal)]
     if model.config.zdim == 0:
@@ -631,6 +682,7 @@ def traverse(
     epoch: int | None = typer.Option(None, help="Epoch (default: the last)."),
     device: str = typer.Option("cpu", help="cpu or cuda."),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON summary."),
+    overwrite: bool = _OverwriteFolder,
 ) -> None:
     """Shortest path between anchor particles through the latent kNN graph, with maps.
 
@@ -642,6 +694,7 @@ def traverse(
     from cryoglass.io import write_index_list, write_npy
 
     info = _config(folder)
+    _check_folder_out(out, overwrite, inputs=[folder / "config.json"])
     model, epoch = _load_model(folder, epoch, device)
     if model.config.zdim == 0:
         fail("a zdim = 0 model has no latent space to traverse")
@@ -701,6 +754,11 @@ def select(
     from cryoglass.io import read_particles, write_latent_star
 
     info = _config(folder)
+    check_outputs(
+        [out],
+        inputs=[folder / "config.json", kmeans_labels, indices, info.get("star")],
+        overwrite=overwrite,
+    )
     _, epoch = _checkpoint(folder, epoch)
     z = _latents(folder, epoch)
     if (kmeans_labels is None) == (indices is None):
