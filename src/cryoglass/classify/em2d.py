@@ -50,8 +50,9 @@ was summed, so the value fell as the band grew with the resolution: it measured 
 number of terms, not a worse fit.)  With β = 1, no masking, re-centring or re-seeding, each
 EM iteration cannot decrease it; those extras can make it dip by a little.
 
-Adaptive oversampling (Scheres 2012, J. Struct. Biol. 180:519, "adaptive expectation-maximisation"; RELION's
-``--oversampling 1 --adaptive_fraction 0.999``, ``Class2DSettings.oversampling``): the
+Adaptive oversampling (Scheres 2012, J. Struct. Biol. 180:519, its adaptive
+expectation-maximisation; RELION's ``--oversampling 1 --adaptive_fraction 0.999``;
+``Class2DSettings.oversampling``): the
 expectation pass above scores every pose on the coarse grid (ψ step Δψ, offset step Δs).  Per
 image, the (class, angle) pairs are sorted by their posterior ``Σ_s w_{icjs}`` and the fewest
 that hold ``adaptive_fraction`` of the mass are *significant*.  Each significant (c, ψ_j) is
