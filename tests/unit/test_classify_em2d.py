@@ -348,3 +348,48 @@ def test_oversampling_finds_an_off_grid_pose_exactly(volume):
     assert float(grid.fine_psi_deg[fine.row[t]]) == pytest.approx(2.5, abs=1e-4)
     torch.testing.assert_close(grid.fine_shifts_px[s], torch.tensor([0.25, -0.25]))
     assert float(fine.weight.max()) > 0.99
+
+
+@pytest.mark.slow
+def test_oversampling_separates_views_5_degrees_apart():
+    """Hard case: 4 views 5° apart in tilt (signal/noise std 1), 300 particles of 32² at 6 Å.
+
+    With a 10° psi step the views are told apart by less than the in-plane error of the
+    grid; adaptive oversampling (ψ ∓ 2.5°, offsets ∓ ¼ px around the significant poses)
+    raises the ARI on every seed: measured 0.330 → 0.624, 0.282 → 0.458, 0.297 → 0.396,
+    0.318 → 0.640 on seeds 0–3 (smallest gain 0.099, mean 0.223; about 2.5 s a run).
+    """
+    volume = model_map(box=32, pixel_size_angstrom=6.0, sigma_angstrom=3.0)[0]
+    views = torch.tensor([[20.0, 60.0 + 5.0 * i] for i in range(4)])
+    settings = Class2DSettings(
+        n_classes=4,
+        pixel_size_angstrom=6.0,
+        psi_step_deg=10.0,
+        offset_range_angstrom=18.0,
+        offset_step_angstrom=6.0,
+        particle_diameter_angstrom=170.0,
+    )
+    gains = []
+    for seed in range(4):
+        data = simulate_views(
+            volume,
+            view_euler_deg=views,
+            n=300,
+            pixel_size_angstrom=6.0,
+            snr=1.0,
+            generator=torch.Generator().manual_seed(1000 + seed),
+            shift_range_angstrom=6.0,
+        )
+        ari = {}
+        for order in (0, 1):
+            run = classify_2d(
+                data.images / data.noise_std,
+                settings=replace(settings, oversampling=order),
+                iterations=12,
+                ctf=data.ctf,
+                generator=torch.Generator().manual_seed(seed),
+            )
+            ari[order] = adjusted_rand_index(data.labels, run.assignments.class_index)
+        gains.append(ari[1] - ari[0])
+        assert ari[1] >= ari[0] + 0.08, (seed, ari)
+    assert sum(gains) / len(gains) >= 0.15, gains
