@@ -70,7 +70,8 @@ coarse grid, where oversampling would cost up to 8× the coarse pass and change 
 The reported log-likelihood is that of the coarse grid (exact over all its poses, independent
 of β); since the M-step maximises the fine one, it may dip by a little with oversampling.
 On views 5° apart (``bench_class2d.py`` cell near4-1, signal/noise std 1) oversampling took
-the ARI from 0.33 to 0.68/0.61/… (see ``benchmarks/RESULTS.md``).
+the ARI from 0.33 to 0.68/0.61/0.63 on three seeds (RELION 0.50/0.49/0.50; see
+``benchmarks/RESULTS.md``).
 
 Coarse to fine (as RELION's ``current_size``): the E-step uses the shells up to the best class
 resolution plus ``adaptive_shells`` (the M-step always uses all), so the pose scores of
