@@ -47,8 +47,9 @@ Log-likelihood: ``log p(X_i | model) = log Σ_{cjs} π_c/(JS) p(X_i | c, j, s)``
 every coefficient of the Nyquist circle; outside the E-step's band (below) the model predicts
 no signal there, so those coefficients count as pure noise.  (Until issue 23 only the band
 was summed, so the value fell as the band grew with the resolution: it measured a growing
-number of terms, not a worse fit.)  With β = 1, no masking, re-centring or re-seeding, each
-EM iteration cannot decrease it; those extras can make it dip by a little.
+number of terms, not a worse fit.)  With β = 1, no masking, re-centring, re-seeding or
+oversampling, each EM iteration cannot decrease it; those extras can make it dip by a little
+(oversampling: the sum is over the coarse grid, the M-step maximises the fine one).
 
 Adaptive oversampling (Scheres 2012, J. Struct. Biol. 180:519, its adaptive
 expectation-maximisation; RELION's ``--oversampling 1 --adaptive_fraction 0.999``;
