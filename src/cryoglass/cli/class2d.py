@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from cryoglass.cli._common import fail, failing, print_json, torch_device
-from cryoglass.cli.options import DataDir
+from cryoglass.cli.options import DataDir, Oversampling
 
 _STATE = "checkpoint.pt"
 _STATE_JSON = "checkpoint.json"
@@ -271,14 +271,7 @@ def main(
         0.0, "--prune", min=0.0, max=0.999, help="Drop posteriors below this × the best."
     ),
     recenter: bool = typer.Option(True, "--recenter/--no-recenter", help="Re-centre classes."),
-    oversampling: int = typer.Option(
-        1,
-        "--oversampling",
-        min=0,
-        max=2,
-        help="Adaptive oversampling order (RELION's): rescore the significant poses at a "
-        "2^order finer psi and offset step (0: the coarse grid only).",
-    ),
+    oversampling: Oversampling = 1,
     seed: int = typer.Option(0, "--seed", help="Seed of the random initial subsets."),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda (cuda:0, ...)."),
     batch_size: int | None = typer.Option(None, "--batch-size", min=1, help="Images per batch."),
