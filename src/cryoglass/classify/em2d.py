@@ -207,7 +207,7 @@ class Class2DSettings:
         RELION's adaptive oversampling order o (``--oversampling``, default 1 as RELION): the
         E-step scores every pose on the coarse grid, keeps the (class, angle) pairs that carry
         ``adaptive_fraction`` of each image's posterior mass and scores those again on a grid
-        2^o times finer in ψ and in each translation axis (:func:`oversampled_posterior`);
+        2^o times finer in ψ and in each translation axis (module notes, ``_fine_posterior``);
         the M-step and the reported poses use the fine posterior.  0: the coarse grid only.
     adaptive_fraction : float
         Posterior mass of the significant coarse samples (RELION's ``--adaptive_fraction``,
