@@ -214,7 +214,7 @@ def write_cell_inputs(folder: Path, cell: Cell, seed: int) -> dict:
     }
 
 
-def cryoglass_command(cell: Cell, seed: int, out: str = "cg") -> list[str]:
+def cryoglass_command(cell: Cell, seed: int, out: str = "cg", oversampling: int = 1) -> list[str]:
     p = cell.pixel_angstrom
     return [
         sys.executable,
@@ -231,6 +231,7 @@ def cryoglass_command(cell: Cell, seed: int, out: str = "cg") -> list[str]:
         "--tau2-fudge", f"{cell.tau2_fudge:g}",
         "--particle-diameter-angstrom", f"{cell.diameter_angstrom:g}",
         "--seed", str(seed),
+        "--oversampling", str(oversampling),
     ]  # fmt: skip
 
 
@@ -287,7 +288,9 @@ def _env(threads: int) -> dict:
     return {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
 
 
-def run_cell(cell: Cell, seed: int, *, threads: int, relion: bool = True) -> dict:
+def run_cell(
+    cell: Cell, seed: int, *, threads: int, relion: bool = True, oversampling: int = 1
+) -> dict:
     """Both programs on one simulated set: a JSON-able row."""
     env = _env(threads)
     row: dict = {
@@ -303,9 +306,14 @@ def run_cell(cell: Cell, seed: int, *, threads: int, relion: bool = True) -> dic
         truth = write_cell_inputs(folder, cell, seed)
         row["view_similarity"] = truth["similarity"]
         row["load_before"] = os.getloadavg()[0]
-        wall = _timed(cryoglass_command(cell, seed), folder, env)
+        wall = _timed(cryoglass_command(cell, seed, oversampling=oversampling), folder, env)
         ari, psi = score(folder / "cg" / "particles.star", truth["labels"], truth["psi"])
-        row["cryoglass"] = {"wall_s": wall, "ari": ari, "psi_error_deg": psi}
+        row["cryoglass"] = {
+            "wall_s": wall,
+            "ari": ari,
+            "psi_error_deg": psi,
+            "oversampling": oversampling,
+        }
         row["cryoglass"]["log"] = json.loads((folder / "cg" / "model.json").read_text())["log"]
         if relion:
             (folder / "relion").mkdir()
@@ -349,7 +357,13 @@ def sweep(args) -> None:
         for seed in seeds:
             if (name, seed) in done:
                 continue
-            row = run_cell(CELLS[name], seed, threads=args.threads, relion=with_relion)
+            row = run_cell(
+                CELLS[name],
+                seed,
+                threads=args.threads,
+                relion=with_relion,
+                oversampling=args.oversampling,
+            )
             ours, peer = row["cryoglass"], row.get("relion", {})
             nan = math.nan
             print(
@@ -489,6 +503,9 @@ def main() -> None:
     parser.add_argument("--results", default=str(RESULTS), help="JSON-lines results file")
     parser.add_argument("--resume", action="store_true", help="skip (cell, seed) already done")
     parser.add_argument("--nice", type=int, default=10, help="niceness of the sweep")
+    parser.add_argument(
+        "--oversampling", type=int, default=1, help="cryoglass --oversampling (RELION runs with 1)"
+    )
     parser.add_argument("--table", action="store_true", help="print the results' table")
     parser.add_argument("--list", action="store_true", help="list the cells")
     args = parser.parse_args()

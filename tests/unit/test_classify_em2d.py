@@ -120,6 +120,7 @@ def test_log_likelihood_does_not_decrease_in_plain_em(noisy):
         reseed_below=0.0,
         adaptive_shells=None,
         early_sharpening=1.0,
+        oversampling=0,  # the M-step then maximises the likelihood that is reported
     )
     run = classify_2d(noisy.images[:120], settings=plain, iterations=5, ctf=noisy.ctf[:120])
     values = torch.tensor([e["log_likelihood"] for e in run.log], dtype=torch.float64)
@@ -224,7 +225,8 @@ def test_sharpening_changes_posteriors_not_the_log_likelihood(noisy):
     )
     runs = {}
     for beta in (1.0, 2.0):
-        settings = replace(SETTINGS, early_sharpening=beta)
+        # one grid for both: an oversampled image's max. posterior is one of 8× more samples
+        settings = replace(SETTINGS, early_sharpening=beta, oversampling=0)
         runs[beta] = em_iteration(start, batches(), n_particles=90, ctf=ctf, settings=settings)
     plain, sharp = runs[1.0][1], runs[2.0][1]
     torch.testing.assert_close(sharp.log_likelihood, plain.log_likelihood, rtol=1e-9, atol=1e-6)
@@ -262,3 +264,132 @@ def test_early_sharpening_separates_low_snr_views(volume):
             ari[beta] = adjusted_rand_index(data.labels, run.assignments.class_index)
         assert ari[2.0] >= ari[1.0] + 0.2, (seed, ari)
         assert ari[2.0] >= 0.25, (seed, ari)
+
+
+# ----------------------------------------------------------------------------- oversampling
+
+
+def _one_pass(model, images, settings):
+    """Coarse posterior (B, K·J, S) and the oversampled one of the same images (no CTF)."""
+    from cryoglass.classify import em2d
+
+    grid = em2d._grid(settings, images.shape[-1], images.device)
+    band = em2d._band(model, settings, grid)
+    rotated, table = em2d._pose_table(model.classes, grid, band)
+    xf = em2d._fourier(images)
+    ctf = torch.ones_like(xf.real)
+    logits, _ = em2d._expectation_batch(xf, ctf, rotated, table, model, grid, band)
+    coarse, _ = em2d._posterior(logits)
+    fine_rotated = em2d._rotated_fourier(model.classes, grid, grid.fine_psi_deg)
+    significant = em2d._significant(coarse.sum(-1), 0.999)
+    fine = em2d._fine_posterior(xf, ctf, significant, fine_rotated, model, grid, band, beta=1.0)
+    return grid, coarse, fine
+
+
+def _fixed_model(classes: torch.Tensor, sigma2: float):
+    from cryoglass.classify.em2d import Class2DModel
+
+    k, size = classes.shape[0], classes.shape[-1]
+    return Class2DModel(
+        classes=classes,
+        class_prior=torch.full((k,), 1.0 / k),
+        sigma2=torch.full((size // 2 + 1,), sigma2),
+        tau2=torch.ones(k, size // 2 + 1),
+        resolution_angstrom=torch.zeros(k),
+    )
+
+
+def test_oversampled_posterior_sums_to_one_over_significant_children(volume):
+    """Each image's fine posterior sums to 1 and lives on the children of significant samples."""
+    from cryoglass.classify.em2d import _significant
+
+    views = project(
+        volume, euler_deg=torch.cat((VIEWS, torch.zeros(3, 1)), 1), pixel_size_angstrom=PIXEL
+    )
+    g = torch.Generator().manual_seed(4)
+    images = views[torch.arange(12) % 3] + 0.5 * views.std() * torch.randn(12, N, N, generator=g)
+    settings = replace(SETTINGS, adaptive_shells=None)
+    model = _fixed_model(views, sigma2=float(0.25 * views.var() * N * N))
+    grid, coarse, fine = _one_pass(model, images, settings)
+    total = torch.zeros(12, dtype=torch.float64).index_add_(
+        0, fine.image, fine.weight.sum(1).double()
+    )
+    torch.testing.assert_close(total, torch.ones(12, dtype=torch.float64), rtol=0, atol=1e-5)
+    assert fine.n_rows == 3 * grid.fine_psi_deg.shape[0] == 3 * 2 * grid.psi_deg.shape[0]
+    assert fine.weight.shape[1] == 4 * grid.shifts_px.shape[0]
+    significant = _significant(coarse.sum(-1), 0.999)
+    parents = torch.zeros_like(significant)
+    parents[fine.image, fine.row // 2] = True
+    assert torch.equal(parents, significant)
+    assert 12 * 2 <= fine.image.shape[0] < 12 * fine.n_rows  # some pruned, at least 1 parent each
+    kept_mass = (coarse.sum(-1) * significant).sum(1)
+    assert bool((kept_mass >= 0.999 - 1e-5).all())
+
+
+def test_oversampling_finds_an_off_grid_pose_exactly(volume):
+    """Noise-free image at ψ = 2.5°, origin (0.25, −0.25) px: the 10° / 1 px grid misses it,
+    the oversampled grid (children ψ_j ∓ 2.5°, s ∓ 0.25 px) has it and finds it."""
+    view = project(volume, euler_deg=torch.tensor([[0.0, 90.0, 0.0]]), pixel_size_angstrom=PIXEL)
+    image = rotate_images(view, torch.tensor([2.5]))
+    image = shift_image(image, torch.tensor([[0.25, -0.25]]) * PIXEL, pixel_size_angstrom=PIXEL)
+    settings = replace(
+        SETTINGS,
+        n_classes=1,
+        adaptive_shells=None,
+        offset_range_angstrom=2 * PIXEL,
+        offset_step_angstrom=PIXEL,
+    )
+    model = _fixed_model(view, sigma2=float(1e-4 * view.var() * N * N))
+    grid, coarse, fine = _one_pass(model, image, settings)
+    best = coarse.reshape(-1).argmax()
+    n_shifts = grid.shifts_px.shape[0]
+    assert float(grid.psi_deg[best // n_shifts]) in (0.0, 10.0)  # the coarse grid misses 2.5°
+    t, s = divmod(int(fine.weight.argmax()), fine.weight.shape[1])
+    assert float(grid.fine_psi_deg[fine.row[t]]) == pytest.approx(2.5, abs=1e-4)
+    torch.testing.assert_close(grid.fine_shifts_px[s], torch.tensor([0.25, -0.25]))
+    assert float(fine.weight.max()) > 0.99
+
+
+@pytest.mark.slow
+def test_oversampling_separates_views_5_degrees_apart():
+    """Hard case: 4 views 5° apart in tilt (signal/noise std 1), 300 particles of 32² at 6 Å.
+
+    With a 10° psi step the views are told apart by less than the in-plane error of the
+    grid; adaptive oversampling (ψ ∓ 2.5°, offsets ∓ ¼ px around the significant poses)
+    raises the ARI on every seed: measured 0.330 → 0.624, 0.282 → 0.458, 0.297 → 0.396,
+    0.318 → 0.640 on seeds 0–3 (smallest gain 0.099, mean 0.223; about 2.5 s a run).
+    """
+    volume = model_map(box=32, pixel_size_angstrom=6.0, sigma_angstrom=3.0)[0]
+    views = torch.tensor([[20.0, 60.0 + 5.0 * i] for i in range(4)])
+    settings = Class2DSettings(
+        n_classes=4,
+        pixel_size_angstrom=6.0,
+        psi_step_deg=10.0,
+        offset_range_angstrom=18.0,
+        offset_step_angstrom=6.0,
+        particle_diameter_angstrom=170.0,
+    )
+    gains = []
+    for seed in range(4):
+        data = simulate_views(
+            volume,
+            view_euler_deg=views,
+            n=300,
+            pixel_size_angstrom=6.0,
+            snr=1.0,
+            generator=torch.Generator().manual_seed(1000 + seed),
+            shift_range_angstrom=6.0,
+        )
+        ari = {}
+        for order in (0, 1):
+            run = classify_2d(
+                data.images / data.noise_std,
+                settings=replace(settings, oversampling=order),
+                iterations=12,
+                ctf=data.ctf,
+                generator=torch.Generator().manual_seed(seed),
+            )
+            ari[order] = adjusted_rand_index(data.labels, run.assignments.class_index)
+        gains.append(ari[1] - ari[0])
+        assert ari[1] >= ari[0] + 0.08, (seed, ari)
+    assert sum(gains) / len(gains) >= 0.15, gains

@@ -111,11 +111,14 @@ def _assert_same_model(a, b):
     scale = float(b.classes.abs().max())
     assert a.iteration == b.iteration
     # measured (1-3 workers, chunks 50-240, 3 iterations): ≤ 1e-6 of the maximum for the
-    # classes, ≤ 1.2e-6 relative for σ², ≤ 1e-7 for the priors, ≤ 7e-6 relative for τ²
+    # classes, ≤ 1.2e-6 relative for σ², ≤ 1e-7 for the priors, ≤ 7e-6 relative for τ² without
+    # oversampling; with it (issue 23) τ² ≤ 2.5e-4 relative in one high shell: which coarse
+    # samples are significant (cumulative posterior < 0.999) is a threshold decision, so a
+    # sample at the boundary may be in or out depending on the chunk's float rounding
     torch.testing.assert_close(a.classes, b.classes, rtol=0, atol=1e-5 * scale)
     torch.testing.assert_close(a.class_prior, b.class_prior, rtol=0, atol=1e-6)
     torch.testing.assert_close(a.sigma2, b.sigma2, rtol=2e-5, atol=0)
-    torch.testing.assert_close(a.tau2, b.tau2, rtol=1e-4, atol=0)
+    torch.testing.assert_close(a.tau2, b.tau2, rtol=1e-3, atol=0)
     torch.testing.assert_close(a.resolution_angstrom, b.resolution_angstrom, rtol=1e-5, atol=0)
 
 
@@ -265,7 +268,9 @@ def test_cli_distributed_with_resume_equals_single_process(dataset, cluster, tmp
     rows_one = starfile.read(tmp_path / "one" / "particles.star")["particles"]
     rows_dist = starfile.read(dist / "particles.star")["particles"]
     assert np.array_equal(rows_one["rlnClassNumber"], rows_dist["rlnClassNumber"])
-    assert np.array_equal(rows_one["rlnAnglePsi"], rows_dist["rlnAnglePsi"])
+    # the same grid poses; their sub-grid refinement differs by float rounding only (the
+    # oversampled E-step's products have batch-dependent shapes: measured ≤ 3·10⁻⁵ °)
+    np.testing.assert_allclose(rows_dist["rlnAnglePsi"], rows_one["rlnAnglePsi"], rtol=0, atol=1e-3)
 
 
 def test_cli_rejects_workers_with_scheduler_or_gpu(dataset, tmp_path):

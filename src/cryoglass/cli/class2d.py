@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from cryoglass.cli._common import check_outputs, fail, failing, print_json, torch_device
-from cryoglass.cli.options import DataDir
+from cryoglass.cli.options import DataDir, Oversampling
 
 _STATE = "checkpoint.pt"
 _STATE_JSON = "checkpoint.json"
@@ -271,6 +271,7 @@ def main(
         0.0, "--prune", min=0.0, max=0.999, help="Drop posteriors below this × the best."
     ),
     recenter: bool = typer.Option(True, "--recenter/--no-recenter", help="Re-centre classes."),
+    oversampling: Oversampling = 1,
     seed: int = typer.Option(0, "--seed", help="Seed of the random initial subsets."),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda (cuda:0, ...)."),
     batch_size: int | None = typer.Option(None, "--batch-size", min=1, help="Images per batch."),
@@ -311,7 +312,8 @@ def main(
       cryoglass class2d particles.star -K 20 --out class2d --workers 4 --chunk-size 4096
     the RELION equivalent is
       relion_refine --i particles.star --o class2d/run --K 20 --iter 25 --ctf \\
-          --particle_diameter 150 --psi_step 10 --offset_range 5 --tau2_fudge 2
+          --particle_diameter 150 --psi_step 10 --offset_range 5 --tau2_fudge 2 \\
+          --oversampling 1
     """
     from cryoglass.classify import Class2DSettings, default_batch_size, run_description
 
@@ -334,6 +336,7 @@ def main(
         particle_diameter_angstrom=particle_diameter,
         recenter=recenter,
         prune_fraction=prune,
+        oversampling=oversampling,
         batch_size=batch_size,
     )
     with failing(ValueError):

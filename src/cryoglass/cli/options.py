@@ -26,6 +26,7 @@ __all__ = [
     "OffsetRange",
     "OffsetStep",
     "Overwrite",
+    "Oversampling",
     "RefApix",
     "Scheduler",
     "UseCTF",
@@ -42,6 +43,16 @@ Apix = Annotated[
     ),
 ]
 Device = Annotated[str, typer.Option("--device", help="cpu or cuda (cuda:0, ...).")]
+Oversampling = Annotated[
+    int,
+    typer.Option(
+        "--oversampling",
+        min=0,
+        max=2,
+        help="Adaptive oversampling order, as RELION's: rescore the likely poses on a psi and "
+        "offset grid 2^order times finer (0: the coarse grid only).",
+    ),
+]
 DataDir = Annotated[
     Path | None,
     typer.Option(

@@ -137,9 +137,11 @@ def write_class2d_report(
                 (
                     "Log-likelihood of the data under each iteration's input model, "
                     "log p(X | model) summed over every Fourier coefficient of the Nyquist "
-                    "circle (those outside the E-step's band count as noise), and occupancies. "
+                    "circle (those outside the E-step's band count as noise), over the "
+                    "coarse pose grid, and occupancies. "
                     "It rises as the classes come to explain the data; re-seeding an empty "
-                    "class, masking and re-centring can make it dip slightly.",
+                    "class, masking, re-centring and adaptive oversampling (the averages are "
+                    "made from the finer grid's posteriors) can make it dip slightly.",
                 ),
                 figures=(("convergence.png", "log-likelihood and class occupancies"),),
             ),
