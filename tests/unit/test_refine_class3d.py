@@ -275,7 +275,8 @@ def test_class3d_separates_two_maps_and_recovers_both():
 _BELOW_TRUE_MAPS = pytest.mark.xfail(
     strict=True,
     reason="issue 17, open: class3d separates the classes far less often than an E-step with "
-    "the true maps at noise ≥ 1.0 (ARI 0.007 / 0.57 / 0.08 vs 0.95 / 0.97 / 0.81 on 2026-12-07)",
+    "the true maps at noise ≥ 1.0 (ARI 0.007 / 0.57 / 0.08 vs 0.95 / 0.97 / 0.81 on 2026-12-07); "
+    "relion_refine --K 2 on the same particles (noise 1.0, seed 2) reaches ARI 0.000",
 )
 
 
