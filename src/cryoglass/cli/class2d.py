@@ -317,14 +317,8 @@ def main(
     """
     from cryoglass.classify import Class2DSettings, default_batch_size, run_description
 
-    target = _check_options(
-        out,
-        continue_run=continue_run,
-        overwrite=overwrite,
-        workers=workers,
-        scheduler=scheduler,
-        device=device,
-    )
+    checks = {"workers": workers, "scheduler": scheduler, "device": device}
+    target = _check_options(out, continue_run=continue_run, overwrite=overwrite, **checks)
     particles, pixel, ctf_params = _read_particles(star, ctf, datadir)
     settings = Class2DSettings(
         n_classes=classes,
