@@ -178,3 +178,20 @@ def test_a_worker_dies_with_its_server(tmp_path, pdeathsig):
         time.sleep(0.02)
     assert not process_alive(worker["pid"], worker["started"]), "the worker outlived the server"
     assert time.monotonic() - killed_at < (0.5 if pdeathsig else 2.0)
+
+
+def test_an_interrupted_upload_job_keeps_no_outputs(tmp_path):
+    """A worker stopped after its command wrote its files but before the job was recorded:
+    the failed record and the folder agree (no complete-looking result.json is left)."""
+    from cryoglass.serve.jobs import fail_jobs
+
+    store = JobStore(tmp_path)
+    store.create("feed00000009", "3dfsc", {"cone_deg": 5})
+    assert store.claim("feed00000009", os.getpid())
+    out = store.out_path(store.get("feed00000009"))
+    out.mkdir(parents=True)
+    (out / "result.json").write_text("{}\n")
+    assert fail_jobs(store, INTERRUPTED) == ["feed00000009"]
+    job = store.get("feed00000009")
+    assert job["status"] == "failed" and job["error"] == INTERRUPTED
+    assert not out.exists() and job["files"] == []

@@ -784,15 +784,22 @@ def fail_jobs(store: JobStore, reason: str, *, worker: str | None = None) -> lis
     """Mark running jobs (all, or ``worker``'s) failed, and their folders to agree.
 
     A project job's folder gets ``RELION_JOB_EXIT_FAILURE`` (what was written stays, as in
-    RELION) and the record lists the files it holds.
+    RELION) and the record lists the files it holds.  An upload job's outputs are removed
+    (a worker stopped between writing its last file and recording the job would otherwise
+    leave a complete-looking result beside a failed record).
     """
     ids = store.fail_running(reason, worker=worker)
     for job_id in ids:
         job = store.get(job_id)
-        if job is not None and job.get("out_dir") and store.project_dir is not None:
-            out = store.out_path(job)
+        if job is None:
+            continue
+        out = store.out_path(job)
+        if job.get("out_dir") and store.project_dir is not None:
             _mark(out, "failed")
             store.set_files(job_id, out_files(out))
+        else:
+            shutil.rmtree(out, ignore_errors=True)
+            store.set_files(job_id, [])
     return ids
 
 
