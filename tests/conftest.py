@@ -65,3 +65,32 @@ def run_relion(args: list[str], *, cwd: Path) -> subprocess.CompletedProcess:
             f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
         )
     return proc
+
+
+@pytest.fixture
+def busy_worker_killer():
+    """``kill = busy_worker_killer(client)``: a Dask progress callback that SIGKILLs the first
+    worker it finds busy (once; it waits up to 5 s for one); ``kill.killed`` lists it."""
+    import signal
+    import time
+
+    def make(client):
+        pids = client.run(os.getpid)
+        killed = []
+
+        def kill(count):
+            if killed:
+                return
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline:
+                busy = [w for w, tasks in client.processing().items() if tasks]
+                if busy:
+                    os.kill(pids[busy[0]], signal.SIGKILL)
+                    killed.append(busy[0])
+                    return
+                time.sleep(0.01)
+
+        kill.killed = killed
+        return kill
+
+    return make

@@ -296,29 +296,13 @@ def test_cli_rejects_workers_with_scheduler_or_gpu(dataset, tmp_path):
     assert gpu.exit_code != 0 and "drop --device" in gpu.output
 
 
-def test_killed_worker_leaves_the_iteration_unchanged(dataset, serial, cluster):
+def test_killed_worker_leaves_the_iteration_unchanged(dataset, serial, cluster, busy_worker_killer):
     """SIGKILL a busy worker during the E-step: its chunks are redone, the model broadcast to
     the others survives, and the iteration equals the single-process one."""
-    import os
-    import signal
-    import time
 
     particles, _, _, _ = dataset
     start, rounds = serial
-    pids = cluster.run(os.getpid)
-    killed = []
-
-    def kill_busy_worker(count):
-        if killed:
-            return
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:
-            busy = [w for w, tasks in cluster.processing().items() if tasks]
-            if busy:
-                os.kill(pids[busy[0]], signal.SIGKILL)
-                killed.append(busy[0])
-                return
-            time.sleep(0.01)
+    kill_busy_worker = busy_worker_killer(cluster)
 
     model, assignments, _ = class2d_iteration(
         cluster,
@@ -329,6 +313,6 @@ def test_killed_worker_leaves_the_iteration_unchanged(dataset, serial, cluster):
         batch_size=16,
         progress=kill_busy_worker,
     )
-    assert killed, "no worker was busy to be killed"
+    assert kill_busy_worker.killed, "no worker was busy to be killed"
     _assert_same_model(model, rounds[0][0])
     _assert_same_assignments(assignments, rounds[0][1])

@@ -92,14 +92,10 @@ def test_chunked_estep_equals_one_pass(dataset, chunk_size, order_seed):
         assert abs(one_ll - chunked_ll) <= 1e-8 * abs(one_ll), kind
 
 
-def test_killed_worker_leaves_the_iteration_unchanged(dataset):
+def test_killed_worker_leaves_the_iteration_unchanged(dataset, busy_worker_killer):
     """SIGKILL a busy Dask worker during a class3d E-step: its chunks are redone by the others
     (and the restarted worker), and the iteration equals the single-process one.  refine3d's
     E-step runs through the same ``_iteration_sums`` (scatter once, rows placed as they come)."""
-    import os
-    import signal
-    import time
-
     pytest.importorskip("dask.distributed")
     from cryoglass.distributed import open_client
     from cryoglass.distributed.jobs import class3d_estep_sums
@@ -113,23 +109,9 @@ def test_killed_worker_leaves_the_iteration_unchanged(dataset):
     start = initial_class3d_state(truth, COUNT, SETTINGS)
     start = class3d_iteration(start, batches, ctf=ctf, settings=SETTINGS)  # the cc iteration
     one = class3d_iteration(start, batches, ctf=ctf, settings=SETTINGS)
-    killed = []
     with open_client(workers=2, dashboard=False) as (client, _):
         client.wait_for_workers(2)
-        pids = client.run(os.getpid)
-
-        def kill_busy_worker(count):
-            if killed:
-                return
-            deadline = time.monotonic() + 5
-            while time.monotonic() < deadline:
-                busy = [w for w, tasks in client.processing().items() if tasks]
-                if busy:
-                    os.kill(pids[busy[0]], signal.SIGKILL)
-                    killed.append(busy[0])
-                    return
-                time.sleep(0.01)
-
+        kill_busy_worker = busy_worker_killer(client)
         task = Class3DTask("killed-1", start, SETTINGS, ctf=True, batch_size=16)
         total = class3d_estep_sums(
             client,
@@ -138,7 +120,7 @@ def test_killed_worker_leaves_the_iteration_unchanged(dataset):
             n_particles=COUNT,
             progress=kill_busy_worker,
         )
-    assert killed, "no worker was busy to be killed"
+    assert kill_busy_worker.killed, "no worker was busy to be killed"
     sums, rows = class3d_from_sums(total, size=N, pad=SETTINGS.pad)
     after = class3d_mstep(start, sums, rows, settings=SETTINGS)
     assert torch.equal(one.classes, after.classes)

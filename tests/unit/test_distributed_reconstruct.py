@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -307,24 +306,11 @@ def test_lanes_pull_chunks_so_a_faster_worker_sums_more(dataset, cluster):
     assert total["chunks"][fast] >= 13
 
 
-def test_killed_worker_chunks_are_recomputed(dataset, cluster):
+def test_killed_worker_chunks_are_recomputed(dataset, cluster, busy_worker_killer):
     """SIGKILL one busy worker process mid-run: the nanny restarts it, the result is the same."""
     particles, images, labels = dataset
     client, _ = cluster
-    pids = client.run(os.getpid)
-    killed = []
-
-    def kill_busy_worker(count):
-        if killed:
-            return
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:
-            busy = [w for w, tasks in client.processing().items() if tasks]
-            if busy:
-                os.kill(pids[busy[0]], signal.SIGKILL)
-                killed.append(busy[0])
-                return
-            time.sleep(0.01)
+    kill_busy_worker = busy_worker_killer(client)
 
     accs = reconstruct_sums(
         client,
@@ -334,7 +320,7 @@ def test_killed_worker_chunks_are_recomputed(dataset, cluster):
         labels=labels,
         progress=kill_busy_worker,
     )
-    assert killed, "no worker was busy to be killed"
+    assert kill_busy_worker.killed, "no worker was busy to be killed"
     _assert_same(accs, _serial(particles, images, labels))
 
 
