@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
 import os
 import platform
 import shutil
@@ -144,12 +143,7 @@ def main() -> None:
             f"FSC-to-truth 0.5 at {row['fsc05_to_truth']:.2f} Å, 0.143 at "
             f"{row['fsc0143_to_truth']:.2f} Å, correlation {row['correlation']:.3f}"
         )
-    if "relion" in rows:
-        ratio = rows["cryoglass"]["wall_s"] / rows["relion"]["wall_s"]
-        cpu_ratio = rows["cryoglass"]["cpu_s"] / rows["relion"]["cpu_s"]
-        print(f"time ratio cryoglass/relion: {ratio:.2f} wall, {cpu_ratio:.2f} CPU")
-    print(f"load after: {os.getloadavg()[0]:.2f}; folder {folder}")
-    (folder / "bench.json").write_text(json.dumps(rows, indent=2) + "\n")
+    refine_bench.finish(rows, folder)
 
 
 if __name__ == "__main__":

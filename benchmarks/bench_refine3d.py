@@ -137,6 +137,16 @@ def _run(command: list[str], cwd: Path, env: dict) -> tuple[float, float, float]
     return wall, _cpu_children() - cpu, peak
 
 
+def finish(rows: dict, folder: Path) -> None:
+    """Print the time ratios and the load, and write ``folder/bench.json``."""
+    if "relion" in rows:
+        ratio = rows["cryoglass"]["wall_s"] / rows["relion"]["wall_s"]
+        cpu_ratio = rows["cryoglass"]["cpu_s"] / rows["relion"]["cpu_s"]
+        print(f"time ratio cryoglass/relion: {ratio:.2f} wall, {cpu_ratio:.2f} CPU")
+    print(f"load after: {os.getloadavg()[0]:.2f}; folder {folder}")
+    (folder / "bench.json").write_text(json.dumps(rows, indent=2) + "\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--count", type=int, default=1500)
@@ -276,12 +286,7 @@ def main() -> None:
             f"{row['reported_resolution']} Å, FSC-to-truth 0.5 at {row['fsc05_to_truth']:.2f} Å, "
             f"median angular error {row['median_angle_error_deg']:.2f}°"
         )
-    if "relion" in rows:
-        ratio = rows["cryoglass"]["wall_s"] / rows["relion"]["wall_s"]
-        cpu_ratio = rows["cryoglass"]["cpu_s"] / rows["relion"]["cpu_s"]
-        print(f"time ratio cryoglass/relion: {ratio:.2f} wall, {cpu_ratio:.2f} CPU")
-    print(f"load after: {os.getloadavg()[0]:.2f}; folder {folder}")
-    (folder / "bench.json").write_text(json.dumps(rows, indent=2) + "\n")
+    finish(rows, folder)
 
 
 if __name__ == "__main__":
