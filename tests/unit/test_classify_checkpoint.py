@@ -64,3 +64,23 @@ def test_another_run_is_refused(result):
 def test_missing_file():
     with pytest.raises(FileNotFoundError, match="checkpoint not found"):
         load_tensors("no/such/checkpoint.pt")
+
+
+def test_split_trial_state_round_trips(result, tmp_path):
+    """A run resumed mid-trial keeps which class was split from which, and when."""
+    from dataclasses import replace
+
+    settings, run = result
+    model = replace(run.model, split_from=torch.tensor([-1, 0]), split_since=torch.tensor([0, 1]))
+    path = save_tensors(tmp_path / "checkpoint.pt", checkpoint_tensors(model, run.assignments))
+    record = checkpoint_record(model, run.log, {"input": "p.star"})
+    loaded, _ = model_from_checkpoint(load_tensors(path), record, device="cpu")
+    assert torch.equal(loaded.split_from, model.split_from)
+    assert torch.equal(loaded.split_since, model.split_since)
+    plain, _ = model_from_checkpoint(
+        load_tensors(
+            save_tensors(tmp_path / "plain.pt", checkpoint_tensors(run.model, run.assignments))
+        ),
+        record,
+    )
+    assert plain.split_from is None and plain.split_since is None

@@ -393,3 +393,107 @@ def test_oversampling_separates_views_5_degrees_apart():
         gains.append(ari[1] - ari[0])
         assert ari[1] >= ari[0] + 0.08, (seed, ari)
     assert sum(gains) / len(gains) >= 0.15, gains
+
+
+# ----------------------------------------------------------------------------- split trials
+
+
+def _sums_of(images: torch.Tensor, count: float):
+    """Num/Den of ``count`` images averaging to ``images`` (K, N, N) with unit pixel noise."""
+    from cryoglass.classify import em2d
+
+    g = torch.Generator().manual_seed(11)
+    noise = torch.randn(images.shape, generator=g) * count**0.5
+    num = em2d._fourier(images * count + noise)
+    den = torch.full(num.shape, float(count))
+    return num, den
+
+
+def test_split_ratio_is_one_for_a_turned_half_and_large_for_another_view(volume):
+    """Two halves of one view at angles 5° and centres 1 px apart: r ≈ 1 after alignment
+    (well above 1 before); halves of two views: r ≫ 1."""
+    from cryoglass.classify import em2d
+
+    settings = replace(SETTINGS, offset_step_angstrom=PIXEL)
+    grid = em2d._grid(settings, N, torch.device("cpu"))
+    views = project(
+        volume, euler_deg=torch.cat((VIEWS, torch.zeros(3, 1)), 1), pixel_size_angstrom=PIXEL
+    )
+    views = 0.5 * views / views.std()  # signal std 0.5 of the unit noise, 40 images a half
+    sigma2 = torch.full((N // 2 + 1,), float(N * N))  # white noise of std 1 per pixel
+    turned = shift_image(
+        rotate_images(views[0], torch.tensor(5.0)),
+        torch.tensor([PIXEL, 0.0]),
+        pixel_size_angstrom=PIXEL,
+    )
+    num, den = _sums_of(torch.stack((views[0], turned, views[1])), 40.0)
+    same = em2d._split_ratio(num, den, (0, 1), sigma2, grid, N // 2)
+    other = em2d._split_ratio(num, den, (0, 2), sigma2, grid, N // 2)
+    assert same["ratio"] < 1.3 < same["ratio_unaligned"], same
+    assert abs(same["psi_deg"]) in (4.0, 5.0, 6.0), same
+    assert other["ratio"] > 3.0, other
+
+
+def _split_model(classes: torch.Tensor, sigma2: float):
+    """A model in which class 1 was split from class 0 one iteration ago (on trial)."""
+    k = classes.shape[0]
+    return replace(
+        _fixed_model(classes, sigma2),
+        resolution_angstrom=torch.full((k,), 4 * PIXEL),
+        iteration=1,
+        split_from=torch.tensor([-1, 0] + [-1] * (k - 2)),
+        split_since=torch.zeros(k, dtype=torch.int64),
+    )
+
+
+def _views_data(volume, labels_views: torch.Tensor, n: int, seed: int):
+    data = simulate_views(
+        volume,
+        view_euler_deg=labels_views,
+        n=n,
+        pixel_size_angstrom=PIXEL,
+        snr=0.5,
+        generator=torch.Generator().manual_seed(seed),
+        shift_range_angstrom=5.0,
+    )
+    images = data.images / data.noise_std
+    return data, images
+
+
+TRIAL = replace(SETTINGS, tau2_fudge=None, split_test_iterations=1, offset_step_angstrom=PIXEL)
+
+
+def test_a_split_of_one_view_is_merged_back_and_its_class_retired(volume):
+    """Classes 0 and 1 hold the same view (1 a re-seeded copy): the trial merges them into
+    class 0 (its occupancy the sum), class 1 is emptied and never re-seeded again."""
+    data, images = _views_data(volume, VIEWS[:2], 240, seed=5)
+    clean = data.views / data.views.std() * images.std() * 0.5**0.5 / (1.5**0.5)
+    start = torch.stack((clean[0], rotate_images(clean[0], torch.tensor(3.0)), clean[1]))
+    model = _split_model(start, sigma2=float(N * N))
+    batches = tensor_batches(images, 64)
+    new, _, log = em_iteration(model, batches(), n_particles=240, ctf=data.ctf, settings=TRIAL)
+    (test,) = log["split_tests"]
+    assert (test["class"], test["parent"], test["kept"]) == (2, 1, False), test
+    assert test["ratio"] < TRIAL.split_min_ratio
+    assert int(new.split_from[1]) == -2
+    assert float(new.class_prior[1]) == 0.0 and float(new.classes[1].abs().max()) == 0.0
+    assert float(new.class_prior[0]) == pytest.approx(0.5, abs=0.08)
+    later, assignments, log = em_iteration(
+        new, batches(), n_particles=240, ctf=data.ctf, settings=TRIAL
+    )
+    assert log["reseeded"] == [] and float(later.class_prior[1]) == 0.0
+    assert not bool((assignments.class_index == 1).any())
+
+
+def test_a_split_of_two_views_is_kept(volume):
+    """Class 1 took a second view after the split: the trial keeps it."""
+    data, images = _views_data(volume, VIEWS, 240, seed=6)
+    clean = data.views / data.views.std() * images.std() * 0.5**0.5 / (1.5**0.5)
+    model = _split_model(clean, sigma2=float(N * N))
+    new, _, log = em_iteration(
+        model, tensor_batches(images, 64)(), n_particles=240, ctf=data.ctf, settings=TRIAL
+    )
+    (test,) = log["split_tests"]
+    assert test["kept"] and test["ratio"] > 2 * TRIAL.split_min_ratio, test
+    assert int(new.split_from[1]) == -1
+    assert float(new.class_prior[1]) == pytest.approx(1 / 3, abs=0.08)

@@ -24,6 +24,7 @@ __all__ = [
 ]
 
 _MODEL_FIELDS = ("classes", "class_prior", "sigma2", "tau2", "resolution_angstrom")
+_SPLIT_FIELDS = ("split_from", "split_since")  # re-seeding state, absent until a re-seed
 _ASSIGNMENT_FIELDS = (
     "class_index",
     "psi_deg",
@@ -84,6 +85,13 @@ def checkpoint_tensors(model: Class2DModel, assignments: Assignments) -> dict[st
     ['class_index', 'class_prior', 'classes']
     """
     tensors = {name: getattr(model, name).cpu() for name in _MODEL_FIELDS}
+    tensors.update(
+        {
+            name: getattr(model, name).cpu()
+            for name in _SPLIT_FIELDS
+            if getattr(model, name) is not None
+        }
+    )
     tensors.update({name: getattr(assignments, name) for name in _ASSIGNMENT_FIELDS})
     return tensors
 
@@ -132,6 +140,7 @@ def model_from_checkpoint(
     """
     model = Class2DModel(
         **{name: tensors[name].to(device) for name in _MODEL_FIELDS},
+        **{name: tensors[name] for name in _SPLIT_FIELDS if name in tensors},
         iteration=int(record["iteration"]),
     )
     assignments = Assignments(**{name: tensors[name] for name in _ASSIGNMENT_FIELDS})

@@ -76,9 +76,24 @@ the ARI from 0.33 to 0.68/0.61/0.63 on three seeds (RELION 0.50/0.49/0.50; see
 
 Coarse to fine (as RELION's ``current_size``): the E-step uses the shells up to the best class
 resolution plus ``adaptive_shells`` (the M-step always uses all), so the pose scores of
-successive iterations use a growing set of frequencies.  A class whose occupancy
-drops below ``reseed_below / K`` is re-seeded by splitting the most populated class (before
-the next E-step, like the re-centring).
+successive iterations use a growing set of frequencies.
+
+Re-seeding with a trial (``reseed_below``, ``split_test_iterations``, ``split_min_ratio``): a
+class whose occupancy drops below ``reseed_below / K`` is re-seeded by splitting the most
+populated class into ``A ± δ`` (before the next E-step, like the re-centring).  If that class
+held two views, EM pulls the halves apart; if it held one view (or views too alike to be told
+apart at this noise), the halves split its images at random, which lowers the ARI (views
+8° apart at signal/noise std 0.3: RELION leaves one class per pair and the extra classes
+empty).  So a split is on trial for ``split_test_iterations`` E-steps; then the halves'
+unregularised averages, class b aligned on class a over ψ and the searched shifts, are
+compared coefficient by coefficient in units of their noise,
+``r = ⟨|N_a/D_a − N_b/D_b|² / (σ²(1/D_a + 1/D_b))⟩`` over the shells up to their resolution
+(:func:`_split_ratio`; r ≈ 1 for two random halves of one view).  ``r ≥ split_min_ratio``
+keeps the split; otherwise the sums of both halves are added (the exact M-step of one class
+holding both) and the other half is retired: it stays empty (prior 0, no image can join it)
+and is never re-seeded again.  With re-seeding alone the two situations look alike to EM;
+with no re-seeding a class that EM empties early never comes back (views 5° apart at std 1:
+every image in one class after the first iteration).
 
 Extras as in RELION: class averages are masked with a soft disc of the particle diameter and
 re-centred on their centre of mass before each E-step (not after the last M-step, so that the
@@ -193,6 +208,14 @@ class Class2DSettings:
     reseed_below : float
         A class whose occupancy falls below ``reseed_below / K`` is re-seeded by splitting the
         most populated class (0: never).
+    split_test_iterations : int
+        A re-seeded split is on trial for this many iterations; then it is kept only if its
+        two halves differ by more than noise (``split_min_ratio``), else the halves are merged
+        back and the emptied class is retired (left empty, never re-seeded again).  0: every
+        split is kept (no test).  See :func:`_split_ratio`.
+    split_min_ratio : float
+        A split is kept when the squared difference of the halves' unregularised averages is
+        at least this multiple of its expectation under noise alone (module notes).
     adaptive_shells : int or None
         The E-step uses Fourier shells up to the best class resolution plus this many shells
         (RELION's coarse-to-fine ``current_size``); None: always every shell up to Nyquist.
@@ -232,6 +255,8 @@ class Class2DSettings:
     prune_fraction: float = 0.0
     batch_size: int | None = None
     reseed_below: float = 0.2
+    split_test_iterations: int = 5
+    split_min_ratio: float = 2.5
     adaptive_shells: int | None = 10
     early_sharpening: float = 2.0
     sharpening_iterations: int = 8
@@ -258,6 +283,15 @@ class Class2DModel:
         Estimated resolution of each class [Å].
     iteration : int
         Completed iterations (0 for the initial model).
+    split_from : Tensor (K,), int64, or None
+        Re-seeding state: ``p ≥ 0`` when class c was split from class p and the split is still
+        on trial; ``-1`` no trial; ``-2`` retired (a split merged back: left empty).  None: no
+        class was ever re-seeded.
+    split_since : Tensor (K,), int64, or None
+        ``iteration`` of the model the split was made from (with ``split_from``).
+    split_tests : tuple of dict
+        The split tests of the M-step that made this model (for the log): class, parent,
+        ratio, coefficients, kept.
     """
 
     classes: torch.Tensor
@@ -266,6 +300,9 @@ class Class2DModel:
     tau2: torch.Tensor
     resolution_angstrom: torch.Tensor
     iteration: int = 0
+    split_from: torch.Tensor | None = None
+    split_since: torch.Tensor | None = None
+    split_tests: tuple = ()
 
 
 @dataclass(frozen=True, eq=False)
@@ -1147,6 +1184,9 @@ def _maximization(
     """New classes, priors, σ², τ² and resolutions from the E-step sums."""
     k = settings.n_classes
     num, den = _back_rotated(sums, grid, k)
+    blocks = grid.row_blocks(sums.weight.shape[0], k)
+    class_weight = sum(sums.weight[rows].reshape(k, -1).sum(1) for rows, _ in blocks)
+    merged, split_from, tests = _test_splits(model, num, den, class_weight, settings, grid)
     if wiener_fraction is not None:  # initial averages: no τ² yet, a Wiener constant
         mean_den = (den * grid.half_weight).sum(-1, keepdim=True) / grid.half_weight.sum()
         regulariser = wiener_fraction * mean_den.clamp_min(1e-12)
@@ -1160,10 +1200,12 @@ def _maximization(
     total = den + regulariser
     averages = torch.where(total > 0, num / total.clamp_min(1e-30), torch.zeros_like(num))
     classes = _finish_classes(averages, grid)
-    sigma2 = _noise_power(sums, classes, grid)
+    residual_classes = classes.clone()  # a merged-back class's images fit its parent
+    for child, parent in merged:
+        residual_classes[child] = classes[parent]
+        classes[child] = 0.0
+    sigma2 = _noise_power(sums, residual_classes, grid)
     tau2 = _signal_power(num, den, sigma2, grid)
-    blocks = grid.row_blocks(sums.weight.shape[0], k)
-    class_weight = sum(sums.weight[rows].reshape(k, -1).sum(1) for rows, _ in blocks)
     prior = (class_weight / class_weight.sum().clamp_min(1e-300)).float()
     resolution = _resolution(tau2, den, sigma2, grid, settings.pixel_size_angstrom)
     return Class2DModel(
@@ -1173,7 +1215,133 @@ def _maximization(
         tau2=tau2,
         resolution_angstrom=resolution,
         iteration=model.iteration + 1,
+        split_from=split_from,
+        split_since=model.split_since,
+        split_tests=tests,
     )
+
+
+def _aligned_half(
+    num: torch.Tensor, den: torch.Tensor, pair: tuple[int, int], grid: _Grid
+) -> tuple[torch.Tensor, torch.Tensor, float, int]:
+    """Class b's sums turned and moved onto class a: (Num_b', Den_b', ψ [deg], shift index).
+
+    Two halves of one view may settle at in-plane angles or centres a few degrees or pixels
+    apart; compared without alignment they would look different.  The Wiener-filtered
+    averages ``N/(D + ⟨D⟩/10)`` are matched over ψ ∈ [−15°, 15°] (1° steps) and the searched
+    translations by the largest cross-correlation; ``Num_b`` is then rotated (real space) and
+    moved, ``Den_b`` rotated (Fourier space), as the M-step turns its sums back.
+    """
+    a, b = pair
+    size, freq = grid.size, grid.frequencies
+
+    def wiener(c: int) -> torch.Tensor:
+        mean_den = (den[c] * grid.half_weight).sum() / grid.half_weight.sum()
+        return num[c] / (den[c] + 0.1 * mean_den.clamp_min(1e-30)) * grid.inside
+
+    psi = torch.arange(-15.0, 15.5, 1.0, device=num.device)
+    turned = _fourier(rotate_images(_real(wiener(b), size), psi))  # (P, F)
+    cross = turned[:, freq].conj() * (wiener(a) * grid.half_weight)[freq]
+    score = cross.real @ grid.phase.real - cross.imag @ grid.phase.imag  # Re(cross·phase)
+    best = int(torch.argmax(score))
+    p, t = divmod(best, grid.phase.shape[1])
+    moved = torch.zeros_like(num[b])
+    num_turned = _fourier(rotate_images(_real(num[b], size), psi[p]))
+    moved[freq] = num_turned[freq] * grid.phase[:, t].conj()
+    den_full = full_from_half_even(den[b].reshape(size, size // 2 + 1), size)
+    den_turned = rotate_images(den_full, psi[p], mode="bilinear")
+    den_moved = half_from_full(den_turned.clamp_min(0.0)).reshape(-1)
+    return moved, den_moved, float(psi[p]), t
+
+
+def _split_ratio(
+    num: torch.Tensor,
+    den: torch.Tensor,
+    pair: tuple[int, int],
+    sigma2: torch.Tensor,
+    grid: _Grid,
+    max_shell: int,
+) -> dict:
+    """How much two classes' unregularised averages differ, in units of their noise.
+
+    After aligning class b on class a (:func:`_aligned_half`),
+    ``r = Σ_k w_k |N_a/D_a − N_b/D_b|² / (σ²(1/D_a + 1/D_b)) / Σ_k w_k`` over the coefficients
+    of shells 1 … ``max_shell`` that both classes have data for (``w_k`` the half-plane
+    weights).  The average ``N/D`` of images assigned with certainty carries noise of power
+    ``σ²/D``, so r ≈ 1 when the two classes hold the same view (r < 1 for soft assignments)
+    and r − 1 ≈ (signal difference power)·D_a D_b /((D_a + D_b) σ²) otherwise.
+    Returns r (``ratio``), the coefficients used, r before alignment and the alignment.
+    """
+    a, b = pair
+    floor = 1e-6 * float(torch.maximum(den[a].max(), den[b].max()).clamp_min(1e-30))
+    shell = grid.shell.reshape(-1)
+    band = (shell >= 1) & (shell <= max_shell)
+    noise_power = _per_frequency(sigma2, grid)
+
+    def ratio(num_b: torch.Tensor, den_b: torch.Tensor) -> tuple[float, int]:
+        use = band & (den[a] > floor) & (den_b > floor)
+        if not bool(use.any()):
+            return 0.0, 0
+        d_a, d_b = den[a][use], den_b[use]
+        diff = num[a][use] / d_a - num_b[use] / d_b
+        noise = noise_power[use] * (1 / d_a + 1 / d_b)
+        weight = grid.half_weight[use]
+        value = (weight * (diff.real**2 + diff.imag**2) / noise).sum() / weight.sum()
+        return float(value), int(use.sum())
+
+    unaligned, _ = ratio(num[b], den[b])
+    num_b, den_b, psi, t = _aligned_half(num, den, pair, grid)
+    aligned, used = ratio(num_b, den_b)
+    return {
+        "ratio": aligned,
+        "coefficients": used,
+        "ratio_unaligned": unaligned,
+        "psi_deg": psi,
+        "shift_px": [float(v) for v in grid.shifts_px[t]],
+    }
+
+
+def _test_splits(
+    model: Class2DModel,
+    num: torch.Tensor,
+    den: torch.Tensor,
+    class_weight: torch.Tensor,
+    settings: Class2DSettings,
+    grid: _Grid,
+) -> tuple[list[tuple[int, int]], torch.Tensor | None, tuple]:
+    """Keep or merge back the re-seeded splits whose trial is over (mutates the sums).
+
+    A split of parent p into (p, c) made ``split_test_iterations`` E-steps ago is kept when
+    :func:`_split_ratio` of the two halves, over the shells up to the better of their
+    resolutions, is at least ``split_min_ratio``.  Otherwise the halves' sums are added
+    (``Num_p += Num_c``, ``Den_p += Den_c``, weights likewise: exactly the M-step of one class
+    holding both halves' images) and c is retired.  Returns the merged (child, parent)
+    pairs, the new ``split_from`` and the tests made (for the log).
+    """
+    if model.split_from is None:
+        return [], None, ()
+    split_from = model.split_from.clone()
+    merged, tests = [], []
+    size, pixel = grid.size, settings.pixel_size_angstrom
+    for child in torch.nonzero(split_from >= 0).reshape(-1).tolist():
+        parent = int(split_from[child])
+        if model.iteration + 1 - int(model.split_since[child]) < settings.split_test_iterations:
+            continue
+        best = float(model.resolution_angstrom[[child, parent]].min())
+        max_shell = min(size // 2, max(4, round(size * pixel / max(best, 2 * pixel))))
+        test = _split_ratio(num, den, (parent, child), model.sigma2, grid, max_shell)
+        keep = test["ratio"] >= settings.split_min_ratio
+        tests.append({"class": child + 1, "parent": parent + 1, **test, "kept": keep})
+        if keep or test["coefficients"] == 0:  # a half with no image: nothing to test
+            split_from[child] = -1
+            continue
+        num[parent] += num[child]
+        den[parent] += den[child]
+        class_weight[parent] += class_weight[child]
+        num[child], den[child], class_weight[child] = 0, 0, 0
+        split_from[child] = -2
+        merged.append((child, parent))
+    return merged, split_from, tuple(tests)
 
 
 def _reseed(
@@ -1183,19 +1351,34 @@ def _reseed(
 
     The two halves are ``A ± δ``, ``δ`` a smooth random image (seeded by the iteration) with
     20 % of A's standard deviation; the largest class's prior is shared between them.  EM then
-    pulls the halves apart if the class holds more than one view, and merges them otherwise.
+    pulls the halves apart if the class holds more than one view.  With
+    ``split_test_iterations > 0`` the split is on trial (``model.split_from``): the M-step
+    that ends the trial keeps it or merges the halves back (:func:`_test_splits`).  Classes on
+    trial are neither re-seeded nor split again until their trial ends; retired classes
+    (merged back) stay empty.
     """
     k = settings.n_classes
     if settings.reseed_below <= 0 or k < 2:
         return model, []
     classes, prior = model.classes.clone(), model.class_prior.clone()
     tau2 = model.tau2.clone()
+    no_state = torch.full((k,), -1, dtype=torch.int64)
+    split_from = no_state.clone() if model.split_from is None else model.split_from.clone()
+    since = torch.zeros(k, dtype=torch.int64) if model.split_since is None else model.split_since
+    since = since.clone()
+    available = (split_from == -1).to(prior.device)  # not on trial, not retired
+    for child in torch.nonzero(split_from >= 0).reshape(-1).tolist():
+        available[int(split_from[child])] = False
     generator = torch.Generator().manual_seed(7919 * model.iteration + k)
     done = []
     for c in range(k):  # loop over classes (few)
-        if float(prior[c]) >= settings.reseed_below / k:
+        if float(prior[c]) >= settings.reseed_below / k or not bool(available[c]):
             continue
-        big = int(torch.argmax(prior))
+        candidates = torch.where(available, prior, torch.full_like(prior, -1.0))
+        candidates[c] = -1.0
+        big = int(torch.argmax(candidates))
+        if float(candidates[big]) <= 0:
+            break
         noise = torch.randn(grid.size, grid.size, generator=generator).to(classes)
         smooth = _fourier(noise) * torch.exp(-((grid.shell.reshape(-1) / (grid.size / 8)) ** 2))
         delta = _real(smooth, grid.size)
@@ -1206,9 +1389,15 @@ def _reseed(
         prior[c] = prior[big] = prior[big] / 2
         tau2[c] = tau2[big]
         done.append(c + 1)
+        if settings.split_test_iterations > 0:
+            split_from[c], since[c] = big, model.iteration
+            available[c] = available[big] = False
     if not done:
         return model, []
-    return replace(model, classes=classes, class_prior=prior, tau2=tau2), done
+    state = {}
+    if settings.split_test_iterations > 0:
+        state = {"split_from": split_from, "split_since": since}
+    return replace(model, classes=classes, class_prior=prior, tau2=tau2, **state), done
 
 
 def _recentred(classes: torch.Tensor, settings: Class2DSettings) -> torch.Tensor:
@@ -1554,6 +1743,7 @@ def iteration_log(new: Class2DModel, stats: EStepStats, reseeded: list[int]) -> 
         "occupancies": [float(v) for v in new.class_prior.cpu()],
         "resolution_angstrom": [float(v) for v in new.resolution_angstrom.cpu()],
         "reseeded": reseeded,
+        "split_tests": [dict(t) for t in new.split_tests],
         "pruned_mass_mean": stats.pruned_mass_sum / max(stats.count, 1),
         "pruned_mass_max": stats.pruned_mass_max,
         "estep_max_shell": stats.max_shell,

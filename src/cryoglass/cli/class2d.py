@@ -63,6 +63,19 @@ def _read_particles(star: Path, use_ctf: bool, datadir: Path | None = None):
     return particles, pixel, ctf
 
 
+def _progress_line(entry: dict) -> str:
+    """One line per iteration: log-likelihood, occupancies, re-seeded classes, split trials."""
+    occ = " ".join(f"{v:.2f}" for v in entry["occupancies"])
+    line = f"iteration {entry['iteration']}: log p(X | model) {entry['log_likelihood']:.6g}, "
+    line += f"occupancies {occ}"
+    if entry.get("reseeded"):
+        line += f"; re-seeded class {', '.join(map(str, entry['reseeded']))}"
+    for test in entry.get("split_tests", []):
+        verdict = "kept" if test["kept"] else "merged back"
+        line += f"; split {test['parent']}/{test['class']} {verdict} (r = {test['ratio']:.2f})"
+    return line
+
+
 def _save_state(out: Path, model, assignments, log: list[dict], description: dict) -> None:
     """Checkpoint after a completed iteration: tensors in .pt (weights-only), the rest in JSON."""
     from cryoglass.classify import checkpoint_record, checkpoint_tensors
@@ -206,12 +219,7 @@ def _classify(
                 model, assignments, entry = iteration(model, advance)
                 log.append(entry)
                 _save_state(out, model, assignments, log, description)
-                occ = " ".join(f"{v:.2f}" for v in entry["occupancies"])
-                typer.echo(
-                    f"iteration {entry['iteration']}: log p(X | model) "
-                    f"{entry['log_likelihood']:.6g}, occupancies {occ}",
-                    err=True,
-                )
+                typer.echo(_progress_line(entry), err=True)
         if client is not None:
             from cryoglass.distributed.commands import memory_summary
 

@@ -119,6 +119,7 @@ def write_class2d_report(
         )
         for c in _by_occupancy(model)
     )
+    sections_extra = _reseed_sections(log)
     path = folder / "report.html"
     write_html_report(
         path,
@@ -145,6 +146,34 @@ def write_class2d_report(
                 ),
                 figures=(("convergence.png", "log-likelihood and class occupancies"),),
             ),
+            *sections_extra,
         ],
     )
     return path
+
+
+def _reseed_sections(log: list[dict]) -> list[Section]:
+    """A section listing the re-seeded classes and the split trials, if there were any."""
+    rows = []
+    for entry in log:
+        for c in entry.get("reseeded", []):
+            rows.append((f"iteration {entry['iteration']}", f"class {c} re-seeded by a split"))
+        for t in entry.get("split_tests", []):
+            verdict = "kept" if t["kept"] else f"merged back into class {t['parent']}"
+            rows.append(
+                (
+                    f"iteration {entry['iteration']}",
+                    f"split {t['parent']}/{t['class']}: r = {t['ratio']:.2f} over "
+                    f"{t['coefficients']} coefficients, {verdict}",
+                )
+            )
+    if not rows:
+        return []
+    text = (
+        "A class that fell below the re-seeding occupancy was refilled by splitting the "
+        "largest class.  After the trial iterations the two halves' averages were aligned "
+        "and compared in units of their noise: r ≈ 1 means they show the same view "
+        "(split merged back, the emptied class retired), r ≥ the threshold a real difference "
+        "(split kept).",
+    )
+    return [Section("Re-seeded classes", text, tuple(rows))]
