@@ -142,7 +142,7 @@ def finish(rows: dict, folder: Path) -> None:
     if "relion" in rows:
         ratio = rows["cryoglass"]["wall_s"] / rows["relion"]["wall_s"]
         cpu_ratio = rows["cryoglass"]["cpu_s"] / rows["relion"]["cpu_s"]
-        print(f"time ratio cryoglass/relion: {ratio:.2f} wall, {cpu_ratio:.2f} CPU")
+        print(f"time ratio cryoglass/relion: {ratio:.3g} wall, {cpu_ratio:.3g} CPU")
     print(f"load after: {os.getloadavg()[0]:.2f}; folder {folder}")
     (folder / "bench.json").write_text(json.dumps(rows, indent=2) + "\n")
 
