@@ -133,3 +133,28 @@ def test_class2d_rejects_bad_input(dataset, tmp_path):
     (tmp_path / "d" / "x").write_text("x")
     busy = _run("class2d", star, "--classes", 2, "--out", tmp_path / "d")
     assert busy.exit_code != 0 and "not empty" in busy.output
+
+
+def test_progress_line_and_report_say_what_a_split_trial_did():
+    """The iteration line and the report name the re-seeded class and each split's verdict."""
+    from cryoglass.report.class2d import _reseed_sections
+
+    entry = {
+        "iteration": 7,
+        "log_likelihood": -1.5e6,
+        "occupancies": [0.5, 0.0, 0.5],
+        "reseeded": [3],
+        "split_tests": [
+            {"class": 2, "parent": 1, "ratio": 1.13, "coefficients": 155, "kept": False}
+        ],
+    }
+    line = class2d._progress_line(entry)
+    assert line.startswith("iteration 7: log p(X | model) -1.5e+06, occupancies 0.50 0.00 0.50")
+    assert "re-seeded class 3" in line and "split 1/2 merged back (r = 1.13)" in line
+    (section,) = _reseed_sections([entry])
+    assert ("iteration 7", "class 3 re-seeded by a split") in section.table
+    assert (
+        "iteration 7",
+        "split 1/2: r = 1.13 over 155 coefficients, merged back into class 1",
+    ) in section.table
+    assert _reseed_sections([{**entry, "reseeded": [], "split_tests": []}]) == []

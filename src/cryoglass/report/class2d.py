@@ -173,7 +173,7 @@ def _reseed_sections(log: list[dict]) -> list[Section]:
         "A class that fell below the re-seeding occupancy was refilled by splitting the "
         "largest class.  After the trial iterations the two halves' averages were aligned "
         "and compared in units of their noise: r ≈ 1 means they show the same view "
-        "(split merged back, the emptied class retired), r ≥ the threshold a real difference "
-        "(split kept).",
+        "(split merged back, the emptied class retired); r at or above the threshold "
+        "(Class2DSettings.split_min_ratio, 2.5) a real difference (split kept).",
     )
     return [Section("Re-seeded classes", text, tuple(rows))]
