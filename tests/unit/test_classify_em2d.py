@@ -446,18 +446,19 @@ def _split_model(classes: torch.Tensor, sigma2: float):
     )
 
 
-def _views_data(volume, labels_views: torch.Tensor, n: int, seed: int):
+def _views_data(volume, views: torch.Tensor, n: int, seed: int):
+    """n images of the views at SNR 0.5 divided by the noise σ, and the views at that scale."""
     data = simulate_views(
         volume,
-        view_euler_deg=labels_views,
+        view_euler_deg=views,
         n=n,
         pixel_size_angstrom=PIXEL,
         snr=0.5,
         generator=torch.Generator().manual_seed(seed),
         shift_range_angstrom=5.0,
     )
-    images = data.images / data.noise_std
-    return data, images
+    clean = data.views / data.views.std() * 0.5**0.5  # signal std √SNR of the unit noise
+    return data, data.images / data.noise_std, clean
 
 
 TRIAL = replace(SETTINGS, tau2_fudge=None, split_test_iterations=1, offset_step_angstrom=PIXEL)
@@ -466,8 +467,7 @@ TRIAL = replace(SETTINGS, tau2_fudge=None, split_test_iterations=1, offset_step_
 def test_a_split_of_one_view_is_merged_back_and_its_class_retired(volume):
     """Classes 0 and 1 hold the same view (1 a re-seeded copy): the trial merges them into
     class 0 (its occupancy the sum), class 1 is emptied and never re-seeded again."""
-    data, images = _views_data(volume, VIEWS[:2], 240, seed=5)
-    clean = data.views / data.views.std() * images.std() * 0.5**0.5 / (1.5**0.5)
+    data, images, clean = _views_data(volume, VIEWS[:2], 240, seed=5)
     start = torch.stack((clean[0], rotate_images(clean[0], torch.tensor(3.0)), clean[1]))
     model = _split_model(start, sigma2=float(N * N))
     batches = tensor_batches(images, 64)
@@ -487,8 +487,7 @@ def test_a_split_of_one_view_is_merged_back_and_its_class_retired(volume):
 
 def test_a_split_of_two_views_is_kept(volume):
     """Class 1 took a second view after the split: the trial keeps it."""
-    data, images = _views_data(volume, VIEWS, 240, seed=6)
-    clean = data.views / data.views.std() * images.std() * 0.5**0.5 / (1.5**0.5)
+    data, images, clean = _views_data(volume, VIEWS, 240, seed=6)
     model = _split_model(clean, sigma2=float(N * N))
     new, _, log = em_iteration(
         model, tensor_batches(images, 64)(), n_particles=240, ctf=data.ctf, settings=TRIAL
