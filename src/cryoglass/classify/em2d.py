@@ -1110,6 +1110,21 @@ def _expectation(
 # ----------------------------------------------------------------------------- M-step
 
 
+def _turned(
+    num: torch.Tensor, den: torch.Tensor, psi_deg: torch.Tensor, grid: _Grid
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sums (..., F) turned in-plane by ψ: Num in real space, Den on the full grid (..., N, N).
+
+    Num is turned as an image (bicubic), Den as a centred Fourier array (bilinear); the
+    caller sums and returns them to the half plane (``_fourier``, ``half_from_full``).
+    """
+    size = grid.size
+    num_images = rotate_images(_real(num, size), psi_deg)
+    den_half = den.reshape(*den.shape[:-1], size, size // 2 + 1)
+    den_full = rotate_images(full_from_half_even(den_half, size), psi_deg, mode="bilinear")
+    return num_images, den_full
+
+
 def _back_rotated(
     sums: _Sums | EStepStats, grid: _Grid, n_classes: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -1119,14 +1134,19 @@ def _back_rotated(
     den_full = torch.zeros(n_classes, size, size)
     num, den_full = num.to(sums.num.device), den_full.to(sums.num.device)
     for rows, angles in grid.row_blocks(sums.num.shape[0], n_classes):
-        n_angles = angles.shape[0]
-        back = -angles[None, :]
-        num_images = _real(sums.num[rows], size).reshape(n_classes, n_angles, size, size)
-        num += _fourier(rotate_images(num_images, back).sum(1))
-        den = sums.den[rows].reshape(n_classes, n_angles, size, size // 2 + 1)
-        den_full += rotate_images(full_from_half_even(den, size), back, mode="bilinear").sum(1)
+        shape = (n_classes, angles.shape[0], -1)
+        num_images, den_turned = _turned(
+            sums.num[rows].reshape(shape), sums.den[rows].reshape(shape), -angles[None, :], grid
+        )
+        num += _fourier(num_images.sum(1))
+        den_full += den_turned.sum(1)
     den = half_from_full(den_full.clamp_min(0.0)).reshape(n_classes, -1)
     return num, den
+
+
+def _mean_den(den: torch.Tensor, grid: _Grid) -> torch.Tensor:
+    """Mean of Den over the Nyquist circle's independent coefficients, (..., 1)."""
+    return (den * grid.half_weight).sum(-1, keepdim=True) / grid.half_weight.sum()
 
 
 def _finish_classes(averages: torch.Tensor, grid: _Grid) -> torch.Tensor:
@@ -1188,8 +1208,7 @@ def _maximization(
     class_weight = sum(sums.weight[rows].reshape(k, -1).sum(1) for rows, _ in blocks)
     merged, split_from, tests = _test_splits(model, num, den, class_weight, settings, grid)
     if wiener_fraction is not None:  # initial averages: no τ² yet, a Wiener constant
-        mean_den = (den * grid.half_weight).sum(-1, keepdim=True) / grid.half_weight.sum()
-        regulariser = wiener_fraction * mean_den.clamp_min(1e-12)
+        regulariser = wiener_fraction * _mean_den(den, grid).clamp_min(1e-12)
     elif settings.tau2_fudge is None:
         regulariser = torch.zeros_like(den)
     else:
@@ -1236,8 +1255,7 @@ def _aligned_half(
     size, freq = grid.size, grid.frequencies
 
     def wiener(c: int) -> torch.Tensor:
-        mean_den = (den[c] * grid.half_weight).sum() / grid.half_weight.sum()
-        return num[c] / (den[c] + 0.1 * mean_den.clamp_min(1e-30)) * grid.inside
+        return num[c] / (den[c] + 0.1 * _mean_den(den[c], grid).clamp_min(1e-30)) * grid.inside
 
     psi = torch.arange(-15.0, 15.5, 1.0, device=num.device)
     turned = _fourier(rotate_images(_real(wiener(b), size), psi))  # (P, F)
@@ -1245,12 +1263,10 @@ def _aligned_half(
     score = cross.real @ grid.phase.real - cross.imag @ grid.phase.imag  # Re(cross·phase)
     best = int(torch.argmax(score))
     p, t = divmod(best, grid.phase.shape[1])
+    num_images, den_full = _turned(num[b], den[b], psi[p], grid)
     moved = torch.zeros_like(num[b])
-    num_turned = _fourier(rotate_images(_real(num[b], size), psi[p]))
-    moved[freq] = num_turned[freq] * grid.phase[:, t].conj()
-    den_full = full_from_half_even(den[b].reshape(size, size // 2 + 1), size)
-    den_turned = rotate_images(den_full, psi[p], mode="bilinear")
-    den_moved = half_from_full(den_turned.clamp_min(0.0)).reshape(-1)
+    moved[freq] = _fourier(num_images)[freq] * grid.phase[:, t].conj()
+    den_moved = half_from_full(den_full.clamp_min(0.0)).reshape(-1)
     return moved, den_moved, float(psi[p]), t
 
 
@@ -1362,10 +1378,10 @@ def _reseed(
         return model, []
     classes, prior = model.classes.clone(), model.class_prior.clone()
     tau2 = model.tau2.clone()
-    no_state = torch.full((k,), -1, dtype=torch.int64)
-    split_from = no_state.clone() if model.split_from is None else model.split_from.clone()
-    since = torch.zeros(k, dtype=torch.int64) if model.split_since is None else model.split_since
-    since = since.clone()
+    if model.split_from is None:
+        split_from, since = torch.full((k,), -1), torch.zeros(k, dtype=torch.int64)
+    else:
+        split_from, since = model.split_from.clone(), model.split_since.clone()
     available = (split_from == -1).to(prior.device)  # not on trial, not retired
     for child in torch.nonzero(split_from >= 0).reshape(-1).tolist():
         available[int(split_from[child])] = False
