@@ -313,6 +313,9 @@ def main(
     task read from the shared stack; the client merges the statistics and does the M-step
     (same result as one process up to float rounding; --continue works the same way).
 
+    An emptied class is re-seeded by splitting the largest one; five iterations later the split
+    is kept only if its halves differ by more than noise, else merged back (the log says which).
+
     \b
     Example:
       cryoglass class2d particles.star --classes 20 --iterations 25 --out class2d \\
